@@ -1,0 +1,68 @@
+"""``--config FILE``: a TOML file that sets any CLI option, for every sixlab command.
+
+Options given on the command line win over the file; the file wins over the defaults. Keys are option names,
+dashed or underscored (``batch-size`` or ``batch_size``); an unknown key is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sixlab_shared.errors import UserError
+
+
+def read_toml_config(path: str | os.PathLike[str], *, allowed: set[str] | None = None) -> dict[str, Any]:
+    """Read a TOML config into a flat ``{option_name: value}`` dict with underscored names.
+
+    A table named after the command (``[fit]``) is merged over top-level keys, so one file can serve several
+    verbs; pass only that table's content by reading it yourself if you need otherwise.
+
+    Args:
+        path: the TOML file.
+        allowed: the option names accepted (underscored); ``None`` accepts anything.
+
+    Raises:
+        UserError: the file is missing, is not valid TOML, or names an option not in ``allowed``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} does not exist; pass an existing TOML file to --config")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+    flat = {key.replace("-", "_"): value for key, value in data.items() if not isinstance(value, dict)}
+    if allowed is not None:
+        unknown = sorted(set(flat) - allowed)
+        if unknown:
+            raise UserError(
+                f"config file {str(path)!r} sets unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
+    return flat
+
+
+def config_option_callback(ctx: Any, param: Any, value: str | None) -> str | None:
+    """Click/typer callback for an eager ``--config`` option: loads the file into the command's defaults.
+
+    Use it as ``typer.Option(None, "--config", is_eager=True, callback=config_option_callback)``. Values from the
+    file become the defaults of the command's other options, so explicit command-line options still win.
+
+    Raises:
+        click.BadParameter: the file is missing, invalid, or sets an option the command does not have (click
+            prints it as one line and exits with status 2).
+    """
+    if not value:
+        return value
+    import click  # present wherever typer is; imported here so the shared package does not depend on it
+
+    allowed = {p.name for p in ctx.command.params if p.name and p.name != param.name}
+    try:
+        values = read_toml_config(value, allowed=allowed)
+    except UserError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+    ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value

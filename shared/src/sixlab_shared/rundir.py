@@ -1,0 +1,183 @@
+"""The run directory: resolved config, line-by-line metrics, an atomic summary, atomic checkpoints.
+
+Layout of ``RunDir(path)``::
+
+    path/config.json       the resolved configuration + versions, seed, device, git commit (written once per run)
+    path/metrics.jsonl     one JSON object per line, appended and flushed line by line (survives a killed process)
+    path/summary.json      final results, written atomically (old summary or new, never half)
+    path/checkpoints/      *.safetensors written atomically by save_checkpoint
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sixlab_shared.atomic import _json_default, atomic_write_json
+from sixlab_shared.checkpoint import load_checkpoint, save_checkpoint
+from sixlab_shared.device import is_main_process
+from sixlab_shared.errors import UserError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Versions and platform facts worth recording with a run (python, torch, numpy, CUDA, given packages)."""
+    versions: dict[str, str | None] = {}
+    for name in ("sixlab-shared", "torch", "numpy", *packages):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "cuda": torch.version.cuda,
+        "git_commit": _git_commit(Path.cwd()),
+        "argv": sys.argv,
+        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+class RunDir:
+    """A run's output folder; only the main process writes (the others' writes are no-ops).
+
+    Args:
+        path: the folder (created if missing).
+        resume: continue an existing run: ``metrics.jsonl`` is appended to, ``config.json`` must already exist.
+        overwrite: allow starting a fresh run in a folder that already holds ``config.json``. Without it (and
+            without ``resume``), that is an error, so a finished run is never clobbered by accident.
+
+    Raises:
+        UserError: the folder holds a run and neither ``resume`` nor ``overwrite`` was given; ``resume`` was
+            given but there is no run to resume; the path exists and is not a folder.
+
+    Example:
+        >>> import tempfile
+        >>> run = RunDir(tempfile.mkdtemp() + "/run")
+        >>> run.write_config({"lr": 0.1}, seed=0)
+        >>> run.log_metrics(step=1, loss=0.5)
+        >>> run.read_metrics()[0]["loss"]
+        0.5
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
+        self.path = Path(path)
+        self.resume = resume
+        self.is_writer = is_main_process()
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {str(self.path)!r} exists and is not a folder; choose another path")
+        has_run = (self.path / CONFIG_FILE).is_file()
+        if resume and not has_run:
+            raise UserError(f"--resume given but {str(self.path)!r} holds no run (no {CONFIG_FILE}); drop --resume")
+        if has_run and not resume and not overwrite:
+            raise UserError(
+                f"{str(self.path)!r} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if self.is_writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if has_run and overwrite and not resume:
+                (self.path / METRICS_FILE).unlink(missing_ok=True)
+
+    def file(self, name: str) -> Path:
+        """Path of a file inside the run directory (parent folders created)."""
+        target = self.path / name
+        if self.is_writer:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def write_config(
+        self,
+        config: dict[str, Any],
+        *,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+        packages: tuple[str, ...] = (),
+    ) -> None:
+        """Write ``config.json``: the resolved configuration, seed, device and :func:`environment_info`."""
+        if not self.is_writer:
+            return
+        record = {
+            "config": config,
+            "seed": seed,
+            "device": None if device is None else str(device),
+            "environment": environment_info(packages),
+        }
+        atomic_write_json(self.path / CONFIG_FILE, record)
+
+    def read_config(self) -> dict[str, Any]:
+        """The ``config`` part of ``config.json``."""
+        return json.loads((self.path / CONFIG_FILE).read_text())["config"]
+
+    def log_metrics(self, step: int | None = None, **metrics: Any) -> None:
+        """Append one line to ``metrics.jsonl`` and flush it to the OS, so a killed process keeps it.
+
+        Keys are namespaced by convention (``loss/total``, ``eval/fd``).
+        """
+        if not self.is_writer:
+            return
+        record = {"step": step, **metrics} if step is not None else dict(metrics)
+        line = json.dumps(record, default=_json_default)
+        with open(self.path / METRICS_FILE, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete line of ``metrics.jsonl`` (a torn last line from a crash is ignored)."""
+        target = self.path / METRICS_FILE
+        if not target.is_file():
+            return []
+        records = []
+        for line in target.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Atomically write ``summary.json``."""
+        if self.is_writer:
+            atomic_write_json(self.path / SUMMARY_FILE, summary)
+
+    def checkpoint_path(self, name: str = "last") -> Path:
+        """``checkpoints/<name>.safetensors`` inside the run directory."""
+        return self.path / CHECKPOINT_DIR / f"{name}.safetensors"
+
+    def save_checkpoint(self, state: dict[str, Any], name: str = "last") -> Path:
+        """Atomically save a nested ``state`` (see :func:`sixlab_shared.save_checkpoint`)."""
+        target = self.checkpoint_path(name)
+        if self.is_writer:
+            save_checkpoint(target, state)
+        return target
+
+    def load_checkpoint(self, name: str = "last", *, device: str | torch.device = "cpu") -> dict[str, Any]:
+        """Load ``checkpoints/<name>.safetensors``."""
+        return load_checkpoint(self.checkpoint_path(name), device=device)
+
+    def has_checkpoint(self, name: str = "last") -> bool:
+        """Whether ``checkpoints/<name>.safetensors`` exists."""
+        return self.checkpoint_path(name).is_file()
