@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from sixlab_shared.atomic import _json_default, atomic_write_with
@@ -86,7 +86,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
         with safe_open(str(path), framework="pt", device=str(device)) as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise UserError(f"checkpoint {str(path)!r} could not be read as safetensors ({err})") from err
     if _META_KEY not in metadata:
         raise UserError(f"checkpoint {str(path)!r} has no sixlab metadata; it was not written by save_checkpoint")

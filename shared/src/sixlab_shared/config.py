@@ -52,17 +52,23 @@ def config_option_callback(ctx: Any, param: Any, value: str | None) -> str | Non
     file become the defaults of the command's other options, so explicit command-line options still win.
 
     Raises:
-        click.BadParameter: the file is missing, invalid, or sets an option the command does not have (click
+        BadParameter: the file is missing, invalid, or sets an option the command does not have (click
             prints it as one line and exits with status 2).
     """
     if not value:
         return value
-    import click  # present wherever typer is; imported here so the shared package does not depend on it
+    # Imported here so the shared package does not depend on a CLI library. Recent typer vendors its own click,
+    # whose parser only recognises its own exception classes: raise typer's where typer is the caller.
+    try:
+        from typer import BadParameter
+    except ImportError:  # a plain click application
+        from click import BadParameter
 
-    allowed = {p.name for p in ctx.command.params if p.name and p.name != param.name}
+    # Hidden options with expose_value=False (typer's --install-completion) are not settable from a file.
+    allowed = {p.name for p in ctx.command.params if p.name and p.expose_value and p.name != param.name}
     try:
         values = read_toml_config(value, allowed=allowed)
     except UserError as err:
-        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+        raise BadParameter(str(err), ctx=ctx, param=param) from err
     ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
