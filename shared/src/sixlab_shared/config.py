@@ -57,14 +57,11 @@ def config_option_callback(ctx: Any, param: Any, value: str | None) -> str | Non
     """
     if not value:
         return value
-    # Imported here so the shared package does not depend on a CLI library. Recent typer vendors its own click,
-    # whose parser only recognises its own exception classes: raise typer's where typer is the caller.
-    try:
-        from typer import BadParameter
-    except ImportError:  # a plain click application
-        from click import BadParameter
+    # Imported here so the shared package does not depend on a CLI library (extra `sixlab-shared[cli]`). Recent
+    # typer vendors its own click, whose parser only recognises typer's exception classes.
+    from typer import BadParameter
 
-    # Hidden options with expose_value=False (typer's --install-completion) are not settable from a file.
+    # Hidden options (expose_value=False, e.g. typer's --install-completion) are not settable from a file.
     allowed = {p.name for p in ctx.command.params if p.name and p.expose_value and p.name != param.name}
     try:
         values = read_toml_config(value, allowed=allowed)
