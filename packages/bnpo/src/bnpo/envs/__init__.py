@@ -1,0 +1,67 @@
+"""gymnasium environments of bnpo, registered under the ``bnpo/`` namespace, and their scripted experts.
+
+========================  ======================================  ==========
+id                        environment                             horizon
+========================  ======================================  ==========
+``bnpo/Room-v0``          Room(V), ``n_rooms=6`` by default       6 steps
+``bnpo/Line-v0``          Line, positions 0..9, K_true = 2        20 steps
+``bnpo/Landmarks-v0``     7x7 grid, 4 hidden landmarks            30 steps
+========================  ======================================  ==========
+
+``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from bnpo.envs.landmarks import LandmarksEnv, LandmarksExpert
+from bnpo.envs.line import LineEnv, LineExpert
+from bnpo.envs.room import RoomEnv, RoomExpert
+
+ENV_IDS = {
+    "bnpo/Room-v0": ("bnpo.envs.room:RoomEnv", 6),
+    "bnpo/Line-v0": ("bnpo.envs.line:LineEnv", 20),
+    "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
+}
+
+
+def register_envs() -> None:
+    """Register the bnpo environments with gymnasium (idempotent; done on ``import bnpo``)."""
+    for env_id, (entry_point, horizon) in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=horizon)
+
+
+def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
+    """The scripted expert of a bnpo environment (``policy(obs, info) -> action``).
+
+    Args:
+        env: a bnpo environment, wrapped or not.
+        epsilon: probability of a uniform random action (defaults: Room 0, Line 0, Landmarks 0.05).
+        seed: the expert's own randomness.
+
+    Raises:
+        ValueError: ``env`` is not a bnpo environment.
+    """
+    base = env.unwrapped
+    if isinstance(base, RoomEnv):
+        return RoomExpert(base.n_rooms, epsilon=epsilon or 0.0, seed=seed)
+    if isinstance(base, LineEnv):
+        return LineExpert(epsilon=epsilon or 0.0, seed=seed)
+    if isinstance(base, LandmarksEnv):
+        return LandmarksExpert(epsilon=0.05 if epsilon is None else epsilon, seed=seed)
+    raise ValueError(f"no scripted expert for {type(base).__name__}; pass your own policy(obs, info) callable")
+
+
+__all__ = [
+    "ENV_IDS",
+    "LandmarksEnv",
+    "LandmarksExpert",
+    "LineEnv",
+    "LineExpert",
+    "RoomEnv",
+    "RoomExpert",
+    "make_expert",
+    "register_envs",
+]

@@ -1,0 +1,380 @@
+"""Offline option discovery: the training loop, checkpoints that rebuild a grown model, and evaluation.
+
+``fit()`` reads top to bottom: derive sizes, split, build, (resume), then per epoch the schedules, the growth check on
+the first minibatch of every 10th epoch, the minibatch updates, logging and checkpointing, and growth at the epoch
+boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bnpo import metrics, schedules
+from bnpo.data import Dataset
+from bnpo.model import OptionModel, OptionModelConfig
+from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last"
+
+
+class CheckpointError(UserError):
+    """A checkpoint does not match the configuration or is not a bnpo checkpoint."""
+
+
+@dataclass
+class FitConfig:
+    """Everything ``fit()`` needs (the CLI maps its options onto this; saved in config.json and checkpoints)."""
+
+    nonparametric: bool = True
+    """Grow K from 1 with the stick-breaking prior (§1.4-1.5); False trains a fixed number ``k`` of options."""
+    k: int = 3
+    """Number of options for a fixed-K run (ignored when nonparametric)."""
+    epochs: int = 500
+    """Training epochs."""
+    batch_size: int = 512
+    """Trajectories per minibatch (capped at the training-set size); batches wrap across epochs, always full."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 1e-4
+    """Adam (L2) weight decay."""
+    grad_clip: float = 5.0
+    """Gradient-norm clip."""
+    tau_initial: float = 1.0
+    """Initial temperature of the relaxations."""
+    tau_decay: float = 0.999
+    """Temperature multiplied by this every epoch."""
+    entropy_initial: float = 5.0
+    """Initial weight of the usage-entropy bonus (lambda_ent)."""
+    entropy_decay: float = 0.999
+    """lambda_ent multiplied by this every epoch (public code 0.995; 0.999 recovers K reliably, reference §2.4)."""
+    growth_every: int = 10
+    """Check the growth rule every this many epochs (0, 10, 20, ...)."""
+    growth_tol: float = 0.5
+    """Add an option when every option's usage is >= growth_tol / K."""
+    estimator: str = "plugin"
+    """Prior estimator: ``plugin`` (public code) or ``mc`` (corrected Monte Carlo), see ``bnpo.prior``."""
+    n_stick_draws: int = 30
+    """Stick draws for the plug-in average / Monte Carlo KL."""
+    seq_len: int | None = None
+    """Steps per trajectory T (first T steps of each episode); default: the shortest episode."""
+    holdout_fraction: float = 0.01
+    """Fraction of trajectories held out for the exact log-likelihood (at least one when there are >= 2)."""
+    policy_hidden: list[int] = field(default_factory=lambda: [16])
+    """Policy trunk sizes."""
+    termination_hidden: list[int] = field(default_factory=lambda: [16])
+    """Termination trunk sizes."""
+    encoder_hidden: int = 32
+    """Encoder embedding, LSTM and head width."""
+    checkpoint_every: int = 50
+    """Save a checkpoint every this many epochs (and at the end) when a run directory is given."""
+    seed: int = 0
+    """Seeds the split, the initialisation, minibatch order and every sample."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "k": self.k >= 1,
+            "lr": self.lr > 0,
+            "holdout_fraction": 0.0 <= self.holdout_fraction < 1.0,
+            "estimator": self.estimator in ("plugin", "mc"),
+            "growth_tol": self.growth_tol > 0,
+            "checkpoint_every": self.checkpoint_every >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            name = bad[0]
+            raise UserError(f"invalid fit option {name}={getattr(self, name)!r}; see `bnpo fit --help`")
+
+    def model_config(self, obs_dim: int, n_actions: int, continuous: bool) -> OptionModelConfig:
+        """The model sizes this run builds (initial K = 1 when nonparametric)."""
+        return OptionModelConfig(
+            obs_dim=obs_dim,
+            n_actions=n_actions,
+            n_options=1 if self.nonparametric else self.k,
+            continuous=continuous,
+            policy_hidden=list(self.policy_hidden),
+            termination_hidden=list(self.termination_hidden),
+            encoder_embed=self.encoder_hidden,
+            encoder_hidden=self.encoder_hidden,
+            head_hidden=self.encoder_hidden,
+            estimator=self.estimator,
+            n_stick_draws=self.n_stick_draws,
+            seed=derive_seed(self.seed, "init"),
+        )
+
+
+@dataclass
+class FitResult:
+    """What ``fit()`` returns."""
+
+    model: OptionModel
+    history: list[dict[str, Any]]
+    train_index: torch.Tensor
+    heldout_index: torch.Tensor
+    seconds: float
+
+
+class BatchStream:
+    """Minibatch indices drawn from successive random permutations, wrapping across epochs (always full)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.generator = make_generator(seed)
+        self.buffer = torch.empty(0, dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        """The next (batch_size,) indices."""
+        while self.buffer.numel() < self.batch_size:
+            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
+        batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
+        return batch
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Generator state and remaining indices."""
+        return {"generator": self.generator.get_state(), "buffer": self.buffer.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+        self.buffer = state["buffer"].long()
+
+
+def make_optimizer(model: OptionModel, initial_k: int, config: FitConfig) -> torch.optim.Adam:
+    """Adam with one group for the model as built and one group per option added since (reference §1.5)."""
+    added = [p for k in range(initial_k, model.n_options) for p in model.option_parameters(k)]
+    added_ids = {id(p) for p in added}
+    base = [p for p in model.parameters() if id(p) not in added_ids]
+    optimizer = torch.optim.Adam(base, lr=config.lr, weight_decay=config.weight_decay)
+    for k in range(initial_k, model.n_options):
+        optimizer.add_param_group({"params": model.option_parameters(k)})
+    return optimizer
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded (train, held-out) split of n trajectories; at least one held out when fraction > 0 and n >= 2."""
+    perm = torch.randperm(n, generator=make_generator(derive_seed(seed, "split")))
+    n_held = 0 if fraction <= 0 or n < 2 else max(1, round(n * fraction))
+    return perm[n_held:].sort().values, perm[:n_held].sort().values
+
+
+def _rebuild(model_config: dict[str, Any], n_options: int) -> OptionModel:
+    model = OptionModel(OptionModelConfig(**model_config))
+    while model.n_options < n_options:
+        model.add_option()
+    return model
+
+
+def _load_state(model: OptionModel, state: dict[str, torch.Tensor], source: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise CheckpointError(
+                f"checkpoint {source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
+            )
+    model.load_state_dict(state)
+
+
+def save_model(path: str | os.PathLike[str], model: OptionModel, **extra: Any) -> None:
+    """Save a model (its config, K and weights) plus any extra JSON/tensor state as a checkpoint, atomically."""
+    save_checkpoint(
+        path, {"model_config": model.config_dict(), "n_options": model.n_options, "model": model.state_dict(), **extra}
+    )
+
+
+def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> OptionModel:
+    """Load a model saved by ``fit`` / :func:`save_model`, rebuilding the grown heads first.
+
+    Raises:
+        CheckpointError: not a bnpo checkpoint, or its tensors do not match its recorded config and K.
+    """
+    state = load_checkpoint(path)
+    if "model_config" not in state or "n_options" not in state or "model" not in state:
+        raise CheckpointError(f"{str(path)!r} is not a bnpo model checkpoint (no model_config / n_options / model)")
+    model = _rebuild(state["model_config"], int(state["n_options"]))
+    _load_state(model, state["model"], repr(str(path)))
+    return model.to(device)
+
+
+def fit(
+    dataset: Dataset,
+    config: FitConfig,
+    *,
+    run: RunDir | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+) -> FitResult:
+    """Fit options to expert trajectories (fixed K or nonparametric).
+
+    Args:
+        dataset: the expert data.
+        config: :class:`FitConfig`.
+        run: where checkpoints and ``metrics.jsonl`` go (optional).
+        resume: continue from ``run``'s last checkpoint (its config must match).
+        device: torch device.
+
+    Returns:
+        :class:`FitResult` with the trained model (on ``device``) and the per-epoch history.
+
+    Raises:
+        UserError: bad data (episodes shorter than ``seq_len``), or a checkpoint that does not match the config.
+    """
+    started = time.perf_counter()
+    device = torch.device(device)
+    # 1. data and derived sizes
+    windows = dataset.windows(config.seq_len)
+    states_all, actions_all = windows["states"].to(device), windows["actions"].to(device)
+    train_index, heldout_index = split_indices(states_all.shape[0], config.holdout_fraction, config.seed)
+    states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
+    n_train = states.shape[0]
+    iters_per_epoch = -(-n_train // min(config.batch_size, n_train))
+    # 2. model, optimiser, randomness
+    model_config = config.model_config(dataset.obs_dim, dataset.n_actions, dataset.continuous)
+    model = OptionModel(model_config).to(device)
+    initial_k = model_config.n_options
+    optimizer = make_optimizer(model, initial_k, config)
+    generator = make_generator(derive_seed(config.seed, "train"), device)
+    stream = BatchStream(n_train, config.batch_size, derive_seed(config.seed, "batches"))
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    # 3. resume
+    if resume:
+        if run is None or not run.has_checkpoint(CHECKPOINT_NAME):
+            raise UserError("--resume given but the run directory holds no checkpoint; drop --resume")
+        state = run.load_checkpoint(CHECKPOINT_NAME)
+        if state.get("model_config") != dataclasses.asdict(model_config):
+            raise CheckpointError(
+                "the checkpoint's model sizes differ from this configuration (data or options changed); "
+                "resume with the original options or start a new --out"
+            )
+        model = _rebuild(state["model_config"], int(state["n_options"])).to(device)
+        _load_state(model, {k: v.to(device) for k, v in state["model"].items()}, "in the run directory")
+        optimizer = make_optimizer(model, initial_k, config)
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        stream.load_state_dict(state["batches"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
+        logger.info("resumed at epoch %d with K=%d", start_epoch, model.n_options)
+
+    def checkpoint(next_epoch: int) -> None:
+        if run is not None:
+            run.save_checkpoint(
+                {
+                    "model_config": model.config_dict(),
+                    "fit_config": dataclasses.asdict(config),
+                    "n_options": model.n_options,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "batches": stream.state_dict(),
+                    "history": history,
+                    "epoch": next_epoch,
+                },
+                CHECKPOINT_NAME,
+            )
+
+    # 4. training
+    for epoch in progress(range(start_epoch, config.epochs), desc="fit", unit="epoch"):
+        tau = schedules.temperature(epoch, initial=config.tau_initial, decay=config.tau_decay)
+        lam = schedules.entropy_weight(epoch, initial=config.entropy_initial, decay=config.entropy_decay)
+        grow = False
+        totals = {"loss": 0.0, "elbo": 0.0, "kl": 0.0, "neg_entropy": 0.0}
+        usage = torch.zeros(model.n_options, device=device)
+        for iteration in range(iters_per_epoch):
+            index = stream.next().to(device)
+            s, a = states[index], actions[index]
+            if iteration == 0 and config.nonparametric and schedules.is_growth_check_epoch(epoch, every=config.growth_every):
+                grow = schedules.should_grow(model.greedy_usage(s, a).tolist(), tol=config.growth_tol)
+            out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            for key in totals:
+                totals[key] += float(out[key].detach()) / iters_per_epoch
+            usage += out["usage"] / iters_per_epoch
+        record = {
+            "epoch": epoch,
+            "loss/total": totals["loss"],
+            "loss/elbo": totals["elbo"],
+            "loss/kl": totals["kl"],
+            "loss/neg_entropy": totals["neg_entropy"],
+            "options/K": model.n_options,
+            "options/usage": [round(float(u), 6) for u in usage],
+            "schedule/tau": tau,
+            "schedule/entropy_weight": lam,
+        }
+        history.append(record)
+        if run is not None:
+            run.log_metrics(step=epoch, **record)
+        if grow:
+            optimizer.add_param_group({"params": model.add_option()})
+        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+            checkpoint(epoch + 1)
+    seconds = time.perf_counter() - started
+    logger.info("fit done: K=%d in %.1f s", model.n_options, seconds)
+    return FitResult(model, history, train_index, heldout_index, seconds)
+
+
+def evaluate(
+    model: OptionModel, windows: dict[str, torch.Tensor], *, n_rooms: int | None = None, used_threshold: float = 0.02
+) -> dict[str, Any]:
+    """Scores of a fitted model on fixed-length trajectories.
+
+    Args:
+        model: fitted model.
+        windows: ``Dataset.windows()`` output (``options`` optional).
+        n_rooms: V, to add the Room score when the data come from Room(V).
+        used_threshold: an option counts as used when Viterbi assigns it at least this fraction of steps.
+
+    Returns:
+        dict with ``K``, ``usage`` (Viterbi, per option), ``used_options``, ``loglik_per_traj`` and
+        ``loglik_per_step`` (exact, forward algorithm); with ground truth ``accuracy`` (Hungarian-matched) and
+        ``boundary_f1`` (+-1 step); with ``n_rooms`` ``room_score`` and ``rooms_covered``.
+    """
+    device = model.device
+    states, actions = windows["states"].to(device), windows["actions"].to(device)
+    loglik = model.log_likelihood(states, actions)
+    options, _ = model.segment(states, actions)
+    usage = metrics.option_usage(options.cpu(), model.n_options)
+    result: dict[str, Any] = {
+        "K": model.n_options,
+        "usage": [round(float(u), 4) for u in usage],
+        "used_options": int((usage >= used_threshold).sum()),
+        "loglik_per_traj": float(loglik.mean()),
+        "loglik_per_step": float(loglik.mean() / states.shape[1]),
+    }
+    if "options" in windows:
+        truth = windows["options"]
+        result["accuracy"] = metrics.hungarian_accuracy(options.cpu(), truth)[0]
+        result["boundary_f1"] = metrics.boundary_f1(
+            metrics.boundaries_from_options(options.cpu()), metrics.boundaries_from_options(truth)
+        )
+    if n_rooms is not None:
+        result["room_score"] = metrics.room_score(model, n_rooms)
+        result["rooms_covered"] = len(metrics.room_coverage(model, n_rooms))
+    return result
+
+
+def checkpoint_file(run_or_path: str | os.PathLike[str]) -> Path:
+    """A model path from either a checkpoint file or a run directory (``checkpoints/last.safetensors``)."""
+    path = Path(run_or_path)
+    if path.is_dir():
+        return path / "checkpoints" / f"{CHECKPOINT_NAME}.safetensors"
+    return path

@@ -1,0 +1,404 @@
+"""The option model: generative model, variational posterior, relaxed ELBO and growth (reference §1).
+
+Notation (reference §1.1-§1.4):
+
+=================  ==========================================================
+code               paper
+=================  ==========================================================
+``log_pi``         log pi_k(a_t | s_t), (B, T, K)
+``beta``           beta_k(s_t), termination probability of option k at s_t
+``eta``            high-level option weights (GEM stick-breaking)
+``b``, ``h``       termination flag b_t and (relaxed) one-hot option h_t
+``tau``            temperature of the relaxed Bernoulli / categorical
+``eps``            1e-4 added inside every log of the relaxed log-joint
+=================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bnpo import hmm
+from bnpo.networks import GrowableHeads, PosteriorEncoder
+from bnpo.prior import ESTIMATORS, StickBreakingPrior
+from sixlab_shared import derive_seed, make_generator
+
+logger = logging.getLogger(__name__)
+
+LOG_EPS = 1e-4  # the public code's `10e-5`
+_EPS = 1e-12
+
+
+@dataclass
+class OptionModelConfig:
+    """Sizes of the option model (saved with every checkpoint; the constructor is the config)."""
+
+    obs_dim: int
+    """State dimension D (flattened observation)."""
+    n_actions: int
+    """Number of discrete actions |A|, or the action dimension when ``continuous``."""
+    n_options: int = 1
+    """Initial number of options K (1 for nonparametric runs, which then grow)."""
+    continuous: bool = False
+    """Continuous actions: Gaussian heads with a tanh mean and a global learned log-std (initialised to 1)."""
+    policy_hidden: list[int] = field(default_factory=lambda: [16])
+    """Policy trunk layer sizes."""
+    termination_hidden: list[int] = field(default_factory=lambda: [16])
+    """Termination trunk layer sizes."""
+    encoder_embed: int = 32
+    """Encoder (s, a) embedding width."""
+    encoder_hidden: int = 32
+    """Backward LSTM hidden size."""
+    head_hidden: int = 32
+    """Width of the encoder's per-step head."""
+    estimator: str = "plugin"
+    """``"plugin"`` (public code: averaged stick draws, one-point KL) or ``"mc"`` (Monte Carlo eta and KL)."""
+    n_stick_draws: int = 30
+    """Stick draws for the plug-in average / Monte Carlo KL."""
+    seed: int = 0
+    """Seeds every parameter initialisation, including options added later (option k from derive_seed(seed, k))."""
+
+    def __post_init__(self) -> None:
+        if self.obs_dim < 1 or self.n_actions < 1 or self.n_options < 1:
+            raise ValueError(
+                f"obs_dim, n_actions and n_options must be >= 1, got {self.obs_dim}, {self.n_actions}, "
+                f"{self.n_options}"
+            )
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+
+
+def relaxed_log_joint(
+    log_pi: torch.Tensor,
+    beta: torch.Tensor,
+    eta: torch.Tensor,
+    b: torch.Tensor,
+    h: torch.Tensor,
+    *,
+    eps: float = LOG_EPS,
+) -> torch.Tensor:
+    """Relaxed log p(a, b, h | s) of reference §1.3, summed over time.
+
+    log p~ = log(b_0 + eps) + log(<eta, h_0> + eps)
+             + sum_{t>=1} log(b_t beta_{h_{t-1}}(s_t) <eta, h_t> + (1 - b_t)(1 - beta_{h_{t-1}}(s_t))
+                              (1 - |h_t - h_{t-1}|_1 / 2) + eps)
+             + sum_t log(sum_k h_tk pi_k(a_t|s_t) + eps)
+
+    With one-hot h, binary b and ``eps=0`` it is the exact log-joint of §1.1.
+
+    Args:
+        log_pi: (B, T, K) log pi_k(a_t | s_t).
+        beta: (B, T, K) beta_k(s_t).
+        eta: (B, K) option weights.
+        b: (B, T) termination flags in [0, 1].
+        h: (B, T, K) options on the simplex.
+        eps: constant inside every log.
+
+    Returns:
+        (B,) log-joint per trajectory.
+    """
+    first = torch.log(b[:, 0] + eps) + torch.log((eta * h[:, 0]).sum(-1) + eps)
+    beta_prev = (h[:, :-1] * beta[:, 1:]).sum(-1)  # B x (T-1): beta_{h_{t-1}}(s_t)
+    eta_h = (eta[:, None, :] * h[:, 1:]).sum(-1)
+    same = 1.0 - 0.5 * (h[:, 1:] - h[:, :-1]).abs().sum(-1)
+    b_t = b[:, 1:]
+    transition = b_t * beta_prev * eta_h + (1.0 - b_t) * (1.0 - beta_prev) * same
+    actions = (h * log_pi.exp()).sum(-1)
+    return first + torch.log(transition + eps).sum(-1) + torch.log(actions + eps).sum(-1)
+
+
+def posterior_log_prob(logit_b: torch.Tensor, logit_h: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """log q as the public code computes it: relaxed samples plugged into the discrete pmfs, summed over time.
+
+    sum_t [ sum_k h_tk log softmax(l_h)_k + b_t log sigmoid(l_b) + (1 - b_t) log sigmoid(-l_b) ]
+    (the Concrete density itself is never evaluated, reference §1.3).
+
+    Returns:
+        (B,) log q per trajectory.
+    """
+    option = (h * F.log_softmax(logit_h, dim=-1)).sum(-1)
+    flag = b * F.logsigmoid(logit_b) + (1.0 - b) * F.logsigmoid(-logit_b)
+    return (option + flag).sum(-1)
+
+
+class OptionModel(nn.Module):
+    """Options (policy + termination each), a GEM prior over their use, and the autoregressive posterior.
+
+    Args:
+        config: sizes and seed (:class:`OptionModelConfig`).
+
+    Example:
+        >>> model = OptionModel(OptionModelConfig(obs_dim=3, n_actions=2, n_options=2))
+        >>> model.log_pi(torch.zeros(4, 5, 3), torch.zeros(4, 5, dtype=torch.long)).shape
+        torch.Size([4, 5, 2])
+    """
+
+    def __init__(self, config: OptionModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        generator = make_generator(config.seed)
+        k = config.n_options
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's own init reads the global RNG: keep it untouched
+            self.policy = GrowableHeads(config.obs_dim, config.n_actions, config.policy_hidden, k, generator)
+            self.termination = GrowableHeads(config.obs_dim, 1, config.termination_hidden, k, generator)
+            self.encoder = PosteriorEncoder(
+                config.obs_dim + config.n_actions,
+                k,
+                config.encoder_embed,
+                config.encoder_hidden,
+                config.head_hidden,
+                generator,
+            )
+        self.prior = StickBreakingPrior(
+            k, estimator=config.estimator, n_draws=config.n_stick_draws, generator=generator
+        )
+        self.log_std = nn.Parameter(torch.ones(config.n_actions)) if config.continuous else None
+
+    # ------------------------------------------------------------------ sizes and growth
+    @property
+    def n_options(self) -> int:
+        """Current K."""
+        return self.prior.n_options
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.prior.log_alpha.device
+
+    def add_option(self) -> list[nn.Parameter]:
+        """Append one option to every part (policy head, termination head, encoder column, row + zero bias, stick).
+
+        The new pieces are initialised from ``derive_seed(config.seed, "option", k)``, so a grown model rebuilt from
+        a checkpoint has the same structure, and old parameters are untouched.
+
+        Returns:
+            the new parameters, for a new optimiser param group.
+        """
+        generator = make_generator(derive_seed(self.config.seed, "option", self.n_options))
+        new = []
+        new += self.policy.add_head(generator)
+        new += self.termination.add_head(generator)
+        new += self.encoder.add_option(generator)
+        new.append(self.prior.add_stick(generator=generator))
+        logger.info("added option %d", self.n_options)
+        return new
+
+    def option_parameters(self, k: int) -> list[nn.Parameter]:
+        """Parameters belonging to option ``k`` alone (the param group created when it was added)."""
+        return [
+            self.policy.weights[k],
+            self.policy.biases[k],
+            self.termination.weights[k],
+            self.termination.biases[k],
+            self.encoder.in_columns[k],
+            self.encoder.out_rows[k],
+            self.encoder.out_biases[k],
+            self.prior.sticks[k],
+        ]
+
+    # ------------------------------------------------------------------ the generative model
+    def _action_inputs(self, actions: torch.Tensor) -> torch.Tensor:
+        if self.config.continuous:
+            return actions.to(self.prior.log_alpha.dtype)
+        return F.one_hot(actions.long(), self.config.n_actions).to(self.prior.log_alpha.dtype)
+
+    def log_pi_all(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., D) states -> (..., K, |A|) log pi_k(. | s) (discrete) or (..., K, A) means (continuous)."""
+        out = self.policy(states)
+        return torch.tanh(out) if self.config.continuous else F.log_softmax(out, dim=-1)
+
+    def log_pi(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi_k(a_t | s_t) for every option.
+
+        Args:
+            states: (B, T, D) float.
+            actions: (B, T) int64 (discrete) or (B, T, A) float (continuous).
+
+        Returns:
+            (B, T, K) log-probabilities (log-densities for continuous actions).
+        """
+        out = self.log_pi_all(states)
+        if self.config.continuous:
+            std = self.log_std.exp()
+            z = (actions.unsqueeze(-2) - out) / std
+            return (-0.5 * z**2 - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return out.gather(-1, actions.long().unsqueeze(-1).unsqueeze(-1).expand(*actions.shape, out.shape[-2], 1))[
+            ..., 0
+        ]
+
+    def beta(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., D) states -> (..., K) termination probabilities beta_k(s)."""
+        return torch.sigmoid(self.termination(states)[..., 0])
+
+    def log_beta(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log beta_k(s), log(1 - beta_k(s))), both (..., K), computed stably from the logits."""
+        logit = self.termination(states)[..., 0]
+        return F.logsigmoid(logit), F.logsigmoid(-logit)
+
+    # ------------------------------------------------------------------ using the options
+    @torch.no_grad()
+    def act(
+        self, state: torch.Tensor, option: int | torch.Tensor, *, greedy: bool = True, generator=None
+    ) -> torch.Tensor:
+        """Action of option ``option`` at ``state`` (greedy argmax/mean, or sampled).
+
+        Args:
+            state: (D,) or (N, D) flattened observation(s).
+            option: option index (int) or (N,) indices.
+            greedy: argmax (discrete) / mean (continuous) instead of a sample.
+            generator: randomness for sampling.
+
+        Returns:
+            () or (N,) int64 actions (discrete), () or (N, A) float (continuous).
+        """
+        state = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+        single = state.ndim == 1
+        states = state.reshape(-1, self.config.obs_dim)
+        options = torch.as_tensor(option, device=self.device).long().reshape(-1).expand(states.shape[0])
+        out = self.log_pi_all(states)[torch.arange(states.shape[0], device=self.device), options]
+        if self.config.continuous:
+            if greedy:
+                action = out
+            else:
+                noise = torch.randn(out.shape, generator=generator).to(self.device)
+                action = out + noise * self.log_std.exp()
+        elif greedy:
+            action = out.argmax(-1)
+        else:
+            action = torch.multinomial(out.exp(), 1, generator=generator)[:, 0]
+        return action[0] if single else action
+
+    @torch.no_grad()
+    def terminates(self, state: torch.Tensor, option: int | torch.Tensor) -> torch.Tensor:
+        """Termination probability beta_option(state): () for a (D,) state, (N,) for (N, D)."""
+        state = torch.as_tensor(state, dtype=torch.float32, device=self.device)
+        single = state.ndim == 1
+        states = state.reshape(-1, self.config.obs_dim)
+        options = torch.as_tensor(option, device=self.device).long().reshape(-1).expand(states.shape[0])
+        beta = self.beta(states)[torch.arange(states.shape[0], device=self.device), options]
+        return beta[0] if single else beta
+
+    # ------------------------------------------------------------------ inference
+    def posterior_sample(
+        self, states: torch.Tensor, actions: torch.Tensor, eta: torch.Tensor, tau: float, *, generator=None, hard=False
+    ) -> dict[str, torch.Tensor]:
+        """Sample (b, h) from q given (B, K) ``eta``; see :meth:`PosteriorEncoder.sample`."""
+        inputs = torch.cat([states, self._action_inputs(actions)], dim=-1)
+        return self.encoder.sample(inputs, eta, tau, generator=generator, hard=hard)
+
+    def loss(
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        *,
+        tau: float,
+        entropy_weight: float,
+        n_train: int,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Minibatch objective of reference §1.4 (minimised).
+
+        L = mean_i [log q - log p~] + entropy_weight * sum_k m_k log(m_k + 1e-5) + KL_K / n_train,
+        with m the relaxed option vector averaged over batch and time.
+
+        Args:
+            states: (B, T, D) float.
+            actions: (B, T) int64 or (B, T, A) float.
+            tau: temperature.
+            entropy_weight: lambda_ent.
+            n_train: number of training trajectories (the KL weight is 1 / n_train).
+            generator: noise source (sticks, Concrete samples).
+
+        Returns:
+            dict of 0-dim tensors: ``loss`` (with grad), ``elbo`` (mean relaxed ELBO per trajectory, the KL share
+            included), ``kl``, ``neg_entropy``, and ``usage`` (K,) = m.
+        """
+        batch = states.shape[0]
+        eta, kl = self.prior.sample(batch, generator=generator)
+        log_pi = self.log_pi(states, actions)
+        beta = self.beta(states)
+        sample = self.posterior_sample(states, actions, eta, tau, generator=generator)
+        log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"])
+        log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
+        usage = sample["h"].mean(dim=(0, 1))
+        neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
+        nll = (log_q - log_p).mean()
+        loss = nll + entropy_weight * neg_entropy + kl / n_train
+        return {
+            "loss": loss,
+            "elbo": -(nll + kl / n_train).detach(),
+            "kl": kl.detach(),
+            "neg_entropy": neg_entropy.detach(),
+            "usage": usage.detach(),
+        }
+
+    @torch.no_grad()
+    def hard_elbo(
+        self, states: torch.Tensor, actions: torch.Tensor, *, n_samples: int = 1, eps: float = LOG_EPS, generator=None
+    ) -> torch.Tensor:
+        """Per-trajectory ELBO E_q[log p - log q] with exact (hard) samples from q and eta at its posterior mean.
+
+        Args:
+            states, actions: as in :meth:`loss`.
+            n_samples: Monte Carlo samples averaged.
+            eps: constant inside the log-joint's logs (0 for the exact log-joint).
+            generator: noise source.
+
+        Returns:
+            (B,) ELBO estimates.
+        """
+        eta = self.prior.mean_eta().expand(states.shape[0], -1)
+        log_pi = self.log_pi(states, actions)
+        beta = self.beta(states)
+        total = torch.zeros(states.shape[0], device=states.device)
+        for _ in range(n_samples):
+            sample = self.posterior_sample(states, actions, eta, 1.0, generator=generator, hard=True)
+            log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"], eps=eps)
+            total += log_p - posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
+        return total / n_samples
+
+    @torch.no_grad()
+    def log_likelihood(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Exact log p(a | s) per trajectory by the forward algorithm, eta at its (renormalised) posterior mean.
+
+        Returns:
+            (B,) float64 log-likelihoods.
+        """
+        log_pi = self.log_pi(states, actions).double()
+        log_beta, log_not_beta = (x.double() for x in self.log_beta(states))
+        return hmm.forward_log_likelihood(log_pi, log_beta, self.prior.mean_eta().double().log(), log_not_beta)
+
+    @torch.no_grad()
+    def segment(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Viterbi segmentation: (B, T) option per step and (B, T) bool boundaries (see :func:`hmm.viterbi`)."""
+        log_pi = self.log_pi(states, actions).double()
+        log_beta, log_not_beta = (x.double() for x in self.log_beta(states))
+        return hmm.viterbi(log_pi, log_beta, self.prior.mean_eta().double().log(), log_not_beta)
+
+    @torch.no_grad()
+    def greedy_usage(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The growth check's "perfect encoder" usage (§1.5): fraction of (s_t, a_t) with k* = argmax_k pi_k(a_t|s_t).
+
+        For continuous actions k* = argmin_k ||mu_k(s_t) - a_t||^2.
+
+        Returns:
+            (K,) usage fractions summing to 1.
+        """
+        if self.config.continuous:
+            means = self.log_pi_all(states)
+            best = ((means - actions.unsqueeze(-2)) ** 2).sum(-1).argmin(-1)
+        else:
+            best = self.log_pi(states, actions).argmax(-1)
+        counts = torch.bincount(best.reshape(-1), minlength=self.n_options).to(torch.float64)
+        return counts / counts.sum()
+
+    def config_dict(self) -> dict:
+        """The constructor's configuration as a JSON-ready dict (``OptionModelConfig(**d)`` rebuilds it)."""
+        return dataclasses.asdict(self.config)
