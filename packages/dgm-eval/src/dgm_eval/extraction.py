@@ -163,9 +163,13 @@ def extract_features(
         for batch in bar:
             batch = batch.to(torch_device, non_blocking=True)  # B x 3 x H x W
             stop = start + batch.shape[0]
-            features[start:stop] = encoder(batch).float().cpu()
             if with_logits:
-                batch_logits = encoder.logits(batch).float().cpu()  # B x C
+                batch_features, batch_logits = encoder.forward_with_logits(batch)  # B x D, B x C
+                batch_logits = batch_logits.float().cpu()
+            else:
+                batch_features = encoder(batch)  # B x D
+            features[start:stop] = batch_features.float().cpu()
+            if with_logits:
                 if logits is None:
                     logits = torch.empty((len(indices), batch_logits.shape[1]), dtype=torch.float32)
                 logits[start:stop] = batch_logits

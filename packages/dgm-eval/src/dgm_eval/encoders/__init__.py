@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from dgm_eval.encoders import pixel, random_conv
+from dgm_eval.encoders import clip, convnext, data2vec, dinov2, inception, mae, pixel, random_conv, simclr, swav
 from dgm_eval.encoders.base import Encoder, EncoderInfo
 from dgm_eval.encoders.preprocessing import ImagePreprocessing
 from dgm_eval.encoders.registry import EncoderRegistry
@@ -25,8 +25,17 @@ from sixlab_shared import UserError, get_device
 logger = logging.getLogger(__name__)
 
 REGISTRY = EncoderRegistry()
-for _module in (pixel, random_conv):
-    REGISTRY.register(_module.INFO, _module.build)
+REGISTRY.register(inception.INFO, inception.build)
+REGISTRY.register(inception.SINCEPTION_INFO, inception.build_sinception)
+REGISTRY.register(dinov2.INFO, dinov2.build)
+REGISTRY.register(clip.INFO, clip.build)
+REGISTRY.register(convnext.INFO, convnext.build)
+REGISTRY.register(mae.INFO, mae.build)
+REGISTRY.register(data2vec.INFO, data2vec.build)
+REGISTRY.register(swav.INFO, swav.build)
+REGISTRY.register(simclr.INFO, None)
+REGISTRY.register(pixel.INFO, pixel.build)
+REGISTRY.register(random_conv.INFO, random_conv.build)
 
 #: every registered encoder name (supported or not), for CLI choices.
 ENCODER_NAMES: tuple[str, ...] = REGISTRY.names()
@@ -36,8 +45,8 @@ def list_encoders() -> list[EncoderInfo]:
     """Descriptions of every registered encoder (supported or not), in listing order.
 
     Example:
-        >>> [info.name for info in list_encoders()][:2]
-        ['pixel', 'random']
+        >>> [info.name for info in list_encoders()][:3]
+        ['inception', 'sinception', 'dinov2']
     """
     return REGISTRY.infos()
 

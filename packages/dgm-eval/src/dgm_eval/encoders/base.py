@@ -146,6 +146,10 @@ class Encoder(torch.nn.Module):
         """The encoder's computation (``(N, 3, H, W)`` -> ``(N, dim)``); implemented by subclasses."""
         raise NotImplementedError
 
+    def forward_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward(x), logits(x))``; encoders with a head override it to share the trunk's computation."""
+        return self.forward(x), self.logits(x)
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Classifier logits (only encoders with a head, e.g. inception's ``(N, 1008)``).
 
