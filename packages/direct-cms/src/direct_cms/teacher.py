@@ -1,0 +1,190 @@
+"""Training, saving and loading teachers: the built-in digits UNet / 2-D MLP, or any diffusers UNet + scheduler.
+
+A teacher folder holds ``unet/`` (``save_pretrained``) and ``scheduler/`` (a ``DDPMScheduler`` config). The
+built-in teachers train with ε-prediction on the paper's shifted time convention: t ~ U{1..T},
+``x_t = α_t·x₀ + σ_t·ε`` with α_t = √ᾱ_{t−1}, and the network receives the raw ``t``; labels are replaced by the
+null class with probability ``label_dropout`` so that classifier-free guidance works.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
+from torch import nn
+
+from direct_cms.data import DATASETS, Dataset, draw_batch, load_dataset
+from direct_cms.grid import TimeGrid
+from direct_cms.networks import MLPDenoiser, build_digits_unet
+from sixlab_shared import UserError, derive_seed, get_device, make_generator, progress
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Teacher", "TeacherConfig", "load_teacher", "make_teacher_scheduler", "save_teacher", "train_teacher"]
+
+UNET_DIR = "unet"
+SCHEDULER_DIR = "scheduler"
+
+
+@dataclass
+class TeacherConfig:
+    """Settings of ``direct-cms train-teacher``."""
+
+    dataset: str = "digits"
+    """``digits`` (UNet2DModel) or ``ring`` (MLP)."""
+    steps: int = 3000
+    """Optimiser steps."""
+    batch_size: int = 128
+    """Examples per step."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine decay to 0)."""
+    label_dropout: float = 0.1
+    """Probability of replacing a label by the null class (for CFG)."""
+    width: int = 32
+    """Base width (UNet channels (w, 2w); MLP hidden = 4w)."""
+    seed: int = 0
+    """Seeds initialisation and the data/noise stream."""
+    device: str | None = None
+    """``cpu``, ``cuda`` or ``mps`` (default: best available)."""
+
+    def validate(self) -> None:
+        """Raises UserError for values the user can fix."""
+        if self.dataset not in DATASETS:
+            raise UserError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise UserError(f"--steps and --batch-size must be >= 1, got {self.steps} and {self.batch_size}")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise UserError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher: network, DDPM scheduler, and what it was trained on."""
+
+    network: nn.Module
+    scheduler: DDPMScheduler
+    dataset: str | None
+    num_classes: int
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def grid(self, num_intervals: int) -> TimeGrid:
+        """The N-interval grid on this teacher's schedule."""
+        return TimeGrid.from_scheduler(self.scheduler, num_intervals)
+
+
+def make_teacher_scheduler() -> DDPMScheduler:
+    """The built-in teachers' schedule: 1000 steps, linear β 1e-4 → 0.02, ε-prediction (reference §5)."""
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+
+
+def build_network(dataset: str, num_classes: int, width: int) -> nn.Module:
+    """Fresh (untrained) network for a built-in dataset."""
+    if dataset == "digits":
+        return build_digits_unet(num_classes, width)
+    return MLPDenoiser(data_dim=2, hidden=4 * width, depth=3, num_classes=num_classes)
+
+
+def train_teacher(config: TeacherConfig, data: Dataset | None = None) -> tuple[Teacher, list[float]]:
+    """Train a built-in teacher from scratch (ε-prediction MSE, shifted time convention).
+
+    Returns:
+        The teacher (network in eval mode, on CPU) and the per-step losses.
+
+    Raises:
+        UserError: invalid configuration.
+    """
+    config.validate()
+    device = get_device(config.device)
+    data = data if data is not None else load_dataset(config.dataset, seed=config.seed)
+    torch.manual_seed(derive_seed(config.seed, "teacher-init"))  # module init reads the global RNG
+    network = build_network(data.name, data.num_classes, config.width).to(device).train()
+    scheduler = make_teacher_scheduler()
+    grid = TimeGrid.from_scheduler(scheduler, 1)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    lr_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    drop_gen = make_generator(derive_seed(config.seed, "label-dropout"))
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in progress(range(config.steps), desc="teacher", leave=False):
+        batch = draw_batch(data, config.batch_size, grid.num_train_timesteps, config.seed, step)
+        t = batch.index + 1  # t ~ U{1..T}: schedule index t−1
+        drop = torch.rand(config.batch_size, generator=drop_gen) < config.label_dropout
+        labels = torch.where(drop, torch.full_like(batch.labels, data.null_class), batch.labels)
+        x_t = grid.add_noise(batch.x0, batch.noise, t)
+        out = network(x_t.to(device), t.to(device), class_labels=labels.to(device))
+        eps = out.sample if hasattr(out, "sample") else out
+        loss = torch.nn.functional.mse_loss(eps, batch.noise.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        lr_schedule.step()
+        losses.append(loss.item())
+    logger.info("teacher: %d steps in %.1fs, final loss %.4f", config.steps, time.perf_counter() - start, losses[-1])
+    network = network.to("cpu").eval().requires_grad_(False)
+    return Teacher(network, scheduler, data.name, data.num_classes), losses
+
+
+def save_teacher(teacher: Teacher, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Save ``unet/`` and ``scheduler/`` under ``folder`` (diffusers ``save_pretrained``)."""
+    folder = Path(folder)
+    teacher.network.save_pretrained(folder / UNET_DIR)
+    teacher.scheduler.save_pretrained(folder / SCHEDULER_DIR)
+    import json
+
+    meta = {"dataset": teacher.dataset, "num_classes": teacher.num_classes, **(extra or {})}
+    (folder / "teacher.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_teacher(source: str | Path, subfolder_unet: str = UNET_DIR) -> Teacher:
+    """Load a teacher folder written by :func:`save_teacher`, or a diffusers model folder / Hugging Face id
+    holding ``unet/`` and ``scheduler/`` (``UNet2DModel`` or ``UNet2DConditionModel``).
+
+    Raises:
+        UserError: nothing loadable at ``source`` (offline, wrong id or path), or the scheduler is not DDPM-like.
+    """
+    import json
+
+    path = Path(source)
+    if path.is_dir() and (path / "teacher.json").is_file():
+        meta = json.loads((path / "teacher.json").read_text())
+        unet_config = json.loads((path / UNET_DIR / "config.json").read_text())
+        cls = MLPDenoiser if unet_config.get("_class_name") == "MLPDenoiser" else UNet2DModel
+        network = cls.from_pretrained(path / UNET_DIR)
+        scheduler = DDPMScheduler.from_pretrained(path / SCHEDULER_DIR)
+        TimeGrid.from_scheduler(scheduler, 1)
+        return Teacher(network.eval().requires_grad_(False), scheduler, meta.get("dataset"), meta["num_classes"])
+    if path.exists() and not path.is_dir():
+        raise UserError(f"teacher {str(source)!r} is a file; pass a folder holding unet/ and scheduler/")
+    try:
+        scheduler = DDPMScheduler.from_pretrained(str(source), subfolder=SCHEDULER_DIR)
+        unet_config = UNet2DConditionModel.load_config(str(source), subfolder=subfolder_unet)
+        cls = UNet2DConditionModel if unet_config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
+        network = cls.from_pretrained(str(source), subfolder=subfolder_unet)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"could not load teacher {str(source)!r} (a local folder with unet/ and scheduler/, or a Hugging Face "
+            "id such as stabilityai/stable-diffusion-xl-base-1.0); run `direct-cms train-teacher` or download it "
+            f"first (HF_HUB_OFFLINE is {'set' if _offline() else 'not set'})"
+        ) from err
+    TimeGrid.from_scheduler(scheduler, 1)
+    num_classes = int(getattr(network.config, "num_class_embeds", None) or 1) - 1
+    return Teacher(network.eval().requires_grad_(False), scheduler, None, num_classes)
+
+
+def _offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def teacher_config_dict(config: TeacherConfig) -> dict[str, Any]:
+    """The config as a JSON-able dict."""
+    return asdict(config)
