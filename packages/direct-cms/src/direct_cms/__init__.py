@@ -1,5 +1,120 @@
-"""direct-cms: see the package README for the paper and the public API."""
+"""direct-cms: consistency distillation and Direct consistency models (Vouitsis et al., 2024).
+
+The public API: the paper's grid and parameterisation, teacher solvers with CFG, the two distillation objectives,
+LoRA/full students, the multistep sampler as a diffusers scheduler, built-in teachers, distillation, evaluation.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+import importlib
+from typing import Any
+
+# Lazy imports: `direct-cms --help` must not pay for torch/diffusers/peft imports.
+_LOCATIONS = {
+    "DDIMSolver": "solvers",
+    "Dataset": "data",
+    "DemoConfig": "experiment",
+    "DirectCMScheduler": "scheduler",
+    "DistillConfig": "distill",
+    "EulerSolver": "solvers",
+    "EvalConfig": "experiment",
+    "EvalNoise": "evaluation",
+    "GuidedTeacher": "guidance",
+    "HeunSolver": "solvers",
+    "MLPDenoiser": "networks",
+    "StudentTeacher": "students",
+    "Teacher": "teacher",
+    "TeacherConfig": "teacher",
+    "TimeGrid": "grid",
+    "UNetEps": "guidance",
+    "boundary_scalings": "parameterization",
+    "build_digits_unet": "networks",
+    "cd_target": "objectives",
+    "cfg_combine": "guidance",
+    "consistency_function": "parameterization",
+    "direct_target": "objectives",
+    "distill": "distill",
+    "draw_batch": "data",
+    "energy_distance": "metrics",
+    "evaluate_students": "experiment",
+    "format_table": "experiment",
+    "frechet_distance": "metrics",
+    "l2_loss": "objectives",
+    "load_dataset": "data",
+    "load_student": "distill",
+    "load_teacher": "teacher",
+    "make_solver": "solvers",
+    "mode_stats": "metrics",
+    "multistep_timesteps": "scheduler",
+    "ode_error": "metrics",
+    "precision_recall": "metrics",
+    "predict_x0": "parameterization",
+    "pseudo_huber_loss": "objectives",
+    "quality_metrics": "evaluation",
+    "run_demo": "experiment",
+    "sample_student": "experiment",
+    "save_teacher": "teacher",
+    "solve": "solvers",
+    "student_output": "objectives",
+    "student_sample": "evaluation",
+    "teacher_sample": "evaluation",
+    "train_teacher": "teacher",
+}
+
+__all__ = [
+    "DDIMSolver",
+    "Dataset",
+    "DemoConfig",
+    "DirectCMScheduler",
+    "DistillConfig",
+    "EulerSolver",
+    "EvalConfig",
+    "EvalNoise",
+    "GuidedTeacher",
+    "HeunSolver",
+    "MLPDenoiser",
+    "StudentTeacher",
+    "Teacher",
+    "TeacherConfig",
+    "TimeGrid",
+    "UNetEps",
+    "__version__",
+    "boundary_scalings",
+    "build_digits_unet",
+    "cd_target",
+    "cfg_combine",
+    "consistency_function",
+    "direct_target",
+    "distill",
+    "draw_batch",
+    "energy_distance",
+    "evaluate_students",
+    "format_table",
+    "frechet_distance",
+    "l2_loss",
+    "load_dataset",
+    "load_student",
+    "load_teacher",
+    "make_solver",
+    "mode_stats",
+    "multistep_timesteps",
+    "ode_error",
+    "precision_recall",
+    "predict_x0",
+    "pseudo_huber_loss",
+    "quality_metrics",
+    "run_demo",
+    "sample_student",
+    "save_teacher",
+    "solve",
+    "student_output",
+    "student_sample",
+    "teacher_sample",
+    "train_teacher",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOCATIONS:
+        return getattr(importlib.import_module(f"direct_cms.{_LOCATIONS[name]}"), name)
+    raise AttributeError(f"module 'direct_cms' has no attribute {name!r}")

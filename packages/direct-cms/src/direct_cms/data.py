@@ -98,7 +98,9 @@ class Batch:
 def draw_batch(
     data: Dataset, batch_size: int, num_index: int, seed: int, step: int, micro: int = 0, process: int = 0
 ) -> Batch:
-    """Batch ``(step, micro)`` of the stream for ``seed``: examples drawn with replacement, ε ~ N(0, I), n ~ U{0..num_index−1}.
+    """Batch ``(step, micro)`` of the stream for ``seed``.
+
+    Examples are drawn with replacement, ε ~ N(0, I), n ~ U{0..num_index−1}, all from one generator.
 
     Args:
         data: the dataset.

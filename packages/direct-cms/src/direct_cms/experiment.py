@@ -88,7 +88,8 @@ def evaluate_students(student_dirs: dict[str, str | Path], out: str | Path, conf
     settings = {(c.teacher, c.num_intervals, c.solver, c.guidance) for _, c, _ in loaded.values()}
     if len(settings) > 1:
         raise UserError(
-            f"students were distilled with different teacher/N/solver/guidance {sorted(settings)}; evaluate them separately"
+            f"students were distilled with different teacher/N/solver/guidance {sorted(settings)}; "
+            "evaluate them separately"
         )
     _, first_config, teacher = next(iter(loaded.values()))
     if max(config.ks) > first_config.num_intervals:

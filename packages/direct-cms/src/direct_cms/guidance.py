@@ -58,7 +58,7 @@ class UNetEps(nn.Module):
 
 
 class GuidedTeacher:
-    """A teacher ε-model with fixed Imagen-form CFG; counts batched network calls (a CFG step counts 2: cond and uncond).
+    """A teacher ε-model with fixed Imagen-form CFG; counts network calls (a CFG step counts 2: cond, uncond).
 
     Args:
         eps_model: the teacher ε-model ``(x, t, cond) -> ε̂``.
