@@ -3,7 +3,7 @@
 ========================  ======================================  ==========
 id                        environment                             horizon
 ========================  ======================================  ==========
-``bnpo/Room-v0``          Room(V), ``n_rooms=6`` by default       6 steps
+``bnpo/Room-v0``          Room(V), ``n_rooms=6`` by default       5 steps
 ``bnpo/Line-v0``          Line, positions 0..9, K_true = 2        20 steps
 ``bnpo/Landmarks-v0``     7x7 grid, 4 hidden landmarks            30 steps
 ========================  ======================================  ==========
@@ -20,7 +20,7 @@ from bnpo.envs.line import LineEnv, LineExpert
 from bnpo.envs.room import RoomEnv, RoomExpert
 
 ENV_IDS = {
-    "bnpo/Room-v0": ("bnpo.envs.room:RoomEnv", 6),
+    "bnpo/Room-v0": ("bnpo.envs.room:RoomEnv", 5),
     "bnpo/Line-v0": ("bnpo.envs.line:LineEnv", 20),
     "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
 }
