@@ -11,6 +11,9 @@ post-LayerNorm (the dropped blocks are removed from the model, so they cost noth
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from dgm_eval.encoders.base import Encoder, EncoderInfo
@@ -25,6 +28,9 @@ CLIP_ARCHS: dict[str, tuple[str, int]] = {
     "vitb32": ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 768),
     "vitbigg14": ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1664),
 }
+#: arch -> projection dimension (``--depth 1``); a full CLIPModel checkpoint keeps it in the top-level config,
+#: which the vision-only class would otherwise not see (and re-initialise the projection at the default 512).
+CLIP_PROJECTION_DIMS = {"vitl14": 768, "vitb16": 512, "vitb32": 512, "vitbigg14": 1280}
 DEFAULT_ARCH = "vitl14"
 
 
@@ -88,10 +94,31 @@ class CLIPEncoder(Encoder):
         return pooled
 
 
+def _local_projection_dim(weights: str | None) -> int | None:
+    """``projection_dim`` from a local model directory's config.json (CLIPModel or vision-only), if any."""
+    if weights is None:
+        return None
+    config_file = Path(weights).expanduser() / "config.json"
+    if not config_file.is_file():
+        return None
+    config = json.loads(config_file.read_text())
+    value = config.get("projection_dim") or config.get("vision_config", {}).get("projection_dim")
+    return int(value) if value else None
+
+
 def build(arch: str | None, *, weights: str | None, depth: int, clean_resize: bool, seed: int) -> CLIPEncoder:
     """Registry builder: the laion/open_clip checkpoint from the Hugging Face cache, or a local model directory."""
     from transformers import CLIPVisionModelWithProjection
 
     arch = arch or DEFAULT_ARCH
-    model, weights_id = load_hf_model("clip", arch, CLIPVisionModelWithProjection, CLIP_ARCHS[arch][0], weights)
+    projection_dim = _local_projection_dim(weights) or CLIP_PROJECTION_DIMS[arch]
+    model, weights_id = load_hf_model(
+        "clip",
+        arch,
+        CLIPVisionModelWithProjection,
+        CLIP_ARCHS[arch][0],
+        weights,
+        allow_missing=() if depth == 1 else ("visual_projection.",),
+        projection_dim=projection_dim,
+    )
     return CLIPEncoder(model, arch=arch, weights_id=weights_id, depth=depth, clean_resize=clean_resize)

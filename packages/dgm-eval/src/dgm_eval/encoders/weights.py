@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import urllib.error
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ def _looks_like_path(text: str) -> bool:
 
 
 def load_hf_model(
-    encoder: str, arch: str | None, model_cls: type, default_id: str, weights: str | None, **kwargs: Any
+    encoder: str,
+    arch: str | None,
+    model_cls: type,
+    default_id: str,
+    weights: str | None,
+    *,
+    allow_missing: tuple[str, ...] = (),
+    **kwargs: Any,
 ) -> tuple[Any, str]:
     """Load a transformers model from a Hugging Face id (default or ``weights``) or a local directory.
 
@@ -55,6 +63,8 @@ def load_hf_model(
         model_cls: the transformers class (``Dinov2Model``, ...).
         default_id: the Hugging Face id used when ``weights`` is ``None``.
         weights: a local model directory or another Hugging Face id, or ``None``.
+        allow_missing: prefixes of parameter names the checkpoint may lack (left at transformers' init, logged);
+            any other missing or shape-mismatched parameter is an error, never a silent random init.
         **kwargs: passed to ``from_pretrained`` (config overrides).
 
     Returns:
@@ -74,14 +84,15 @@ def load_hf_model(
                 f"and the weights (as written by save_pretrained or `hf download {default_id} --local-dir DIR`)"
             )
         try:
-            model = model_cls.from_pretrained(str(local), **kwargs)
+            model, info = model_cls.from_pretrained(str(local), output_loading_info=True, **kwargs)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot load {label} from {str(local)!r}: {_first_line(err)}") from err
+        _check_loading_info(label, str(local), info, allow_missing)
         return model.eval(), str(local.resolve())
     if weights is not None and _looks_like_path(weights):
         raise UserError(f"--weights path {weights!r} for {label} does not exist; pass an existing model directory")
     try:
-        model = model_cls.from_pretrained(source, **kwargs)
+        model, info = model_cls.from_pretrained(source, output_loading_info=True, **kwargs)
     except OSError as err:
         how = "the hub is offline (HF_HUB_OFFLINE=1)" if hub_offline() else "it could not be downloaded"
         raise UserError(
@@ -89,7 +100,25 @@ def load_hf_model(
             f"({_hf_cache()}) and {how}; pre-download it where there is internet with `hf download {source}` "
             f"(same HF_HOME), or pass --weights /path/to/model_dir"
         ) from err
+    _check_loading_info(label, source, info, allow_missing)
     return model.eval(), source
+
+
+def _check_loading_info(label: str, source: str, info: dict[str, Any], allow_missing: tuple[str, ...]) -> None:
+    """Refuse checkpoints that leave parameters at random init (missing) or do not fit (shape mismatch)."""
+    missing = sorted(str(key) for key in info.get("missing_keys", ()))
+    allowed = [key for key in missing if key.startswith(allow_missing)] if allow_missing else []
+    missing = [key for key in missing if key not in allowed]
+    if allowed:
+        logger.warning("%s: %s lacks %s; left at their initial values", label, source, ", ".join(allowed))
+    mismatched = sorted(str(item[0] if isinstance(item, tuple) else item) for item in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} parameter(s) ({', '.join(missing[:5])})")
+        if mismatched:
+            parts.append(f"shape mismatch in {len(mismatched)} ({', '.join(mismatched[:5])})")
+        raise UserError(f"weights {source!r} do not fit {label}: {'; '.join(parts)}")
 
 
 def load_url_state_dict(encoder: str, url: str, weights: str | None) -> tuple[dict[str, torch.Tensor], str]:
@@ -143,7 +172,7 @@ def load_url_state_dict(encoder: str, url: str, weights: str | None) -> tuple[di
 def _torch_load(encoder: str, path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as err:
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
         raise UserError(f"cannot read weights file {str(path)!r} for encoder {encoder!r}: {_first_line(err)}") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
