@@ -7,6 +7,7 @@ one-line message names the argument, what was expected and what arrived.
 from __future__ import annotations
 
 import torch
+
 from sixlab_shared import UserError
 
 

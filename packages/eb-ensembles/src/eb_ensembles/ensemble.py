@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sixlab_shared import derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.eb import PointMassPrior
 from eb_ensembles.models import gaussian_head
+from sixlab_shared import derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,16 @@ class DeepEnsemble:
         self.states = states
         self.reports = reports
         self.task = task
+        if states:
+            first = {k: tuple(v.shape) for k, v in states[0].items()}
+            for i, state in enumerate(states):
+                shapes = {k: tuple(v.shape) for k, v in state.items()}
+                if shapes != first:
+                    bad = sorted(k for k in set(first) | set(shapes) if first.get(k) != shapes.get(k))
+                    raise InvalidInputError(
+                        f"member {i} does not match member 0 in parameter(s) {', '.join(bad)}; "
+                        "all members must come from the same model factory"
+                    )
         self._ok = [i for i, r in enumerate(reports) if r.status == "ok"]
         if not self._ok:
             raise InvalidInputError("every member failed (NaN/inf loss); lower the learning rate or check the data")
@@ -303,7 +313,9 @@ def _check_data(x: torch.Tensor, y: torch.Tensor, task: str) -> None:
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise InvalidInputError(f"inputs have {x.shape[0]} rows but targets have {y.shape[0]}; need equal, non-zero")
     if task == "classification" and (y.dtype.is_floating_point or y.ndim != 1):
-        raise InvalidInputError(f"classification targets must be an integer vector (N,), got {y.dtype} {tuple(y.shape)}")
+        raise InvalidInputError(
+            f"classification targets must be an integer vector (N,), got {y.dtype} {tuple(y.shape)}"
+        )
     if task == "regression" and (not y.dtype.is_floating_point or y.ndim != 1):
         raise InvalidInputError(f"regression targets must be a float vector (N,), got {y.dtype} {tuple(y.shape)}")
 
@@ -343,7 +355,9 @@ def train_ensemble(
     _check_data(x, y, config.task)
     device = torch.device(device) if device is not None else x.device
     dtype = _DTYPES[config.dtype]
-    data = _Data(x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype if config.task == "regression" else y.dtype))
+    data = _Data(
+        x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype if config.task == "regression" else y.dtype)
+    )
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     states: dict[int, dict[str, torch.Tensor]] = {}
@@ -388,9 +402,7 @@ def _finish(
         save_checkpoint(_member_path(folder, index), {"state": state, "report": asdict(report)})
 
 
-def _train_loop(
-    factory, data, config, todo, states, reports, folder, resume, device, dtype, on_epoch_end
-) -> None:
+def _train_loop(factory, data, config, todo, states, reports, folder, resume, device, dtype, on_epoch_end) -> None:
     """Members one after another: the plain PyTorch loop (the reference the vectorised path must match)."""
     partial = folder / "partial_loop.safetensors" if folder is not None else None
     steps = math.ceil(data.n / config.batch_size)
@@ -482,9 +494,7 @@ def _train_vectorised(
             newly = alive & ~finite
             for t in torch.nonzero(newly).flatten().tolist():
                 member_reports[todo[t]].status = "failed"
-                member_reports[todo[t]].message = (
-                    f"loss became {float(losses[t])} at epoch {epoch}, step {step}"
-                )
+                member_reports[todo[t]].message = f"loss became {float(losses[t])} at epoch {epoch}, step {step}"
             alive = alive & finite
             if not bool(alive.any()):
                 break

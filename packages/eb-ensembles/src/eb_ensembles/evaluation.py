@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from sixlab_shared import derive_seed
 
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import CORRUPTIONS, OOD_KINDS, Dataset, corrupt, make_ood
@@ -16,6 +15,7 @@ from eb_ensembles.metrics import (
     regression_metrics,
     uncertainty_decomposition,
 )
+from sixlab_shared import derive_seed
 
 __all__ = ["OOD_SCORES", "evaluate_classification", "evaluate_regression", "ood_scores"]
 
@@ -93,9 +93,7 @@ def evaluate_classification(
     return result
 
 
-def evaluate_regression(
-    samples: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], dataset: Dataset
-) -> dict:
+def evaluate_regression(samples: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], dataset: Dataset) -> dict:
     """RMSE, mixture NLL and coverage on the test split; ``samples`` maps inputs to ``(S, N)`` means, variances."""
     if dataset.task != "regression":
         raise InvalidInputError(f"dataset {dataset.name!r} is a classification set; use evaluate_classification")

@@ -45,6 +45,7 @@ class MethodConfig:
         weight_decay: L2 coefficient (0 = maximum likelihood, the paper's faithful mode for ensembles).
         vectorise: train ensemble members with ``torch.func.vmap``.
         dtype: ``"float32"`` or ``"float64"``.
+        device: training device (``None``: CPU tensors stay on CPU); predictions run where their inputs are.
         extra: method-specific options (kept for later baselines).
     """
 
@@ -56,6 +57,7 @@ class MethodConfig:
     weight_decay: float = 0.0
     vectorise: bool = True
     dtype: str = "float32"
+    device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,6 +117,7 @@ class EnsembleMethod:
             self._ensemble_config(dataset, seed),
             checkpoint_dir=checkpoint_dir,
             resume=resume,
+            device=self.config.device,
         )
         return self
 

@@ -74,7 +74,9 @@ def average_probs(member_probs: torch.Tensor, weights: torch.Tensor | None = Non
         return member_probs.mean(0)
     check_ndim("weights", weights, 1, "(M,)")
     if weights.shape[0] != member_probs.shape[0]:
-        raise InvalidInputError(f"`weights` has {weights.shape[0]} entries but there are {member_probs.shape[0]} members")
+        raise InvalidInputError(
+            f"`weights` has {weights.shape[0]} entries but there are {member_probs.shape[0]} members"
+        )
     return torch.einsum("m,mnk->nk", weights.to(member_probs.dtype), member_probs)
 
 
@@ -286,14 +288,18 @@ def uncertainty_decomposition(member_probs: torch.Tensor) -> dict[str, torch.Ten
 def agreement(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:
     """Top-1 agreement rate between two ``(N, K)`` predictives (e.g. against an HMC reference)."""
     if probs.shape != reference_probs.shape:
-        raise InvalidInputError(f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ")
+        raise InvalidInputError(
+            f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ"
+        )
     return float((probs.argmax(-1) == reference_probs.argmax(-1)).to(torch.float64).mean())
 
 
 def total_variation(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:
     """Mean total variation ``½ ‖p - p_ref‖₁`` over points, between two ``(N, K)`` predictives."""
     if probs.shape != reference_probs.shape:
-        raise InvalidInputError(f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ")
+        raise InvalidInputError(
+            f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ"
+        )
     return float(0.5 * (probs - reference_probs).abs().sum(-1).to(torch.float64).mean())
 
 

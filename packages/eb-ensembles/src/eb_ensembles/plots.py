@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from sixlab_shared import atomic_write_bytes
 
 __all__ = [
@@ -90,7 +91,9 @@ def plot_reliability(path: Path, bins: dict[str, list[float]], *, title: str = "
     count[-1] += bins["count"][-1]  # fold the "confidence == 1" bucket into the top bin for display
     acc = np.asarray(bins["accuracy"][:-1])
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
-    ax.bar(lower, np.where(count > 0, acc, 0), width=width, align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+    ax.bar(
+        lower, np.where(count > 0, acc, 0), width=width, align="edge", edgecolor="black", alpha=0.7, label="accuracy"
+    )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.legend(fontsize=8, loc="upper left")

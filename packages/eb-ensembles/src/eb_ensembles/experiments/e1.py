@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sixlab_shared import atomic_write_json, derive_seed, make_generator
 
 from eb_ensembles.eb import PointMassPrior
 from eb_ensembles.plots import plot_function_draws
+from sixlab_shared import atomic_write_json, derive_seed, make_generator
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def run_e1(out: Path | None = None, *, seed: int = 0, members: int = 20, fast: b
     pinv = torch.from_numpy(np.linalg.pinv(phi.numpy()))
     closed = theta0 + (y[None] - theta0 @ phi.T) @ pinv.T
     residual = (theta @ phi.T - y[None]).abs().max(1).values  # M
-    loglik = (-0.5 * n * math.log(2 * math.pi * sigma**2) - 0.5 * ((theta @ phi.T - y[None]) ** 2).sum(1) / sigma**2)
+    loglik = -0.5 * n * math.log(2 * math.pi * sigma**2) - 0.5 * ((theta @ phi.T - y[None]) ** 2).sum(1) / sigma**2
     log_sup = -0.5 * n * math.log(2 * math.pi * sigma**2)
 
     prior = PointMassPrior.uniform(members, theta)

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sixlab_shared import atomic_write_json, derive_seed, make_generator
 
 from eb_ensembles.eb import PointMassPrior, npmle_em
 from eb_ensembles.plots import plot_curves, plot_heatmaps
+from sixlab_shared import atomic_write_json, derive_seed, make_generator
 
 __all__ = ["e2_grid_loglik", "run_e2"]
 
@@ -35,7 +35,9 @@ def e2_grid_loglik(seed: int, *, n: int = 30, size: int = 61, sigma: float = 0.3
     return {"x": x, "y": y, "a": a, "b": b, "loglik": loglik, "sigma": sigma}
 
 
-def run_e2(out: Path | None = None, *, seed: int = 0, fast: bool = False, max_iterations: int = 20_000) -> dict[str, Any]:
+def run_e2(
+    out: Path | None = None, *, seed: int = 0, fast: bool = False, max_iterations: int = 20_000
+) -> dict[str, Any]:
     """Run E2; returns metrics and writes ``metrics.json``, ``e2_log_marginal.png``, ``e2_weights.png`` under ``out``.
 
     Args:

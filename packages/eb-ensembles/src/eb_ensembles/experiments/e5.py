@@ -18,14 +18,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sixlab_shared import atomic_write_json
-
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import CORRUPTIONS, load_dataset
 from eb_ensembles.evaluation import evaluate_classification
 from eb_ensembles.methods import MethodConfig, build_method, method_config_dict
 from eb_ensembles.metrics import average_probs, reliability_bins
 from eb_ensembles.plots import plot_curves, plot_reliability, plot_weights
+from sixlab_shared import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
