@@ -25,10 +25,10 @@ def test_room_hint_only_in_first_state_and_expert_teleports() -> None:
     for _ in range(6):
         obs, reward, terminated, truncated, info = env.step(3)
         rewards.append(reward)
-        assert obs[2] == 0
+        assert obs[2] == -1
         if truncated:
             break
-    assert truncated and obs.tolist() == [0, 3, 0]  # teleported at the top of room 0 on the 5th step
+    assert truncated and obs.tolist() == [0, 3, -1]  # teleported at the top of room 0 on the 5th step
     assert rewards == [0, 0, 0, 0, 1]
 
 

@@ -23,7 +23,9 @@ def test_growth_rule_examples() -> None:
 def test_schedules_closed_form() -> None:
     assert schedules.temperature(0) == 1.0
     assert schedules.temperature(100) == pytest.approx(0.999**100)
-    assert schedules.entropy_weight(200, initial=5.0, decay=0.995) == pytest.approx(5.0 * math.exp(200 * math.log(0.995)))
+    assert schedules.entropy_weight(200, initial=5.0, decay=0.995) == pytest.approx(
+        5.0 * math.exp(200 * math.log(0.995))
+    )
 
 
 def test_add_option_appends_one_piece_everywhere_and_keeps_the_old_ones() -> None:

@@ -33,7 +33,7 @@ def test_boundary_f1_hand_built() -> None:
 
 
 def test_room_score_of_a_hand_set_policy() -> None:
-    model = OptionModel(OptionModelConfig(obs_dim=5 + 4 + 4, n_actions=4, n_options=2, seed=0))
+    model = OptionModel(OptionModelConfig(obs_dim=3, n_actions=4, n_options=2, seed=0))
     with torch.no_grad():  # option 0 always picks room 1, option 1 always room 2 (huge head biases, zero weights)
         for k, room in ((0, 1), (1, 2)):
             model.policy.weights[k].zero_()

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
 from bnpo import __version__
+from bnpo.fit import FitConfig
+from bnpo.workflows import collect_job, demo_job, evaluate_job, fit_job, format_table, segment_job, summary_rows
+from sixlab_shared import UserError, config_option_callback, exit_on_user_error, setup_logging
 
 app = typer.Typer(
     name="bnpo",
-    help="bnpo: see `bnpo COMMAND --help`.",
+    help="bnpo: offline option discovery with Bayesian nonparametrics. See `bnpo COMMAND --help`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+CONFIG_OPTION = typer.Option(
+    None, "--config", is_eager=True, callback=config_option_callback, help="TOML file setting any option."
+)
+VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available).")
 
 
 def _version_callback(value: bool) -> None:
@@ -22,9 +34,165 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """bnpo command-line tool."""
+
+
+@app.command()
+@exit_on_user_error
+def collect(
+    env: str = typer.Argument(..., help="gymnasium id, e.g. bnpo/Room-v0, bnpo/Line-v0, bnpo/Landmarks-v0."),
+    out: Path = typer.Option(..., "--out", help="Dataset file to write (.npz)."),
+    episodes: int = typer.Option(1000, "--episodes", help="Number of episodes."),
+    policy: str = typer.Option("expert", "--policy", help="expert (bnpo envs) or random."),
+    epsilon: float = typer.Option(None, "--epsilon", help="Expert's random-action probability (env default)."),
+    max_steps: int = typer.Option(None, "--max-steps", help="Cap on episode length."),
+    env_kwargs: str = typer.Option(
+        "{}", "--env-kwargs", help='JSON keyword arguments for gym.make, e.g. {"n_rooms": 3}.'
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    seed: int = typer.Option(0, "--seed", help="Environment and expert seed."),
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Collect expert (or random) trajectories from a gymnasium environment into a .npz dataset."""
+    setup_logging(verbose)
+    try:
+        kwargs = json.loads(env_kwargs)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--env-kwargs must be a JSON object, got {env_kwargs!r} ({err.msg})") from err
+    if not isinstance(kwargs, dict):
+        raise UserError(f"--env-kwargs must be a JSON object, got {env_kwargs!r}")
+    data = collect_job(
+        env,
+        out,
+        episodes=episodes,
+        policy=policy,
+        epsilon=epsilon,
+        max_steps=max_steps,
+        env_kwargs=kwargs,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    rows = [
+        ("episodes", str(data.n_episodes)),
+        ("steps", str(len(data.actions))),
+        ("obs_dim", str(data.obs_dim)),
+        ("n_actions", str(data.n_actions)),
+        ("options", "yes" if data.options is not None else "no"),
+        ("file", str(out)),
+    ]
+    typer.echo(format_table(rows))
+
+
+@app.command()
+@exit_on_user_error
+def fit(
+    data: Path = typer.Argument(..., help="Dataset (.npz, see bnpo.data)."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    k: int = typer.Option(None, "--k", help="Fixed number of options (fixed-K BNPO)."),
+    nonparametric: bool = typer.Option(
+        False, "--nonparametric", help="Grow K from 1 (the default when --k is absent)."
+    ),
+    epochs: int = typer.Option(500, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Trajectories per minibatch."),
+    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
+    estimator: str = typer.Option("plugin", "--estimator", help="plugin (paper code) or mc (corrected Monte Carlo)."),
+    entropy_initial: float = typer.Option(5.0, "--entropy-initial", help="Initial usage-entropy weight."),
+    entropy_decay: float = typer.Option(
+        0.999, "--entropy-decay", help="Entropy weight decay per epoch (paper: 0.995)."
+    ),
+    tau_decay: float = typer.Option(0.999, "--tau-decay", help="Temperature decay per epoch."),
+    growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
+    holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    device: str = DEVICE_OPTION,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Fit options offline (fixed K with --k, or nonparametric), then evaluate and plot usage and K."""
+    setup_logging(verbose)
+    if k is not None and nonparametric:
+        raise UserError("pass either --k K (fixed) or --nonparametric, not both")
+    fit_config = FitConfig(
+        nonparametric=k is None,
+        k=k or 3,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seq_len=seq_len,
+        estimator=estimator,
+        entropy_initial=entropy_initial,
+        entropy_decay=entropy_decay,
+        tau_decay=tau_decay,
+        growth_tol=growth_tol,
+        holdout_fraction=holdout,
+        seed=seed,
+    )
+    summary = fit_job(data, out, fit_config, device=device, resume=resume)
+    typer.echo(format_table(summary_rows(summary)))
+
+
+@app.command()
+@exit_on_user_error
+def segment(
+    model: Path = typer.Argument(..., help="Checkpoint file or run directory."),
+    data: Path = typer.Argument(..., help="Dataset (.npz)."),
+    out: Path = typer.Option(..., "--out", help="Folder for segments.json and segmentation.png."),
+    n_plot: int = typer.Option(12, "--n-plot", help="Trajectories drawn in the figure."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Viterbi segmentation of trajectories into options, with a figure coloured by option."""
+    setup_logging(verbose)
+    result = segment_job(model, data, out, n_plot=n_plot, seq_len=seq_len)
+    typer.echo(
+        format_table(
+            [
+                ("trajectories", str(result["n_trajectories"])),
+                ("K", str(result["K"])),
+                ("figure", str(out / "segmentation.png")),
+            ]
+        )
+    )
+
+
+@app.command()
+@exit_on_user_error
+def evaluate(
+    model: Path = typer.Argument(..., help="Checkpoint file or run directory."),
+    data: Path = typer.Argument(..., help="Dataset (.npz)."),
+    out: Path = typer.Option(..., "--out", help="Folder for evaluation.json."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Exact held-out log-likelihood, K and usage, and (with ground truth) matched accuracy and boundary F1."""
+    setup_logging(verbose)
+    typer.echo(format_table(summary_rows(evaluate_job(model, data, out, seq_len=seq_len))))
+
+
+@app.command()
+@exit_on_user_error
+def demo(
+    out: Path = typer.Option(Path("bnpo-demo"), "--out", help="Run directory."),
+    env: str = typer.Option("room", "--env", help="room (Room(6)) or landmarks."),
+    fast: bool = typer.Option(False, "--fast", help="Seconds-long smoke version (Room(3), 12 epochs)."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+    device: str = DEVICE_OPTION,
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Collect expert data, fit options nonparametrically, print K and scores, draw the segmentation."""
+    setup_logging(verbose)
+    summary = demo_job(out, env=env, fast=fast, seed=seed, device=device)
+    typer.echo(format_table(summary_rows(summary)))
 
 
 def main() -> None:

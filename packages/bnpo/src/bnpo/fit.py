@@ -181,7 +181,9 @@ def _load_state(model: OptionModel, state: dict[str, torch.Tensor], source: str)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(
+            f"checkpoint {source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     for key, value in state.items():
         if value.shape != own[key].shape:
             raise CheckpointError(
@@ -299,7 +301,11 @@ def fit(
         for iteration in range(iters_per_epoch):
             index = stream.next().to(device)
             s, a = states[index], actions[index]
-            if iteration == 0 and config.nonparametric and schedules.is_growth_check_epoch(epoch, every=config.growth_every):
+            if (
+                iteration == 0
+                and config.nonparametric
+                and schedules.is_growth_check_epoch(epoch, every=config.growth_every)
+            ):
                 grow = schedules.should_grow(model.greedy_usage(s, a).tolist(), tol=config.growth_tol)
             out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator)
             optimizer.zero_grad(set_to_none=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from scipy.optimize import linear_sum_assignment
 
-from bnpo.envs.room import HEIGHT
+from bnpo.envs.room import room_score_state
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -92,8 +91,7 @@ def room_score(model, n_rooms: int) -> float:
 
     K options score at most K / V.
     """
-    space = spaces.MultiDiscrete([HEIGHT, n_rooms + 1, n_rooms + 1])
-    state = spaces.flatten(space, np.array([HEIGHT - 1, 0, 0], dtype=np.int64)).astype(np.float32)
+    state = room_score_state()
     with torch.no_grad():
         probs = model.log_pi_all(torch.as_tensor(state, device=model.device)).exp()  # K x (V + 1)
     return float(probs[:, 1:].max(dim=0).values.mean())
@@ -101,8 +99,7 @@ def room_score(model, n_rooms: int) -> float:
 
 def room_coverage(model, n_rooms: int) -> list[int]:
     """Rooms 1..V that are the argmax action of some option at (4, 0, no hint)."""
-    space = spaces.MultiDiscrete([HEIGHT, n_rooms + 1, n_rooms + 1])
-    state = spaces.flatten(space, np.array([HEIGHT - 1, 0, 0], dtype=np.int64)).astype(np.float32)
+    state = room_score_state()
     with torch.no_grad():
         best = model.log_pi_all(torch.as_tensor(state, device=model.device)).argmax(-1)
     return sorted({int(r) for r in best.tolist() if r >= 1})

@@ -68,8 +68,7 @@ class OptionModelConfig:
     def __post_init__(self) -> None:
         if self.obs_dim < 1 or self.n_actions < 1 or self.n_options < 1:
             raise ValueError(
-                f"obs_dim, n_actions and n_options must be >= 1, got {self.obs_dim}, {self.n_actions}, "
-                f"{self.n_options}"
+                f"obs_dim, n_actions and n_options must be >= 1, got {self.obs_dim}, {self.n_actions}, {self.n_options}"
             )
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")

@@ -107,7 +107,9 @@ class PosteriorEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = nn.Sequential(
-            init_linear_(nn.Linear(in_dim, embed), generator), nn.ReLU(), init_linear_(nn.Linear(embed, embed), generator)
+            init_linear_(nn.Linear(in_dim, embed), generator),
+            nn.ReLU(),
+            init_linear_(nn.Linear(embed, embed), generator),
         )
         self.lstm = nn.LSTM(embed, hidden, batch_first=True)
         for param in self.lstm.parameters():

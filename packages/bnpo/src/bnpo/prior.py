@@ -197,4 +197,3 @@ class StickBreakingPrior(nn.Module):
             kl_draws = torch.cat([v, kumaraswamy_sample(a, b, self.n_draws - batch_size, generator=generator)])
         kl = (kumaraswamy_log_prob(kl_draws, a, b) - beta_one_log_prob(kl_draws, alpha)).mean(dim=0).sum()
         return eta, kl
-

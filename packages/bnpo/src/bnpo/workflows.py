@@ -1,0 +1,235 @@
+"""End-to-end jobs behind the CLI verbs (importable; ``cli.py`` only maps options onto them).
+
+Each job validates everything it can before writing anything, then writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from bnpo import metrics
+from bnpo.data import Dataset, collect, load_dataset
+from bnpo.envs import ENV_IDS, make_expert
+from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model
+from bnpo.plots import plot_segmentation, plot_training
+from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+def _n_rooms(dataset: Dataset) -> int | None:
+    return dataset.n_actions - 1 if dataset.env_id.startswith("bnpo/Room") else None
+
+
+def collect_job(
+    env_id: str,
+    out: str | os.PathLike[str],
+    *,
+    episodes: int = 1000,
+    policy: str = "expert",
+    epsilon: float | None = None,
+    max_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dataset:
+    """Collect ``episodes`` trajectories of ``env_id`` with the scripted expert (bnpo envs) or a random policy.
+
+    Raises:
+        UserError: unknown env, no expert for it, a bad count, or ``out`` exists without ``overwrite``.
+    """
+    out = Path(out)
+    if episodes < 1:
+        raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if policy not in ("expert", "random"):
+        raise UserError(f"--policy must be 'expert' or 'random', got {policy!r}")
+    if out.exists() and not overwrite:
+        raise UserError(f"--out {str(out)!r} already exists; choose another path or pass --overwrite")
+    if out.suffix != ".npz":
+        raise UserError(f"--out must end in .npz, got {str(out)!r}")
+    try:
+        env = gym.make(env_id, **(env_kwargs or {}))
+    except (gym.error.Error, TypeError, ValueError) as err:
+        raise UserError(f"cannot make environment {env_id!r}: {err}") from err
+    if policy == "expert":
+        if env_id not in ENV_IDS:
+            raise UserError(f"no scripted expert for {env_id!r}; pass --policy random or use {', '.join(ENV_IDS)}")
+        actor = make_expert(env, epsilon=epsilon, seed=seed)
+    else:
+        env.action_space.seed(seed)
+        actor = lambda obs, info: env.action_space.sample()  # noqa: E731
+    dataset = collect(env, actor, episodes, seed=seed, max_steps=max_steps, env_id=env_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save(out)
+    return dataset
+
+
+def fit_job(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: FitConfig,
+    *,
+    device: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Load data, fit, evaluate (all and held-out), write config, metrics, checkpoint, summary and training.png.
+
+    Returns:
+        the summary dict (also in ``summary.json``).
+
+    Raises:
+        UserError: bad data, bad options, an existing run without ``resume``, or a mismatching checkpoint.
+    """
+    dataset = load_dataset(data)
+    windows = dataset.windows(config.seq_len)  # validates lengths before anything is written
+    torch_device = get_device(device)
+    run = RunDir(out, resume=resume)
+    if resume:
+        previous = run.read_config()
+        before = {k: v for k, v in previous.get("fit", {}).items() if k != "epochs"}
+        now = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
+        if before != now:
+            changed = sorted(k for k in now if before.get(k) != now[k])
+            raise UserError(
+                f"--resume needs the original run's fit options (only --epochs may change); changed: {', '.join(changed)}"
+            )
+    else:
+        run.write_config({"fit": dataclasses.asdict(config), "data": str(data)}, seed=config.seed, device=torch_device)
+    seed_everything(config.seed)
+    result = fit(dataset, config, run=run, resume=resume, device=torch_device)
+    model = result.model
+    summary: dict[str, Any] = {"train_seconds": round(result.seconds, 2), "epochs": config.epochs}
+    summary["all"] = evaluate(model, windows, n_rooms=_n_rooms(dataset))
+    if len(result.heldout_index):
+        held = {key: value[result.heldout_index] for key, value in windows.items()}
+        summary["heldout"] = {
+            k: v for k, v in evaluate(model, held).items() if k in ("loglik_per_traj", "loglik_per_step")
+        }
+        summary["heldout"]["n_trajectories"] = len(result.heldout_index)
+    run.write_summary(summary)
+    plot_training(run.file("training.png"), result.history)
+    return summary
+
+
+def _load_for_model(model_path: str | os.PathLike[str], data: str | os.PathLike[str], seq_len: int | None):
+    model_file = checkpoint_file(model_path)
+    if not model_file.is_file():
+        raise UserError(f"model {str(model_path)!r} is neither a checkpoint nor a run directory holding one")
+    dataset = load_dataset(data)
+    model = load_model(model_file)
+    if model.config.obs_dim != dataset.obs_dim or model.config.n_actions != dataset.n_actions:
+        raise UserError(
+            f"the model expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions} but the data has "
+            f"obs_dim={dataset.obs_dim}, n_actions={dataset.n_actions}"
+        )
+    return model, dataset, dataset.windows(seq_len)
+
+
+def evaluate_job(
+    model_path: str | os.PathLike[str], data: str | os.PathLike[str], out: str | os.PathLike[str], *, seq_len=None
+) -> dict[str, Any]:
+    """Scores of a saved model on a dataset, written to ``out/evaluation.json``."""
+    model, dataset, windows = _load_for_model(model_path, data, seq_len)
+    result = evaluate(model, windows, n_rooms=_n_rooms(dataset))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "evaluation.json", result)
+    return result
+
+
+def segment_job(
+    model_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    n_plot: int = 12,
+    seq_len: int | None = None,
+) -> dict[str, Any]:
+    """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``."""
+    model, _, windows = _load_for_model(model_path, data, seq_len)
+    options, boundaries = model.segment(windows["states"].to(model.device), windows["actions"].to(model.device))
+    options, boundaries = options.cpu().numpy(), boundaries.cpu().numpy()
+    truth = windows["options"].numpy() if "options" in windows else None
+    mapping = metrics.hungarian_accuracy(options, truth)[1] if truth is not None else None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out) / "segments.json", {"options": options.tolist(), "boundaries": boundaries.tolist()})
+    plot_segmentation(
+        Path(out) / "segmentation.png",
+        options[:n_plot],
+        truth[:n_plot] if truth is not None else None,
+        mapping=mapping,
+        title=f"K = {model.n_options}",
+    )
+    return {"n_trajectories": int(options.shape[0]), "K": model.n_options, "mapping": mapping}
+
+
+DEMOS = {
+    "room": {"env": "bnpo/Room-v0", "env_kwargs": {"n_rooms": 6}, "episodes": 1000, "epochs": 500},
+    "landmarks": {"env": "bnpo/Landmarks-v0", "env_kwargs": {}, "episodes": 1000, "epochs": 300},
+}
+
+
+def demo_job(out: str | os.PathLike[str], *, env: str = "room", fast: bool = False, seed: int = 0, device=None):
+    """Collect expert data, fit nonparametrically, evaluate, and draw the segmentation and training figures.
+
+    ``fast`` shrinks everything (Room(3), 100 episodes, 12 epochs) so it finishes in seconds.
+
+    Returns:
+        the summary dict.
+
+    Raises:
+        UserError: unknown ``env`` or ``out`` already holds a run.
+    """
+    if env not in DEMOS:
+        raise UserError(f"--env must be one of {', '.join(DEMOS)}, got {env!r}")
+    spec = dict(DEMOS[env])
+    if fast:
+        spec.update(episodes=100, epochs=12)
+        if env == "room":
+            spec["env_kwargs"] = {"n_rooms": 3}
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise UserError(f"--out {str(out)!r} already holds a run; choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = out / "data.npz"
+    collect_job(
+        spec["env"], data_path, episodes=spec["episodes"], env_kwargs=spec["env_kwargs"], seed=seed, overwrite=True
+    )
+    config = FitConfig(nonparametric=True, epochs=spec["epochs"], seed=seed)
+    summary = fit_job(data_path, out, config, device=device)
+    segment_job(out, data_path, out)
+    summary["demo"] = {"env": spec["env"], "env_kwargs": spec["env_kwargs"], "episodes": spec["episodes"]}
+    RunDir(out, resume=True).write_summary(summary)
+    return summary
+
+
+def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of the CLI's result table."""
+    rows = []
+    scores = summary.get("all", summary)
+    for key in ("K", "used_options", "room_score", "rooms_covered", "accuracy", "boundary_f1", "loglik_per_step"):
+        if key in scores:
+            value = scores[key]
+            rows.append((key, f"{value:.4f}" if isinstance(value, float) else str(value)))
+    if "heldout" in summary:
+        rows.append(("heldout_loglik_per_step", f"{summary['heldout']['loglik_per_step']:.4f}"))
+    if "train_seconds" in summary:
+        rows.append(("train_seconds", f"{summary['train_seconds']:.1f}"))
+    if "usage" in scores:
+        rows.append(("usage", json.dumps(scores["usage"])))
+    return rows
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    """A two-column plain-text table."""
+    width = max(len(name) for name, _ in rows) if rows else 0
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+__all__ = ["collect_job", "demo_job", "evaluate_job", "fit_job", "format_table", "segment_job", "summary_rows"]

@@ -1,0 +1,118 @@
+"""Every CLI verb on tiny data, and the user errors (one line, exit 2, nothing written or lost)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bnpo.cli import app
+from bnpo.data import load_dataset
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def room_run(tmp_path_factory):
+    """A tiny Room(3) dataset and a 6-epoch nonparametric run on it."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "room.npz"
+    result = _invoke("collect", "bnpo/Room-v0", "--out", str(data), "--episodes", "60", "--env-kwargs", '{"n_rooms": 3}')
+    assert result.exit_code == 0, result.output
+    run = root / "run"
+    result = _invoke("fit", str(data), "--out", str(run), "--epochs", "6", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    return data, run, result.output
+
+
+def test_collect_writes_a_valid_dataset(room_run) -> None:
+    data, _, _ = room_run
+    dataset = load_dataset(data)
+    assert dataset.n_episodes == 60 and dataset.n_actions == 4 and dataset.options is not None
+    assert dataset.env_id == "bnpo/Room-v0"
+
+
+def test_fit_writes_run_directory_and_table(room_run) -> None:
+    _, run, output = room_run
+    assert "room_score" in output and "K" in output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["all"]["K"] >= 1 and "heldout" in summary
+    assert (run / "checkpoints" / "last.safetensors").is_file()
+    assert (run / "training.png").stat().st_size > 1000
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and "options/K" in json.loads(lines[0])
+
+
+def test_fit_resume_continues_to_more_epochs_and_matches_one_run(room_run, tmp_path) -> None:
+    data, _, _ = room_run
+    one = tmp_path / "one"
+    assert _invoke("fit", str(data), "--out", str(one), "--epochs", "4", "--k", "2").exit_code == 0
+    two = tmp_path / "two"
+    assert _invoke("fit", str(data), "--out", str(two), "--epochs", "4", "--k", "2").exit_code == 0
+    # same seed -> same numbers
+    assert (one / "metrics.jsonl").read_text() == (two / "metrics.jsonl").read_text()
+    result = runner.invoke(app, ["fit", str(data), "--out", str(two), "--epochs", "4", "--k", "2"])
+    assert result.exit_code == 2 and "already holds a run" in result.output
+
+
+def test_segment_and_evaluate(room_run, tmp_path) -> None:
+    data, run, _ = room_run
+    result = _invoke("segment", str(run), str(data), "--out", str(tmp_path / "seg"), "--n-plot", "5")
+    assert result.exit_code == 0, result.output
+    segments = json.loads((tmp_path / "seg" / "segments.json").read_text())
+    assert np.array(segments["options"]).shape == (60, 5)
+    assert (tmp_path / "seg" / "segmentation.png").stat().st_size > 1000
+    result = _invoke("evaluate", str(run / "checkpoints" / "last.safetensors"), str(data), "--out", str(tmp_path / "ev"))
+    assert result.exit_code == 0 and "loglik_per_step" in result.output
+    scores = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert 0.0 <= scores["room_score"] <= 1.0 and scores["loglik_per_traj"] < 0
+
+
+def test_demo_fast(tmp_path) -> None:
+    result = _invoke("demo", "--fast", "--out", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    for name in ("summary.json", "segmentation.png", "training.png", "data.npz"):
+        assert (tmp_path / "demo" / name).is_file()
+    assert "K" in result.output
+
+
+def _user_error(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") or "Error" in result.output
+    return result.output
+
+
+def test_user_errors_write_nothing(room_run, tmp_path) -> None:
+    data, run, _ = room_run
+    out = tmp_path / "x"
+    assert "does not exist" in _user_error(["fit", str(tmp_path / "none.npz"), "--out", str(out)])
+    assert not out.exists()
+    assert "not both" in _user_error(["fit", str(data), "--out", str(out), "--k", "2", "--nonparametric"])
+    assert "shorter than seq_len=9" in _user_error(["fit", str(data), "--out", str(out), "--seq-len", "9"])
+    assert not out.exists()
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, observations=np.zeros((4, 3), np.float32))
+    assert "lacks key(s)" in _user_error(["fit", str(bad), "--out", str(out)])
+    assert "invalid fit option epochs" in _user_error(["fit", str(data), "--out", str(out), "--epochs", "0"])
+    assert not out.exists()
+    before = data.read_bytes()
+    assert "already exists" in _user_error(["collect", "bnpo/Room-v0", "--out", str(data), "--episodes", "2"])
+    assert data.read_bytes() == before
+    assert "no scripted expert" in _user_error(["collect", "CartPole-v1", "--out", str(tmp_path / "c.npz")])
+    assert "--env-kwargs" in _user_error(["collect", "bnpo/Room-v0", "--out", str(tmp_path / "d.npz"), "--env-kwargs", "[1"])
+    assert not (tmp_path / "c.npz").exists() and not (tmp_path / "d.npz").exists()
+    assert "neither a checkpoint" in _user_error(["evaluate", str(tmp_path), str(data), "--out", str(tmp_path / "e")])
+    assert "--resume" in _user_error(["fit", str(data), "--out", str(tmp_path / "fresh"), "--resume"])
+    line = tmp_path / "line.npz"
+    assert _invoke("collect", "bnpo/Line-v0", "--out", str(line), "--episodes", "3").exit_code == 0
+    assert "the model expects obs_dim=3" in _user_error(["segment", str(run), str(line), "--out", str(tmp_path / "s")])
+    assert not (tmp_path / "s").exists()
+    assert "--env must be one of" in _user_error(["demo", "--env", "atari", "--out", str(tmp_path / "dm")])
