@@ -140,9 +140,12 @@ class FusionModel(nn.Module):
         """``(B, d_text)`` latents -> ``(B, D)`` L2-normalised embeddings."""
         return nn.functional.normalize(self.text_adapter(z), dim=-1)
 
-    def forward(self, z_item: torch.Tensor, z_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both adapters on paired latents; returns the unnormalised ``(B, D)`` outputs."""
-        return self.item_adapter(z_item), self.text_adapter(z_text)
+    def forward(self, z_item: torch.Tensor, z_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both adapters on paired latents: the unnormalised ``(B, D)`` outputs and the clamped temperature.
+
+        The temperature is returned from ``forward`` so that a DistributedDataParallel wrapper sees it used.
+        """
+        return self.item_adapter(z_item), self.text_adapter(z_text), self.temperature()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,17 +1,31 @@
-"""Command-line interface of fusemix (thin: parses options and calls the library)."""
+"""Command-line interface of fusemix (thin: parses options, builds a config, calls the library)."""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
 
 import typer
 
 from fusemix import __version__
+from sixlab_shared import RunDir, UserError, config_option_callback, exit_on_user_error, setup_logging
+
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="fusemix",
-    help="fusemix: see `fusemix COMMAND --help`.",
+    help="FuseMix: align frozen unimodal encoders with small adapters trained on cached latents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+_CONFIG = typer.Option(
+    None, "--config", is_eager=True, callback=config_option_callback, help="TOML file setting any option."
+)
+_VERBOSE = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug logging on stderr.")
+_DEVICE = typer.Option(None, "--device", help="cpu, cuda or mps (default: best available).")
+_THREADS = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).")
 
 
 def _version_callback(value: bool) -> None:
@@ -27,6 +41,238 @@ def _root(
     ),
 ) -> None:
     """fusemix command-line tool."""
+
+
+def _setup(verbose: int, threads: int | None) -> None:
+    setup_logging(verbose)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _recall_table(metrics: dict[str, float]) -> str:
+    lines = [f"{'':<14} {'R@1':>7} {'R@5':>7} {'R@10':>7}"]
+    for label, prefix in (("item->text", "i2t"), ("text->item", "t2i")):
+        lines.append(f"{label:<14} " + " ".join(f"{metrics[f'{prefix}_r{k}']:7.2f}" for k in (1, 5, 10)))
+        lines.append(f"{'  chance':<14} " + " ".join(f"{metrics[f'chance/{prefix}_r{k}']:7.2f}" for k in (1, 5, 10)))
+    lines.append(f"rsum {metrics['rsum']:.2f}  r_mean {metrics['r_mean']:.2f}  "
+                 f"({metrics['n_items']} items, {metrics['n_texts']} captions)")  # fmt: skip
+    return "\n".join(lines)
+
+
+@app.command()
+@exit_on_user_error
+def cache(
+    manifest: Path = typer.Option(..., "--manifest", help="CSV/JSONL manifest: item_id,item_path,caption,split."),
+    dataset: str = typer.Option(..., "--dataset", help="Name of the dataset inside the cache."),
+    cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
+    item_encoder: str = typer.Option("dinov2-g", "--item-encoder", help="Image encoder name or hf:<id>@<pooling>."),
+    text_encoder: str = typer.Option("bge-large", "--text-encoder", help="Text encoder name or hf:<id>@<pooling>."),
+    split: list[str] = typer.Option([], "--split", help="Split(s) to extract (repeat; default: all)."),
+    shard_size: int = typer.Option(4096, "--shard-size", help="Inputs per resumable shard."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable item instead of skipping it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a cache made from other content."),
+    device: str = _DEVICE,
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Extract frozen-encoder latents of a paired dataset into the safetensors cache (streaming, resumable).
+
+    Run it again to resume an interrupted extraction; finished files are reused.
+    """
+    from fusemix.cache import build_cache
+    from fusemix.data.manifest import read_manifest
+    from fusemix.encoders import resolve_encoder
+
+    _setup(verbose, threads)
+    if shard_size < 1:
+        raise UserError(f"--shard-size must be >= 1, got {shard_size}")
+    item_spec = resolve_encoder(item_encoder, "image")
+    text_spec = resolve_encoder(text_encoder, "text")
+    parsed = read_manifest(manifest)
+    from sixlab_shared import get_device
+
+    reports = build_cache(
+        parsed, dataset, item_spec, text_spec, cache_dir, splits=split or None, device=get_device(device),
+        shard_size=shard_size, strict=strict, overwrite=overwrite,
+    )  # fmt: skip
+    typer.echo(f"{'split':<10} {'side':<6} {'encoded':>8} {'skipped':>8} {'reused':>7}  file")
+    for split_name, sides in reports.items():
+        for side, report in sides.items():
+            typer.echo(
+                f"{split_name:<10} {side:<6} {report.n_encoded:>8} {report.n_skipped:>8} {str(report.reused):>7}  "
+                f"{report.path}"
+            )
+
+
+@app.command("train")
+@exit_on_user_error
+def train_command(
+    cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
+    dataset: str = typer.Option(..., "--dataset", help="Dataset name used when caching."),
+    out: Path = typer.Option(..., "--out", help="Run directory."),
+    item_encoder: str = typer.Option("dinov2-g", "--item-encoder", help="Item encoder the latents came from."),
+    text_encoder: str = typer.Option("bge-large", "--text-encoder", help="Text encoder the latents came from."),
+    train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
+    val_split: str = typer.Option("val", "--val-split", help="Split for model selection ('' for none)."),
+    preset: str = typer.Option("paper", "--preset", help="Adapter preset: paper, base or cpu."),
+    depth: int = typer.Option(None, "--depth", help="Residual blocks per adapter (overrides the preset)."),
+    expansion: int = typer.Option(None, "--expansion", help="Hidden expansion (overrides the preset)."),
+    dropout: float = typer.Option(None, "--dropout", help="Dropout (overrides the preset)."),
+    out_dim: int = typer.Option(None, "--out-dim", help="Shared dimension (overrides the preset)."),
+    batch_size: int = typer.Option(20480, "--batch-size", help="Contrastive batch B (mixup loads 2B)."),
+    no_mixup: bool = typer.Option(False, "--no-mixup", help="Ablation: no mixup, same contrastive batch."),
+    alpha: float = typer.Option(1.0, "--alpha", help="Beta(alpha, alpha) of lambda."),
+    alpha_final: float = typer.Option(1.0, "--alpha-final", help="Final alpha of a schedule."),
+    alpha_schedule: str = typer.Option("constant", "--alpha-schedule", help="constant, cosine or exp."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
+    min_lr: float = typer.Option(1e-6, "--min-lr", help="Final learning rate."),
+    warmup_steps: int = typer.Option(100, "--warmup-steps", help="Linear warm-up steps."),
+    weight_decay: float = typer.Option(0.1, "--weight-decay", help="AdamW decay of weight matrices."),
+    epochs: int = typer.Option(500, "--epochs", help="Epochs (cosine over epochs)."),
+    steps: int = typer.Option(None, "--steps", help="Total steps instead of epochs (cosine over steps)."),
+    eval_every: int = typer.Option(None, "--eval-every", help="Validation interval in steps (default: each epoch)."),
+    train_items: int = typer.Option(None, "--train-items", help="Uniform subset of training items."),
+    seed: int = typer.Option(42, "--seed", help="Seed of data order, lambda, dropout and initialisation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh in a folder holding a run."),
+    device: str = _DEVICE,
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Train FuseMix adapters on cached latents (no encoder is loaded)."""
+    from fusemix.train import TrainConfig, train
+
+    _setup(verbose, threads)
+    train_config = TrainConfig(
+        cache_dir=str(cache_dir), dataset=dataset, item_encoder=item_encoder, text_encoder=text_encoder,
+        train_split=train_split, val_split=val_split or None, preset=preset, depth=depth, expansion=expansion,
+        dropout=dropout, out_dim=out_dim, batch_size=batch_size, mixup=not no_mixup, alpha=alpha,
+        alpha_final=alpha_final, alpha_schedule=alpha_schedule, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
+        weight_decay=weight_decay, epochs=epochs, steps=steps, eval_every=eval_every, train_items=train_items,
+        seed=seed, device=device,
+    )  # fmt: skip
+    train_config.adapter_settings()  # validate the preset before anything is written
+    result = train(train_config, out, resume=resume, overwrite=overwrite)
+    typer.echo(f"trained {result.steps} steps ({result.steps_per_second:.1f} steps/s), tau {result.temperature:.4f}")
+    if result.best is not None:
+        typer.echo(f"best validation (step {result.best['step']}):")
+        typer.echo(_recall_table(result.best))
+    typer.echo(f"run directory: {result.run_dir}")
+
+
+@app.command()
+@exit_on_user_error
+def evaluate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A trained fusion checkpoint (.safetensors)."),
+    cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset (default: the one trained on)."),
+    out: Path = typer.Option(None, "--out", help="Folder for metrics JSON (optional)."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Similarity rows per chunk (bounds memory)."),
+    device: str = _DEVICE,
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Recall@1/5/10 both ways with several captions per item, chance levels beside."""
+    from fusemix.cache import load_paired_latents
+    from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
+    from fusemix.evaluation import evaluate_retrieval
+    from sixlab_shared import get_device
+
+    _setup(verbose, threads)
+    torch_device = get_device(device)
+    if out is not None and (out / "summary.json").exists():
+        raise UserError(f"{str(out)!r} already holds evaluation results; choose another --out")
+    model, state = load_fusion_checkpoint(checkpoint, device=torch_device)
+    item_spec, text_spec = checkpoint_encoders(state)
+    data = load_paired_latents(cache_dir, item_spec, text_spec, dataset or state["dataset"], split)
+    for side, adapter in (("items", model.item_adapter), ("texts", model.text_adapter)):
+        got, want = getattr(data, side).shape[1], adapter.config.in_dim
+        if got != want:
+            raise UserError(
+                f"{side} latents of split {split!r} are {got}-d but the checkpoint's adapter takes {want}-d"
+            )
+    metrics = evaluate_retrieval(model, data, device=torch_device, chunk_size=chunk_size)
+    typer.echo(_recall_table(metrics))
+    if out is not None:
+        run = RunDir(out, overwrite=True)
+        run.write_config({"checkpoint": str(checkpoint), "split": split, "dataset": dataset or state["dataset"]})
+        run.write_summary(metrics)
+
+
+@app.command()
+@exit_on_user_error
+def retrieve(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A trained fusion checkpoint."),
+    cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
+    split: str = typer.Option("test", "--split", help="Gallery split."),
+    query: str = typer.Option(None, "--query", help="A caption to find items for."),
+    item_id: str = typer.Option(None, "--item-id", help="A cached item to find captions for."),
+    k: int = typer.Option(5, "-k", help="Number of results."),
+    dataset: str = typer.Option(None, "--dataset", help="Gallery dataset (default: the one trained on)."),
+    device: str = _DEVICE,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Query the trained space: a caption against cached items, or an item against cached captions."""
+    from fusemix.retrieve import retrieve as run_retrieve
+    from sixlab_shared import get_device
+
+    _setup(verbose, None)
+    hits = run_retrieve(
+        checkpoint, cache_dir, split, query=query, item_id=item_id, k=k, dataset=dataset, device=get_device(device)
+    )
+    for hit in hits:
+        typer.echo(f"{hit.rank:>3} {hit.score:7.4f}  {hit.key}" + (f"  {hit.path}" if hit.path else ""))
+
+
+@app.command()
+@exit_on_user_error
+def demo(
+    out: Path = typer.Option(Path("runs/fusemix-demo"), "--out", help="Run directory."),
+    fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
+    seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps per run (default 200)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Synthetic shapes -> cached latents (frozen conv net, MiniLM) -> FuseMix vs no-mixup at two data sizes."""
+    from fusemix.demo import DemoConfig, format_demo_table, run_demo
+
+    _setup(verbose, threads)
+    demo_config = DemoConfig.fast() if fast else DemoConfig()
+    if seeds is not None:
+        if seeds < 1:
+            raise UserError(f"--seeds must be >= 1, got {seeds}")
+        demo_config = dataclasses.replace(demo_config, seeds=tuple(range(seeds)))
+    if steps is not None:
+        if steps < 1:
+            raise UserError(f"--steps must be >= 1, got {steps}")
+        demo_config = dataclasses.replace(demo_config, steps=steps)
+    demo_config = dataclasses.replace(demo_config, device=device)
+    summary = run_demo(demo_config, out, overwrite=overwrite)
+    typer.echo(format_demo_table(summary))
+    typer.echo(f"run directory: {out} ({summary['seconds']:.0f} s)")
+
+
+@app.command()
+@exit_on_user_error
+def encoders(
+    verbose: int = _VERBOSE,
+) -> None:
+    """List the registered encoders (any Hugging Face model also works as hf:<id>@<pooling>)."""
+    from fusemix.encoders import registered_encoders
+
+    for name, spec in registered_encoders().items():
+        typer.echo(f"{name:<18} {spec.modality:<6} {spec.pooling:<7} {spec.dim or '?':>5}  {spec.model}")
 
 
 def main() -> None:

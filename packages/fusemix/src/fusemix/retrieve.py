@@ -1,0 +1,82 @@
+"""Querying a trained space: a caption against a cached item gallery, or a cached item against its captions."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+
+from fusemix.cache import load_paired_latents
+from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
+from fusemix.encoders import load_encoder
+from fusemix.evaluation import embed_latents
+from sixlab_shared import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One retrieved gallery entry."""
+
+    rank: int
+    score: float
+    key: str
+    """Item id (text query) or caption (item query)."""
+    path: str
+    """Item file (text query); empty for captions."""
+
+
+def retrieve(
+    checkpoint: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    split: str,
+    *,
+    query: str | None = None,
+    item_id: str | None = None,
+    k: int = 5,
+    dataset: str | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Hit]:
+    """Top-``k`` cosine neighbours in the shared space.
+
+    Args:
+        checkpoint: a trained fusion checkpoint (it names its encoders and dataset).
+        cache_dir: the latent cache holding the gallery split.
+        split: gallery split.
+        query: a caption; it is encoded with the checkpoint's text encoder (loaded for this query only) and
+            matched against the split's items.
+        item_id: instead of ``query``, a cached item whose captions in the split are ranked.
+        k: number of hits.
+        dataset: gallery dataset (default: the one trained on).
+        device: where to compute.
+
+    Raises:
+        UserError: neither or both of ``query``/``item_id``, an unknown item id, missing caches, ``k < 1``.
+    """
+    if (query is None) == (item_id is None):
+        raise UserError("give exactly one of --query (a caption) or --item-id (a cached item)")
+    if k < 1:
+        raise UserError(f"-k must be >= 1, got {k}")
+    model, state = load_fusion_checkpoint(checkpoint, device=device)
+    item_spec, text_spec = checkpoint_encoders(state)
+    data = load_paired_latents(cache_dir, item_spec, text_spec, dataset or state["dataset"], split)
+    with torch.no_grad():
+        if query is not None:
+            encoder = load_encoder(text_spec, device)
+            try:
+                latent = encoder.encode([query])
+            finally:
+                encoder.close()
+            q = model.encode_texts(latent.to(device))
+            gallery = embed_latents(model, data.items, "items", device=device)
+            keys, paths = data.item_ids, data.item_paths
+        else:
+            if item_id not in data.item_ids:
+                raise UserError(f"item {item_id!r} is not in the cached {split!r} split")
+            row = data.item_ids.index(item_id)
+            q = model.encode_items(data.items[row : row + 1].to(device))
+            gallery = embed_latents(model, data.texts, "texts", device=device)
+            keys, paths = data.captions, [""] * len(data.captions)
+        scores = (gallery @ q[0]).cpu()
+    top = torch.argsort(-scores, stable=True)[: min(k, scores.numel())]
+    return [Hit(rank + 1, float(scores[i]), keys[i], paths[i]) for rank, i in enumerate(top.tolist())]

@@ -1,0 +1,332 @@
+"""Training the fusion adapters on cached latents with FuseMix (reference §1.5-1.7), top to bottom.
+
+Nothing here loads or imports an encoder: the inputs are the safetensors latents of :mod:`fusemix.cache`.
+
+Per step: take the next ``2B`` shuffled (item, caption) pairs (``B`` without mixup, so the *contrastive* batch is
+``B`` either way), mix the two halves with one ``lambda ~ Beta(alpha, alpha)`` shared by both modalities, map both
+sides through their adapters, and minimise the symmetric InfoNCE with the clamped learnable temperature. AdamW
+(decay on matrices only), linear warm-up then cosine. The checkpoint kept as ``best`` is chosen on the
+*validation* split (never the test split; reference §6.2).
+
+Under accelerate (``accelerate launch -m fusemix.cli train ...``) each process takes its own slice of every
+epoch's permutation, gradients are averaged by DistributedDataParallel, and only the main process evaluates and
+writes. Negatives stay within each process's batch (no cross-process gather), so the contrastive batch is ``B``
+per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fusemix.adapters import ADAPTER_PRESETS, AdapterConfig, FusionModel, count_parameters
+from fusemix.cache import PairedLatents, load_paired_latents
+from fusemix.checkpoint import load_state_strict
+from fusemix.encoders import resolve_encoder
+from fusemix.evaluation import evaluate_retrieval
+from fusemix.loss import symmetric_infonce
+from fusemix.mixup import fusemix, mixup_alpha
+from fusemix.optim import build_optimizer, learning_rate, set_learning_rate
+from sixlab_shared import RunDir, UserError, derive_seed, get_device, make_generator, progress, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are the paper's (reference §1.4-1.7)."""
+
+    cache_dir: str
+    """Root of the latent cache written by ``fusemix cache``."""
+    dataset: str
+    """Dataset name used when caching."""
+    item_encoder: str
+    """Item (image, ...) encoder name or ``hf:<id>@<pooling>``, as when caching."""
+    text_encoder: str
+    """Text encoder name or ``hf:<id>@<pooling>``."""
+    train_split: str = "train"
+    """Split trained on."""
+    val_split: str | None = "val"
+    """Split used for model selection (``best`` checkpoint); ``None`` keeps only the last checkpoint."""
+    preset: str = "paper"
+    """Adapter preset of :data:`fusemix.adapters.ADAPTER_PRESETS` (``paper``: L=4, x4, dropout 0.6, D=512)."""
+    depth: int | None = None
+    """Override the preset's number of residual blocks."""
+    expansion: int | None = None
+    """Override the preset's hidden expansion."""
+    dropout: float | None = None
+    """Override the preset's dropout."""
+    out_dim: int | None = None
+    """Override the preset's shared dimension."""
+    batch_size: int = 20480
+    """Contrastive batch ``B`` (pairs in the loss); with mixup ``2B`` pairs are loaded per step."""
+    mixup: bool = True
+    """FuseMix on; ``False`` is the no-mixup ablation with the same contrastive batch."""
+    alpha: float = 1.0
+    """Beta(alpha, alpha) parameter at the start."""
+    alpha_final: float = 1.0
+    """Beta parameter reached at the last epoch (for the cosine/exp schedules)."""
+    alpha_schedule: str = "constant"
+    """``constant``, ``cosine`` or ``exp``, stepped once per epoch."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    min_lr: float = 1e-6
+    """Final learning rate of the cosine."""
+    warmup_start_lr: float = 1e-6
+    """Learning rate at step 0."""
+    warmup_steps: int = 100
+    """Linear warm-up steps."""
+    weight_decay: float = 0.1
+    """AdamW decay of weight matrices (biases, LayerNorms and the temperature excluded)."""
+    epochs: int = 500
+    """Passes over the training pairs (paper mode: cosine over epochs)."""
+    steps: int | None = None
+    """Total steps instead of ``epochs``; the cosine then runs over steps."""
+    init_temperature: float = 0.07
+    """Initial temperature."""
+    eval_every: int | None = None
+    """Validation every this many steps (default: once per epoch)."""
+    train_items: int | None = None
+    """Train on a uniform random subset of this many items (all their captions), for data-efficiency studies."""
+    seed: int = 42
+    """Seed of everything random (data order, lambda, dropout, initialisation, subset)."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ``mps`` or ``None`` for automatic."""
+    eval_chunk: int = 1024
+    """Similarity rows per evaluation chunk."""
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """The preset with the overrides applied.
+
+        Raises:
+            UserError: unknown preset.
+        """
+        if self.preset not in ADAPTER_PRESETS:
+            raise UserError(f"unknown adapter preset {self.preset!r}; choose one of {', '.join(ADAPTER_PRESETS)}")
+        settings = dict(ADAPTER_PRESETS[self.preset])
+        for key in ("depth", "expansion", "dropout", "out_dim"):
+            if getattr(self, key) is not None:
+                settings[key] = getattr(self, key)
+        return settings
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    run_dir: Path
+    steps: int
+    best: dict[str, float] | None
+    last: dict[str, float] | None
+    temperature: float
+    seconds: float
+    steps_per_second: float
+
+
+def _subset_items(data: PairedLatents, n_items: int, seed: int) -> PairedLatents:
+    total = data.items.shape[0]
+    if not 1 <= n_items <= total:
+        raise UserError(f"--train-items {n_items} must be between 1 and the {total} items of the training split")
+    chosen = torch.randperm(total, generator=make_generator(derive_seed(seed, "subset")))[:n_items].sort().values
+    new_row = torch.full((total,), -1, dtype=torch.int64)
+    new_row[chosen] = torch.arange(n_items)
+    keep = new_row[data.txt2item] >= 0
+    keep_list = keep.tolist()
+    return dataclasses.replace(
+        data,
+        items=data.items[chosen],
+        texts=data.texts[keep],
+        txt2item=new_row[data.txt2item[keep]],
+        item_ids=[data.item_ids[i] for i in chosen.tolist()],
+        item_paths=[data.item_paths[i] for i in chosen.tolist()],
+        captions=[c for c, k in zip(data.captions, keep_list, strict=True) if k],
+    )
+
+
+def load_training_data(config: TrainConfig) -> tuple[PairedLatents, PairedLatents | None]:
+    """Resolve the encoders (specs only, nothing loaded) and read the train/val latents.
+
+    Raises:
+        UserError: missing caches, encoder mismatch, or latent sizes that differ between the splits.
+    """
+    item_spec = resolve_encoder(config.item_encoder, "image")
+    text_spec = resolve_encoder(config.text_encoder, "text")
+    train_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.train_split)
+    if config.train_items is not None:
+        train_data = _subset_items(train_data, config.train_items, config.seed)
+    val_data = None
+    if config.val_split:
+        val_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.val_split)
+        for side in ("items", "texts"):
+            a, b = getattr(train_data, side).shape[1], getattr(val_data, side).shape[1]
+            if a != b:
+                raise UserError(f"{side} latents are {a}-d in {config.train_split!r} but {b}-d in {config.val_split!r}")
+    return train_data, val_data
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    data: tuple[PairedLatents, PairedLatents | None] | None = None,
+    show_progress: bool | None = None,
+) -> TrainResult:
+    """Train FuseMix adapters on cached latents and write the run directory.
+
+    Args:
+        config: the run's settings.
+        out: run directory (``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/{last,best}``).
+        resume: continue the run in ``out`` from its last checkpoint (same settings required).
+        overwrite: start afresh in a folder that already holds a run.
+        data: already loaded ``(train, val)`` latents (the demo reuses them across runs); read from the cache
+            otherwise.
+        show_progress: force the progress bar on/off (default: on a terminal only).
+
+    Returns:
+        Steps done, best (validation) and last metrics, final temperature, timing.
+
+    Raises:
+        UserError: bad settings (validated before anything is written), missing caches, a batch larger than the
+            data, or a resumed run whose stored settings differ.
+    """
+    from accelerate import Accelerator
+
+    if config.alpha_schedule not in ("constant", "cosine", "exp"):
+        raise UserError(f"--alpha-schedule must be constant, cosine or exp, got {config.alpha_schedule!r}")
+    if config.mixup and config.alpha <= 0:
+        raise UserError(f"--alpha must be > 0 with mixup (got {config.alpha}); use --no-mixup to turn mixup off")
+    if config.batch_size < 2:
+        raise UserError(f"--batch-size must be >= 2, got {config.batch_size}")
+    settings = config.adapter_settings()
+    device = get_device(config.device)
+    train_data, val_data = data if data is not None else load_training_data(config)
+
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    device = accelerator.device if device.type != "cpu" else device
+    world, rank = accelerator.num_processes, accelerator.process_index
+    loaded = 2 * config.batch_size if config.mixup else config.batch_size  # contrastive batch is B either way
+    steps_per_epoch = train_data.n_pairs // (loaded * world)  # drop_last
+    if steps_per_epoch < 1:
+        raise UserError(
+            f"a step loads {loaded} pairs per process ({'2 x ' if config.mixup else ''}--batch-size "
+            f"{config.batch_size}) but the training split has {train_data.n_pairs}; lower --batch-size"
+        )
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    max_epochs = math.ceil(total_steps / steps_per_epoch)
+    eval_every = config.eval_every or steps_per_epoch
+
+    run = RunDir(out, resume=resume, overwrite=overwrite)
+    seed_everything(config.seed)
+    item_cfg = AdapterConfig(in_dim=train_data.items.shape[1], **settings)
+    text_cfg = AdapterConfig(in_dim=train_data.texts.shape[1], **settings)
+    model = FusionModel(item_cfg, text_cfg, config.init_temperature)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    start_step, best, last = 0, None, None
+    if resume:
+        if not run.has_checkpoint("last"):
+            raise UserError(f"--resume given but {str(run.path)!r} has no checkpoints/last.safetensors")
+        state = run.load_checkpoint("last")
+        stored = state.get("train_config", {})
+        changed = [k for k, v in dataclasses.asdict(config).items() if k != "device" and stored.get(k) != v]
+        if changed:
+            raise UserError(f"--resume with settings that differ from the stored run: {', '.join(changed)}")
+        load_state_strict(model, state["model"], str(run.checkpoint_path("last")))
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best, last = state["step"], state.get("best"), state.get("last")
+    else:
+        run.write_config(dataclasses.asdict(config), seed=config.seed, device=device, packages=("fusemix",))
+    logger.info(
+        "training %d parameters: %d pairs, %d steps/epoch, %d steps, mixup=%s, B=%d",
+        count_parameters(model), train_data.n_pairs, steps_per_epoch, total_steps, config.mixup, config.batch_size,
+    )  # fmt: skip
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+    core: FusionModel = accelerator.unwrap_model(model)
+    items, texts = train_data.items.to(device), train_data.texts.to(device)
+    txt2item = train_data.txt2item.to(device)
+    extras = {
+        "encoders": {"item": train_data.item_spec.to_dict(), "text": train_data.text_spec.to_dict()},
+        "dataset": config.dataset,
+        "train_config": dataclasses.asdict(config),
+    }
+
+    def evaluate_and_save(step: int) -> None:
+        nonlocal best, last
+        if accelerator.is_main_process and val_data is not None:
+            last = evaluate_retrieval(core, val_data, device=device, chunk_size=config.eval_chunk)
+            run.log_metrics(step=step, **{f"val/{k}": v for k, v in last.items()})
+            if best is None or last["r_mean"] > best["r_mean"]:
+                best = {**last, "step": step}
+                save = {"model": core.state_dict(), "model_config": core.config(), "step": step, "best": best, **extras}
+                run.save_checkpoint(save, "best")
+        if accelerator.is_main_process:
+            state = {
+                "model": core.state_dict(), "model_config": core.config(), "optimizer": optimizer.state_dict(),
+                "step": step, "best": best, "last": last, **extras,
+            }  # fmt: skip
+            run.save_checkpoint(state, "last")
+        accelerator.wait_for_everyone()
+
+    started = time.perf_counter()
+    perm, perm_epoch = None, -1
+    bar = progress(total=total_steps, initial=start_step, desc="train", unit="step", disable=(
+        None if show_progress is None else not show_progress))  # fmt: skip
+    model.train()
+    for step in range(start_step, total_steps):
+        epoch, position = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:  # one shuffle per epoch, the same on every process
+            perm = torch.randperm(
+                train_data.n_pairs, generator=make_generator(derive_seed(config.seed, "epoch", epoch))
+            )
+            perm, perm_epoch = perm.to(device), epoch
+        lr = learning_rate(
+            step, epoch, lr=config.lr, min_lr=config.min_lr, warmup_start_lr=config.warmup_start_lr,
+            warmup_steps=config.warmup_steps, max_epochs=max_epochs,
+            total_steps=config.steps,
+        )  # fmt: skip
+        set_learning_rate(optimizer, lr)
+        torch.manual_seed(derive_seed(config.seed, "dropout", step, rank))  # resumable dropout masks
+        offset = (position * world + rank) * loaded
+        pairs = perm[offset : offset + loaded]
+        z_item, z_text = items[txt2item[pairs]], texts[pairs]
+        lam = 1.0
+        if config.mixup:
+            alpha = mixup_alpha(
+                epoch, max_epochs, init=config.alpha, final=config.alpha_final, kind=config.alpha_schedule
+            )
+            mixed = fusemix(z_item, z_text, alpha, make_generator(derive_seed(config.seed, "lambda", step, rank)))
+            z_item, z_text, lam = mixed.x, mixed.y, mixed.lam
+        out_item, out_text, tau = model(z_item, z_text)
+        loss = symmetric_infonce(out_item, out_text, tau)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        bar.update(1)
+        done = step + 1
+        if done % max(1, total_steps // 100) == 0 or done == total_steps:
+            run.log_metrics(
+                step=done, **{"loss/train": float(loss.detach()), "lr": lr, "tau": float(tau.detach()), "lambda": lam}
+            )
+        if done % eval_every == 0 or done == total_steps:
+            evaluate_and_save(done)
+    bar.close()
+    seconds = time.perf_counter() - started
+    steps_done = total_steps - start_step
+    temperature = float(core.temperature.value.detach())
+    summary = {
+        "steps": total_steps, "best_val": best, "last_val": last, "temperature": temperature,
+        "parameters": count_parameters(core), "train_pairs": train_data.n_pairs, "train_items": int(items.shape[0]),
+        "seconds": seconds, "steps_per_second": steps_done / seconds if seconds > 0 else float("nan"),
+        "selection": "best r_mean on the validation split" if val_data is not None else "last step (no validation)",
+    }  # fmt: skip
+    run.write_summary(summary)
+    accelerator.end_training()
+    return TrainResult(run.path, total_steps, best, last, temperature, seconds, summary["steps_per_second"])
