@@ -37,15 +37,15 @@ class TeacherConfig:
 
     dataset: str = "digits"
     """``digits`` (UNet2DModel) or ``ring`` (MLP)."""
-    steps: int = 3000
+    steps: int = 2000
     """Optimiser steps."""
-    batch_size: int = 128
+    batch_size: int = 64
     """Examples per step."""
     lr: float = 2e-3
     """Adam learning rate (cosine decay to 0)."""
     label_dropout: float = 0.1
     """Probability of replacing a label by the null class (for CFG)."""
-    width: int = 32
+    width: int = 16
     """Base width (UNet channels (w, 2w); MLP hidden = 4w)."""
     seed: int = 0
     """Seeds initialisation and the data/noise stream."""
