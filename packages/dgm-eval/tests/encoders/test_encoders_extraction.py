@@ -34,7 +34,7 @@ def test_batch_size_and_workers_do_not_change_features(images, name):
 def test_folder_end_to_end(image_folder, folder_source):
     source = folder_source(image_folder)
     features = extract_features(source, load_encoder("pixel", device="cpu"), batch_size=2, device="cpu")
-    assert features.shape == (5, 3072)
+    assert features.shape == (3, 3072)
     assert np.all((features >= 0) & (features <= 1)) and features.std() > 0.05
 
 
