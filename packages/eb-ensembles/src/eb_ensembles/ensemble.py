@@ -216,6 +216,9 @@ class DeepEnsemble:
         out = []
         for i in self._ok:
             module = init_member(self.factory, 0, 0)
+            floats = [t for t in self.states[i].values() if t.is_floating_point()]
+            if floats:
+                module = module.to(dtype=floats[0].dtype)
             module.load_state_dict(self.states[i])
             out.append(module.eval())
         return out
@@ -424,7 +427,7 @@ def _train_loop(factory, data, config, todo, states, reports, folder, resume, de
                 loss = member_loss(config.task, model(data.x[idx]), data.y[idx])
                 if not bool(torch.isfinite(loss)):
                     report.status = "failed"
-                    report.message = f"loss became {float(loss)} at epoch {epoch}, step {step}"
+                    report.message = f"loss became {float(loss.detach())} at epoch {epoch}, step {step}"
                     break
                 optimiser.zero_grad()
                 loss.backward()
@@ -494,7 +497,7 @@ def _train_vectorised(
             newly = alive & ~finite
             for t in torch.nonzero(newly).flatten().tolist():
                 member_reports[todo[t]].status = "failed"
-                member_reports[todo[t]].message = f"loss became {float(losses[t])} at epoch {epoch}, step {step}"
+                member_reports[todo[t]].message = f"loss became {float(losses[t].detach())} at epoch {epoch}, step {step}"
             alive = alive & finite
             if not bool(alive.any()):
                 break
