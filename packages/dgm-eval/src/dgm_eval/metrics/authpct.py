@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from dgm_eval.metrics.checks import as_features, check_same_dim
-from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, knn_sq_dists
+from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, kth_nearest_sq
 
 
 def authpct(
@@ -38,8 +38,8 @@ def authpct(
     r = as_features(real, "real", device=device, min_rows=2)
     g = as_features(fake, "fake", device=r.device, min_rows=1)
     check_same_dim(real=r, fake=g)
-    d_real, _ = knn_sq_dists(r, None, 2, block_size=block_size)  # column 0 is the row itself (distance 0)
-    nn_other = d_real[:, 1].sqrt()
-    d_fake, j = knn_sq_dists(g, r, 1, block_size=block_size)
-    authentic = nn_other[j[:, 0]] < d_fake[:, 0].sqrt()
+    d_real, _ = kth_nearest_sq(r, None, 2, block_size=block_size)  # the 1st is the row itself (distance 0)
+    nn_other = d_real.sqrt()
+    d_fake, j = kth_nearest_sq(g, r, 1, block_size=block_size)
+    authentic = nn_other[j] < d_fake.sqrt()
     return float(100.0 * authentic.double().mean())

@@ -20,7 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
-from dgm_eval.metrics.neighbours import knn_sq_dists
+from dgm_eval.metrics.neighbours import kth_nearest_sq
 
 
 def _z_u(test_d: np.ndarray, gen_d: np.ndarray) -> float:
@@ -30,8 +30,8 @@ def _z_u(test_d: np.ndarray, gen_d: np.ndarray) -> float:
 
 
 def _nn_dist(query: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
-    vals, _ = knn_sq_dists(query, ref, 1)
-    return vals[:, 0].sqrt().cpu().numpy()
+    vals, _ = kth_nearest_sq(query, ref, 1)
+    return vals.sqrt().cpu().numpy()
 
 
 def ct(

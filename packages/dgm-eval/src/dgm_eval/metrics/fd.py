@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import torch
+from scipy.linalg import blas
 
 from dgm_eval.metrics.checks import FeatureError, as_features, resolve_device
 from sixlab_shared import atomic_open
@@ -151,20 +153,37 @@ def as_statistics(x: Any, name: str, *, device: str | torch.device | None = None
 
 
 class _SqrtFactor:
-    """A factor F with Σ_R = F Fᵀ, so tr (Σ_R Σ_G)^{1/2} = Σ √λ(Fᵀ Σ_G F); reusable across many Σ_G."""
+    """A factor F with Σ_R = F Fᵀ, so tr (Σ_R Σ_G)^{1/2} = Σ √λ(Fᵀ Σ_G F); reusable across many Σ_G.
+
+    F is the Cholesky factor; when Σ_R is singular (e.g. N <= D) it is V·√max(λ, 0) from the eigendecomposition.
+    On CPU with a triangular F the two products are BLAS ``dtrmm`` calls (half the work of general products),
+    and ``eigvalsh`` reads one triangle of the product, so no symmetrisation is needed.
+    """
 
     def __init__(self, cov: torch.Tensor) -> None:
         factor, info = torch.linalg.cholesky_ex(cov)
-        if int(info) != 0:
-            # Singular (e.g. N <= D): symmetric square root from the eigendecomposition, negative round-off clipped.
+        self.triangular = int(info) == 0
+        if not self.triangular:
             evals, evecs = torch.linalg.eigh(cov)
             factor = evecs * evals.clamp(min=0).sqrt().unsqueeze(0)
         self.factor = factor
+        self._factor_f: np.ndarray | None = None
+        if self.triangular and factor.device.type == "cpu":
+            self._factor_f = np.asfortranarray(factor.numpy())
 
     def trace_sqrt(self, cov_other: torch.Tensor) -> torch.Tensor:
-        m = self.factor.T @ (cov_other @ self.factor)
-        m = (m + m.T) * 0.5
-        return torch.linalg.eigvalsh(m).clamp(min=0).sqrt().sum()
+        if self._factor_f is not None and cov_other.device.type == "cpu":
+            lower = self._factor_f
+            other_f = np.asfortranarray(cov_other.numpy())
+            w = blas.dtrmm(1.0, lower, other_f, side=1, lower=1)  # Σ_G L
+            m = blas.dtrmm(1.0, lower, w, side=0, lower=1, trans_a=1, overwrite_b=1)  # Lᵀ Σ_G L
+            evals = torch.from_numpy(
+                scipy.linalg.eigh(m, eigvals_only=True, lower=True, check_finite=False, overwrite_a=True, driver="evd")
+            )
+        else:
+            m = self.factor.T @ (cov_other @ self.factor)
+            evals = torch.linalg.eigvalsh(m)
+        return evals.clamp(min=0).sqrt().sum()
 
 
 def _warn_small(stats: GaussianStats, name: str) -> None:

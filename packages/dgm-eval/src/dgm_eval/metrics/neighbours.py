@@ -9,8 +9,9 @@ float32 rounding could flip is re-decided in float64:
   (rounding of the inputs, of the norms, and of a length-D dot product);
 * a comparison ``d < r`` whose float32 value lies within that margin of the threshold is recomputed exactly in
   float64 from the two rows (``Σ(x − y)²``); all others are already certain;
-* a k-nearest-neighbour search keeps a few extra float32 candidates per row, recomputes them in float64, and
-  checks that no row outside the candidates could be closer (else that row is recomputed in float64 in full).
+* a k-th-nearest-neighbour search keeps a few extra float32 candidates per row, recomputes in float64 those
+  whose rank the rounding could change, and checks that no row outside the candidates could be closer (else
+  that row is recomputed in float64 in full).
 
 So the counts are those of a float64 computation, whatever the block size, at the cost of float32 products.
 """
@@ -78,26 +79,15 @@ def exact_sq_dists(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: t
     return out
 
 
-def _exact_rows_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """k smallest float64 squared distances (and indices) of ``x[rows]`` to every row of ``y`` (fallback path)."""
-    vals, idxs = [], []
-    chunk = max(1, _PAIR_CHUNK * 4 // max(1, y.shape[0]))
-    for s in range(0, rows.shape[0], chunk):
-        q = x[rows[s : s + chunk]]  # (c, D)
-        d2 = torch.stack([(y - qi).square_().sum(dim=1) for qi in q])  # (c, M), exact differences
-        v, i = _sorted_k(d2, torch.arange(y.shape[0], device=y.device).expand_as(d2), k)
-        vals.append(v)
-        idxs.append(i)
-    return torch.cat(vals), torch.cat(idxs)
-
-
-def _sorted_k(values: torch.Tensor, indices: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row, the k smallest values in ascending order, ties broken by the smaller index (like ``argmin``)."""
-    by_index = torch.argsort(indices, dim=1)
-    values = torch.gather(values, 1, by_index)
-    indices = torch.gather(indices, 1, by_index)
-    order = torch.argsort(values, dim=1, stable=True)[:, :k]
-    return torch.gather(values, 1, order), torch.gather(indices, 1, order)
+def _exact_kth_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k-th smallest squared distance (and index) of ``x[rows]`` to all of ``y``, row by row (fallback)."""
+    vals = torch.empty(rows.shape[0], dtype=torch.float64, device=x.device)
+    idxs = torch.empty(rows.shape[0], dtype=torch.int64, device=x.device)
+    for pos, row in enumerate(rows.tolist()):
+        d2 = (y - x[row]).square_().sum(dim=1)  # (M,) exact differences
+        order = torch.argsort(d2, stable=True)  # ties: lower index first
+        vals[pos], idxs[pos] = d2[order[k - 1]], order[k - 1]
+    return vals, idxs
 
 
 def _merge_topk(
@@ -109,26 +99,34 @@ def _merge_topk(
     return top_v, torch.gather(i, 1, pos)
 
 
-def knn_sq_dists(
+def kth_nearest_sq(
     query: torch.Tensor,
     ref: torch.Tensor | None,
     k: int,
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact (float64) squared distances and indices of each query row's k nearest reference rows.
+    """Exact (float64) squared distance from each query row to its k-th nearest reference row, and that row.
 
-    With ``ref=None`` the reference is ``query`` itself and each row's own zero distance is included (so the
-    k-th nearest *other* row is column ``k``); the symmetric blocks are then computed once, not twice.
+    With ``ref=None`` the reference is ``query`` itself and each row's own zero distance counts as its first
+    neighbour (so ``k = nearest_k + 1`` gives the ``nearest_k``-th nearest *other* row); the symmetric blocks are
+    computed once, not twice.
+
+    How exactness is kept with float32 products: per row, the ``k + 8`` smallest float32 values ``a_1 <= ... ``
+    are kept with the largest error bound ``m`` seen. The exact k-th value lies in ``[a_k − m, a_k + m]``; any
+    candidate with ``a_j < a_k − 2m`` is certainly below it and any with ``a_j > a_k + 2m`` certainly above, so
+    only the candidates in the band ``|a_j − a_k| <= 2m`` (usually one or two) are recomputed in float64. A row
+    whose last candidate is not clearly above the band (``a_K − a_k <= 2m``: heavy ties, duplicates) is
+    recomputed against all reference rows in float64.
 
     Args:
         query: ``(N, D)`` float64.
         ref: ``(M, D)`` float64, or None for ``query`` against itself.
-        k: neighbours wanted, ``1 <= k <= M``.
+        k: which neighbour, ``1 <= k <= M``.
         block_size: rows per distance block (memory ~ ``block_size²`` float32).
 
     Returns:
-        ``(N, k)`` float64 squared distances ascending, ``(N, k)`` int64 indices into ``ref`` (ties: lower index).
+        ``(N,)`` float64 squared distances and ``(N,)`` int64 indices into ``ref`` (ties: lower index).
     """
     symmetric = ref is None
     ref_t = query if ref is None else ref
@@ -141,17 +139,13 @@ def knn_sq_dists(
     b = _Blocked.build(ref_t, center)
     a = b if symmetric else _Blocked.build(query, center)
 
-    best_v = [
-        torch.empty((min(block_size, n - s), 0), dtype=torch.float32, device=device) for s in range(0, n, block_size)
-    ]
+    starts = list(range(0, n, block_size))
+    best_v = [torch.empty((min(block_size, n - s), 0), dtype=torch.float32, device=device) for s in starts]
     best_i = [torch.empty((v.shape[0], 0), dtype=torch.int64, device=device) for v in best_v]
     row_margin = torch.zeros(n, dtype=torch.float64, device=device)
-
-    q_starts = list(range(0, n, block_size))
-    r_starts = list(range(0, m, block_size))
-    for bi, i0 in enumerate(q_starts):
+    for bi, i0 in enumerate(starts):
         i1 = min(i0 + block_size, n)
-        for j0 in r_starts:
+        for j0 in range(0, m, block_size):
             if symmetric and j0 < i0:
                 continue  # the block (j, i) already handled these pairs
             j1 = min(j0 + block_size, m)
@@ -164,27 +158,34 @@ def knn_sq_dists(
             if symmetric and j0 != i0:
                 bj = j0 // block_size
                 kr = min(kk, i1 - i0)
-                v, pos = torch.topk(d2, kr, dim=0, largest=False, sorted=False)
-                best_v[bj], best_i[bj] = _merge_topk(
-                    best_v[bj], best_i[bj], v.T, pos.T + i0, min(kk, best_v[bj].shape[1] + kr)
-                )
+                v, pos = torch.topk(d2.T, kr, dim=1, largest=False, sorted=False)
+                width = min(kk, best_v[bj].shape[1] + kr)
+                best_v[bj], best_i[bj] = _merge_topk(best_v[bj], best_i[bj], v, pos + i0, width)
                 row_margin[j0:j1].clamp_(min=margin)
             del d2
 
-    approx_v = torch.cat(best_v)  # (n, kk) float32 ascending
-    cand = torch.cat(best_i)  # (n, kk)
-    rows = torch.arange(n, device=device).unsqueeze(1).expand_as(cand)
-    exact = exact_sq_dists(query, ref_t, rows.reshape(-1), cand.reshape(-1)).view(n, kk)
-    vals, idx = _sorted_k(exact, cand, k)
+    approx = torch.cat(best_v).to(torch.float64)  # (n, kk) ascending
+    cand = torch.cat(best_i)
+    kth = approx[:, k - 1 : k]
+    band_half = 2.0 * row_margin.unsqueeze(1)
+    below = (approx < kth - band_half).sum(dim=1)  # certainly below the k-th
+    in_band = (approx - kth).abs() <= band_half
+    rr, cc = torch.nonzero(in_band, as_tuple=True)
+    exact = torch.full_like(approx, torch.inf)
+    exact[rr, cc] = exact_sq_dists(query, ref_t, rr, cand[rr, cc])
+    # Order the band by (exact value, index) and pick position k - 1 - below.
+    by_index = torch.argsort(torch.where(in_band, cand, torch.iinfo(torch.int64).max), dim=1)
+    exact, cand_sorted = torch.gather(exact, 1, by_index), torch.gather(cand, 1, by_index)
+    order = torch.argsort(exact, dim=1, stable=True)
+    pick = torch.gather(order, 1, (k - 1 - below).unsqueeze(1))
+    vals = torch.gather(exact, 1, pick).squeeze(1)
+    idx = torch.gather(cand_sorted, 1, pick).squeeze(1)
     if kk < m:
-        # A row not among the candidates has approx >= approx_v[:, -1], so exact >= approx_v[:, -1] - margin;
-        # the exact k-th is <= approx_v[:, k-1] + margin. Candidates are complete when the first exceeds the second.
-        unsafe = (approx_v[:, -1].double() - row_margin) <= (approx_v[:, k - 1].double() + row_margin)
+        unsafe = (approx[:, -1] - approx[:, k - 1]) <= 2.0 * row_margin
         if bool(unsafe.any()):
             bad = torch.nonzero(unsafe).squeeze(1)
             logger.debug("k-NN: %d of %d rows recomputed in float64 in full (near-ties)", bad.numel(), n)
-            v_full, i_full = _exact_rows_full(query, ref_t, bad, k)
-            vals[bad], idx[bad] = v_full, i_full
+            vals[bad], idx[bad] = _exact_kth_full(query, ref_t, bad, k)
     return vals, idx
 
 
@@ -273,5 +274,5 @@ def kth_neighbour_radii(x: torch.Tensor, nearest_k: int, *, block_size: int = DE
     Returns:
         ``(N,)`` float64 distances.
     """
-    vals, _ = knn_sq_dists(x, None, nearest_k + 1, block_size=block_size)
-    return vals[:, nearest_k].sqrt()
+    vals, _ = kth_nearest_sq(x, None, nearest_k + 1, block_size=block_size)
+    return vals.sqrt()

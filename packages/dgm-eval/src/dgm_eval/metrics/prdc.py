@@ -57,6 +57,6 @@ def prdc(
     return {
         "precision": float((counts.fake_in_real_balls > 0).double().mean()),
         "recall": float(counts.real_in_fake_balls.double().mean()),
-        "density": float(counts.fake_in_real_balls.double().mean() / nearest_k),
+        "density": float((1.0 / nearest_k) * counts.fake_in_real_balls.double().mean()),  # as the prdc package
         "coverage": float(counts.real_has_fake.double().mean()),
     }
