@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dgm_eval.metrics.checks import as_features, check_same_dim
-from dgm_eval.metrics.fd import _SqrtFactor, fd_from_statistics, feature_statistics
+from dgm_eval.metrics.checks import FeatureError, as_features
+from dgm_eval.metrics.fd import _SqrtFactor, as_statistics, fd_from_statistics, feature_statistics
 
 
 def fit_fd_infinity(sample_sizes: Any, fds: Any) -> float:
@@ -45,7 +45,8 @@ def fd_infinity(
     """FD∞: FD of ``real`` against subsets of ``fake`` of growing size, extrapolated to N → ∞.
 
     Args:
-        real: ``(N_R, D)`` features (statistics computed once on all of them).
+        real: ``(N_R, D)`` features (statistics computed once on all of them), or saved statistics (as
+            :func:`~dgm_eval.metrics.frechet_distance` takes).
         fake: ``(N_G, D)`` features, ``N_G >= 4``.
         seed: seeds the draws of the subsets (without replacement).
         num_points: how many subset sizes (default 15, as Chong & Forsyth).
@@ -57,10 +58,10 @@ def fd_infinity(
     Raises:
         FeatureError: bad shapes, NaN/inf, too few samples, mismatched dimensions.
     """
-    r = as_features(real, "real", device=device, min_rows=2)
-    g = as_features(fake, "fake", device=r.device, min_rows=4)
-    check_same_dim(real=r, fake=g)
-    stats_r = feature_statistics(r)
+    stats_r = as_statistics(real, "real", device=device)
+    g = as_features(fake, "fake", device=stats_r.mean.device, min_rows=4)
+    if g.shape[1] != stats_r.dim:
+        raise FeatureError(f"feature dimensions differ (real has D={stats_r.dim}, fake has D={g.shape[1]})")
     factor = _SqrtFactor(stats_r.cov)
     sizes = fd_infinity_sizes(int(g.shape[0]), num_points=num_points)
     gen = torch.Generator(device="cpu").manual_seed(seed)
