@@ -162,6 +162,8 @@ def extract_features(
     with torch.inference_mode(), autocast:
         for batch in bar:
             batch = batch.to(torch_device, non_blocking=True)  # B x 3 x H x W
+            if encoder.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
             stop = start + batch.shape[0]
             if with_logits:
                 batch_features, batch_logits = encoder.forward_with_logits(batch)  # B x D, B x C

@@ -67,7 +67,7 @@ class FolderSource:
 def image_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "images"
     folder.mkdir()
-    for i, image in enumerate(make_images(3, seed=3)):
+    for i, image in enumerate(make_images(2, seed=3)):
         image.save(folder / f"img_{i:02d}.png")
     return folder
 

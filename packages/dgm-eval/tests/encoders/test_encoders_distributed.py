@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dgm_eval.encoders import load_encoder
 from dgm_eval.extraction import extract_features
 
 
+@pytest.mark.slow  # 20-30 s on the shared 2-core machine (three interpreter start-ups); the in-process gather test
+# in test_encoders_extraction.py covers the sharding and ordering logic in the default run
 def test_torchrun_two_processes_match_one(tmp_path, make_test_images, folder_source):
     image_dir = tmp_path / "images"
     image_dir.mkdir()

@@ -34,7 +34,7 @@ def test_batch_size_and_workers_do_not_change_features(images, name):
 def test_folder_end_to_end(image_folder, folder_source):
     source = folder_source(image_folder)
     features = extract_features(source, load_encoder("pixel", device="cpu"), batch_size=2, device="cpu")
-    assert features.shape == (3, 3072)
+    assert features.shape == (2, 3072)
     assert np.all((features >= 0) & (features <= 1)) and features.std() > 0.05
 
 
@@ -80,3 +80,34 @@ def test_encoder_is_moved_and_left_frozen(images):
     extract_features(images[:2], encoder, device="cpu")
     assert not encoder.training and all(not p.requires_grad for p in encoder.parameters())
     assert next(encoder.parameters()).device == torch.device("cpu")
+
+
+def test_sharded_gather_restores_input_order(images, monkeypatch):
+    """Two ranks simulated in one process: rank 1 runs first and its padded shard is what rank 0 gathers."""
+    import accelerate.utils
+
+    from dgm_eval import extraction
+
+    encoder = load_encoder("random", seed=2, device="cpu")
+    single = extract_features(images, encoder, batch_size=3)  # 7 images: shards of 4 and 3 (padded to 4)
+    sent: list[torch.Tensor] = []
+
+    def gather_as_rank1(tensor):
+        sent.append(tensor.clone())
+        return torch.cat([torch.zeros_like(tensor), tensor])
+
+    monkeypatch.setattr(extraction, "_distributed_world", lambda: (1, 2, torch.device("cpu")))
+    monkeypatch.setattr(accelerate.utils, "gather", gather_as_rank1)
+    extract_features(images, encoder, batch_size=3)
+    rank1_padded = sent[-1]
+    assert rank1_padded.shape == (4, 256) and torch.all(rank1_padded[3] == 0)  # 3 rows + 1 padding row
+
+    def gather_as_rank0(tensor):
+        other = torch.tensor([256]) if tensor.numel() == 1 else rank1_padded
+        return torch.cat([tensor, other])
+
+    monkeypatch.setattr(extraction, "_distributed_world", lambda: (0, 2, torch.device("cpu")))
+    monkeypatch.setattr(accelerate.utils, "gather", gather_as_rank0)
+    gathered = extract_features(images, encoder, batch_size=3)
+    assert gathered.shape == single.shape
+    np.testing.assert_allclose(gathered, single, rtol=0, atol=1e-6)

@@ -164,7 +164,8 @@ def test_swav_loads_the_hub_checkpoint_layout(images, tiny_swav_file, tmp_path):
     )
     with torch.no_grad():
         expected = net.eval()(x)
-    np.testing.assert_allclose(extract_features(images[:2], encoder), expected.numpy(), rtol=0, atol=1e-4)
+    # channels-last batches (faster conv kernels) change float32 rounding only
+    np.testing.assert_allclose(extract_features(images[:2], encoder), expected.numpy(), rtol=1e-5, atol=1e-4)
     truncated = tmp_path / "truncated.pth"
     torch.save({k: v for k, v in state.items() if "layer4" not in k}, truncated)
     with pytest.raises(UserError, match=r"do not fit encoder 'swav'.*layer4"):

@@ -246,6 +246,7 @@ class InceptionEncoder(Encoder):
     """``inception`` (pool3, 2048-d; logits 1008) or ``sinception`` (Mixed_6e[:7] flattened, 2023-d)."""
 
     input_size = (INCEPTION_SIZE, INCEPTION_SIZE)
+    channels_last = True
 
     def __init__(self, *, spatial: bool = False, clean_resize: bool = False) -> None:
         super().__init__()

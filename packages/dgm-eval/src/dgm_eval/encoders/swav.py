@@ -59,6 +59,7 @@ class SwAVEncoder(Encoder):
 
     name = "swav"
     input_size = (224, 224)
+    channels_last = True
 
     def __init__(self, *, clean_resize: bool = False) -> None:
         super().__init__()
