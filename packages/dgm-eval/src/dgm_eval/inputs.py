@@ -12,6 +12,7 @@ labels) are memory-mapped when stored uncompressed, so images are read as needed
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -243,6 +244,12 @@ class ImageSource:
             chosen = np.sort(np.random.default_rng(seed).choice(n, nsample, replace=False))
             self.indices = chosen if self.indices is None else self.indices[chosen]
         return self
+
+    def subset(self, start: int, stop: int) -> ImageSource:
+        """A view of the selected images ``start:stop`` (for streaming over a large set)."""
+        positions = np.arange(start, min(stop, len(self)))
+        chosen = positions if self.indices is None else self.indices[positions]
+        return dataclasses.replace(self, indices=chosen, skipped=[], _mapped=None)
 
     def validate(self, *, strict: bool = False) -> None:
         """Open every selected image file fully; unreadable ones are dropped and counted (an error if ``strict``).

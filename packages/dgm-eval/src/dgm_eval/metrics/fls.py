@@ -46,17 +46,26 @@ def _fit(data: torch.Tensor, kernels: torch.Tensor, steps: int) -> torch.Tensor:
     dists = _sq_dists(data, kernels)
     dim = data.shape[1]
     log_sigmas = torch.zeros(kernels.shape[0], dtype=data.dtype, device=data.device, requires_grad=True)
-    optim = torch.optim.Adam([log_sigmas], lr=0.5)
-    sched = torch.optim.lr_scheduler.MultiStepLR(optim, milestones=[50], gamma=0.1)
-    for _ in range(steps):
-        optim.zero_grad()
+    # Adam (β = 0.9, 0.999, ε = 1e-8) with the learning rate ×0.1 after step 50, written out as torch.optim.Adam
+    # computes it (same operations, same order): torch.optim's first use imports its compiler stack (~10 s on CPU).
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    exp_avg = torch.zeros_like(log_sigmas)
+    exp_avg_sq = torch.zeros_like(log_sigmas)
+    for step in range(1, steps + 1):
+        log_sigmas.grad = None
         # Gradient accumulated chunk by chunk: memory O(chunk × M) besides the distance matrix.
         for s in range(0, dists.shape[0], _ROW_CHUNK):
             part = -torch.logsumexp(_log_kernels(dists[s : s + _ROW_CHUNK], log_sigmas, dim), dim=1).sum()
             (part / dists.shape[0]).backward()
-        optim.step()
-        sched.step()
+        lr = 0.5 if step <= 50 else 0.05
         with torch.no_grad():
+            grad = log_sigmas.grad
+            exp_avg.lerp_(grad, 1 - beta1)
+            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias_correction1 = 1 - beta1**step
+            bias_correction2 = 1 - beta2**step
+            denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+            log_sigmas.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
             log_sigmas.clamp_(-100, 20)
     return log_sigmas.detach()
 

@@ -1,0 +1,400 @@
+"""The ``compute``, ``features`` and ``stats`` jobs end to end: inputs → features (cached) → metrics → files.
+
+Everything the user can get wrong (metric names, a missing ``--test``, unusable inputs, too few samples, an
+output folder that already holds results) is checked before any feature is computed, and nothing is written
+until the results exist; files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgm_eval import __version__
+from dgm_eval.api import (
+    NEEDS_TEST,
+    Features,
+    MetricError,
+    check_metric_inputs,
+    compute_metrics,
+    image_features,
+    parse_metrics,
+    saved_features,
+    saved_stats,
+    scalar_results,
+)
+from dgm_eval.cache import FeatureCache
+from dgm_eval.inputs import ImageSource, InputError, SavedFeatures, SavedStats, open_input
+from dgm_eval.metrics import FeatureError, StatsAccumulator
+from sixlab_shared import RunDir, UserError, atomic_open, atomic_write_json, atomic_write_text, progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderConfig:
+    """Which encoder extracts features, and how."""
+
+    name: str = "dinov2"
+    arch: str | None = None
+    weights: str | None = None
+    depth: int = 0
+    clean_resize: bool = False
+    batch_size: int = 64
+    num_workers: int = 0
+    precision: str = "fp32"
+    device: str | None = None
+
+
+@dataclass
+class ComputeConfig:
+    """Everything ``dgm-eval compute`` does (the resolved configuration written beside the results)."""
+
+    ref: str
+    gens: list[str]
+    out: str
+    test: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    nsample: int | None = 50000
+    seed: int = 0
+    nearest_k: int = 5
+    reduced_n: int = 10000
+    splits: int = 10
+    kd_subset_size: int = 1000
+    kd_num_subsets: int = 100
+    recursive: bool = False
+    strict: bool = False
+    cache: bool = True
+    cache_dir: str | None = None
+    overwrite: bool = False
+
+
+def _open(path: str, role: str, *, recursive: bool, allow_stats: bool) -> ImageSource | SavedFeatures | SavedStats:
+    item = open_input(path, recursive=recursive)
+    if isinstance(item, SavedStats) and not allow_stats:
+        raise InputError(
+            f"{role} {path!r} is saved statistics; only the reference may be (for fd, fd_eff, fd_infinity)"
+        )
+    return item
+
+
+def _count(item: ImageSource | SavedFeatures | SavedStats) -> int | None:
+    if isinstance(item, ImageSource):
+        return len(item)
+    if isinstance(item, SavedFeatures):
+        return int(item.features.shape[0])
+    return None
+
+
+def _check_out(out: Path, overwrite: bool, names: tuple[str, ...]) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a folder; choose another path")
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"--out {str(out)!r} already holds {existing[0]}; pass --overwrite or choose another --out")
+
+
+def _load_encoder(cfg: EncoderConfig, seed: int) -> Any:
+    from dgm_eval.encoders import load_encoder
+
+    return load_encoder(
+        cfg.name,
+        cfg.arch,
+        device=cfg.device,
+        weights=cfg.weights,
+        depth=cfg.depth,
+        clean_resize=cfg.clean_resize,
+        seed=seed,
+    )
+
+
+def _features_of(
+    item: ImageSource | SavedFeatures | SavedStats,
+    *,
+    encoder: Any,
+    cfg: ComputeConfig,
+    cache: FeatureCache,
+    with_logits: bool,
+) -> Features:
+    if isinstance(item, SavedStats):
+        return saved_stats(item)
+    if isinstance(item, SavedFeatures):
+        return saved_features(item, nsample=cfg.nsample, seed=cfg.seed)
+    return image_features(
+        item,
+        encoder,
+        cache=cache,
+        selection={"nsample": cfg.nsample, "seed": cfg.seed},
+        strict=cfg.strict,
+        with_logits=with_logits,
+        batch_size=cfg.encoder.batch_size,
+        num_workers=cfg.encoder.num_workers,
+        device=cfg.encoder.device,
+        precision=cfg.encoder.precision,
+    )
+
+
+RESULT_FILES = ("results.json", "results.csv", "config.json")
+
+
+def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
+    """Run ``dgm-eval compute``: metrics of each generated set against the reference; writes ``cfg.out``.
+
+    Returns:
+        ``{gen path: {result key: value}}`` (scalars, plus ``realism`` arrays and ``vendi_per_class`` dicts).
+
+    Raises:
+        UserError: any input, option or sample-count problem, before features are computed.
+    """
+    metrics = parse_metrics(cfg.metrics or None)
+    if cfg.test is None and any(m in NEEDS_TEST for m in metrics):
+        missing = ", ".join(m for m in metrics if m in NEEDS_TEST)
+        raise MetricError(f"metric(s) {missing} need held-out real images; pass --test PATH")
+    if not cfg.gens:
+        raise UserError("no generated set given; pass REF GEN [GEN ...]")
+    out = Path(cfg.out)
+    _check_out(out, cfg.overwrite, RESULT_FILES)
+    if cfg.nsample is not None and cfg.nsample < 1:
+        raise UserError(f"--nsample must be >= 1, got {cfg.nsample}")
+
+    ref = _open(cfg.ref, "reference", recursive=cfg.recursive, allow_stats=True)
+    test = None if cfg.test is None else _open(cfg.test, "test set", recursive=cfg.recursive, allow_stats=False)
+    gens = [_open(g, "generated set", recursive=cfg.recursive, allow_stats=False) for g in cfg.gens]
+    for role_seed, item in enumerate([ref, test, *gens]):
+        if isinstance(item, ImageSource):
+            item.cap(cfg.nsample, cfg.seed + role_seed)
+    has_probs = cfg.encoder.name == "inception" or all(
+        isinstance(g, SavedFeatures) and g.logits is not None for g in gens
+    )
+    for gen in gens:
+        check_metric_inputs(
+            metrics,
+            n_ref=_count(ref),
+            n_gen=_count(gen) or 0,
+            n_test=None if test is None else _count(test),
+            nearest_k=cfg.nearest_k,
+            reduced_n=cfg.reduced_n,
+            kd_subset_size=cfg.kd_subset_size,
+            ref_is_stats=isinstance(ref, SavedStats),
+            has_probs=has_probs,
+        )
+    needs_images = any(isinstance(item, ImageSource) for item in [ref, test, *gens])
+    encoder = _load_encoder(cfg.encoder, cfg.seed) if needs_images else None
+    cache = FeatureCache(cfg.cache_dir, enabled=cfg.cache)
+
+    with_logits = "is" in metrics and cfg.encoder.name == "inception"
+    ref_f = _features_of(ref, encoder=encoder, cfg=cfg, cache=cache, with_logits=False)
+    test_f = None if test is None else _features_of(test, encoder=encoder, cfg=cfg, cache=cache, with_logits=False)
+    results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, int] = {ref_f.description: ref_f.skipped}
+    dims = {ref_f.description: (ref_f.features.shape[1] if ref_f.features is not None else ref_f.stats.dim)}
+    for path, gen in zip(cfg.gens, gens, strict=True):
+        gen_f = _features_of(gen, encoder=encoder, cfg=cfg, cache=cache, with_logits=with_logits)
+        dims[gen_f.description] = gen_f.features.shape[1]
+        if len(set(dims.values())) > 1:
+            listing = ", ".join(f"{name}: D={d}" for name, d in dims.items())
+            raise FeatureError(f"feature dimensions differ ({listing}); use the same encoder for every set")
+        skipped[gen_f.description] = gen_f.skipped
+        results[path] = compute_metrics(
+            ref_f.stats if ref_f.stats is not None else ref_f.features,
+            gen_f.features,
+            metrics,
+            None if test_f is None else test_f.features,
+            cfg.seed,
+            nearest_k=cfg.nearest_k,
+            reduced_n=cfg.reduced_n,
+            splits=cfg.splits,
+            kd_subset_size=cfg.kd_subset_size,
+            kd_num_subsets=cfg.kd_num_subsets,
+            gen_probs=gen_f.probs,
+            gen_labels=gen_f.labels,
+            device=cfg.encoder.device,
+        )
+        results[path]["n_gen"] = len(gen_f)
+        results[path]["n_ref"] = len(ref_f)
+    if test_f is not None:
+        skipped[test_f.description] = test_f.skipped
+    write_results(out, cfg, results, skipped=skipped)
+    return results
+
+
+def write_results(
+    out: Path, cfg: Any, results: dict[str, dict[str, Any]], *, skipped: dict[str, int] | None = None
+) -> None:
+    """Write ``config.json`` (resolved config + environment), ``results.json``, ``results.csv`` and extras."""
+    run = RunDir(out, overwrite=True)
+    config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    run.write_config(config, seed=getattr(cfg, "seed", None), packages=("dgm-eval",))
+    table = {gen: scalar_results(values) for gen, values in results.items()}
+    extras: dict[str, Any] = {}
+    for gen, values in results.items():
+        if "vendi_per_class" in values:
+            extras.setdefault("vendi_per_class", {})[gen] = values["vendi_per_class"]
+    atomic_write_json(
+        out / "results.json",
+        {"version": __version__, "results": table, **extras, "skipped_unreadable": skipped or {}},
+    )
+    keys = sorted({key for row in table.values() for key in row}, key=_key_order)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["gen", *keys])
+    for gen, row in table.items():
+        writer.writerow([gen, *(row.get(key, "") for key in keys)])
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    realism_arrays = {
+        f"run{i:02d}": values["realism"] for i, values in enumerate(results.values()) if "realism" in values
+    }
+    if realism_arrays:
+        with atomic_open(out / "realism.npz") as handle:
+            np.savez(handle, gens=np.asarray(list(results)), **realism_arrays)
+
+
+_ORDER = [
+    "fd", "fd_eff", "fd_infinity", "kd_mean", "kd_std", "precision", "recall", "density", "coverage",
+    "realism_mean", "is_mean", "is_std", "vendi", "authpct", "sw_approx", "ct", "ct_test", "ct_modified",
+    "fls", "fls_overfit", "n_ref", "n_gen",
+]  # fmt: skip
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    return (_ORDER.index(key), key) if key in _ORDER else (len(_ORDER), key)
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table: one row per generated set, one column per scalar result."""
+    table = {gen: scalar_results(values) for gen, values in results.items()}
+    keys = sorted({key for row in table.values() for key in row}, key=_key_order)
+    header = ["gen", *keys]
+    rows = [[gen, *(_fmt(row.get(key)) for key in keys)] for gen, row in table.items()]
+    widths = [max(len(str(line[i])) for line in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)) for line in [header, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if float(value).is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+# -- features and stats ----------------------------------------------------------------------------------------
+
+
+def run_features(
+    path: str,
+    output: str,
+    *,
+    encoder_cfg: EncoderConfig,
+    nsample: int | None,
+    seed: int,
+    recursive: bool = False,
+    strict: bool = False,
+    with_logits: bool = False,
+    overwrite: bool = False,
+    cache: FeatureCache | None = None,
+) -> Features:
+    """``dgm-eval features``: write the features of images to an ``.npz`` (``features``, ``labels``, ``logits``)."""
+    out = Path(output)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"-o {output!r} must end in .npz")
+    if out.exists() and not overwrite:
+        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+    item = open_input(path, recursive=recursive)
+    if not isinstance(item, ImageSource):
+        raise InputError(f"{path!r} already holds features or statistics; pass images (a folder or ADM .npz)")
+    item.cap(nsample, seed)
+    encoder = _load_encoder(encoder_cfg, seed)
+    if with_logits and encoder_cfg.name != "inception":
+        raise UserError("--logits needs --encoder inception (the only encoder with a classifier head)")
+    feats = image_features(
+        item,
+        encoder,
+        cache=cache,
+        selection={"nsample": nsample, "seed": seed},
+        strict=strict,
+        with_logits=with_logits,
+        batch_size=encoder_cfg.batch_size,
+        num_workers=encoder_cfg.num_workers,
+        device=encoder_cfg.device,
+        precision=encoder_cfg.precision,
+    )
+    arrays: dict[str, Any] = {"features": feats.features, "encoder": np.asarray(encoder.preprocess_id())}
+    if feats.labels is not None:
+        arrays["labels"] = feats.labels
+    if feats.probs is not None:
+        arrays["logits"] = np.log(np.clip(feats.probs, 1e-300, None))  # softmax(log p) = p
+    with atomic_open(out) as handle:
+        np.savez(handle, **arrays)
+    return feats
+
+
+def run_stats(
+    path: str,
+    output: str,
+    *,
+    encoder_cfg: EncoderConfig,
+    nsample: int | None,
+    seed: int,
+    recursive: bool = False,
+    strict: bool = False,
+    save_features: bool = False,
+    chunk: int = 4096,
+    overwrite: bool = False,
+) -> Any:
+    """``dgm-eval stats``: mean and covariance accumulated in float64 over chunks of images (no N×D array).
+
+    Returns:
+        The :class:`~dgm_eval.metrics.GaussianStats` written.
+    """
+    from dgm_eval.extraction import extract_features
+
+    out = Path(output)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"-o {output!r} must end in .npz")
+    if out.exists() and not overwrite:
+        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+    item = open_input(path, recursive=recursive)
+    acc = StatsAccumulator()
+    kept: list[np.ndarray] = []
+    if isinstance(item, SavedFeatures):
+        feats = saved_features(item, nsample=nsample, seed=seed).features
+        for start in range(0, feats.shape[0], chunk):
+            acc.update(feats[start : start + chunk])
+        kept = [feats] if save_features else []
+    elif isinstance(item, ImageSource):
+        item.cap(nsample, seed)
+        if len(item) < 2:
+            raise InputError(f"{path!r}: statistics need at least 2 images, got {len(item)}")
+        encoder = _load_encoder(encoder_cfg, seed)
+        item.validate(strict=strict)
+        for start in progress(range(0, len(item), chunk), desc="stats"):
+            part = item.subset(start, start + chunk)
+            feats = extract_features(
+                part,
+                encoder,
+                batch_size=encoder_cfg.batch_size,
+                num_workers=encoder_cfg.num_workers,
+                device=encoder_cfg.device,
+                precision=encoder_cfg.precision,
+                progress=False,
+            )
+            acc.update(np.asarray(feats, np.float64))
+            if save_features:
+                kept.append(np.asarray(feats))
+    else:
+        raise InputError(f"{path!r} already holds statistics")
+    stats = acc.compute()
+    stats.save(out, features=np.concatenate(kept) if kept else None)
+    return stats
