@@ -92,7 +92,20 @@ def test_user_errors_write_nothing_and_lose_nothing(tmp_path):
     run = tmp_path / "run"
     _ok(["train", "--dataset", "blobs", "--members", "1", "--epochs", "1", "--hidden", "4", "--out", str(run)])
     _user_error(
-        ["train", "--dataset", "blobs", "--members", "2", "--epochs", "1", "--hidden", "4", "--out", str(run), "--resume"],
+        [
+            "train",
+            "--dataset",
+            "blobs",
+            "--members",
+            "2",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--out",
+            str(run),
+            "--resume",
+        ],
         "the options differ",
     )
     bad_config = tmp_path / "bad.toml"

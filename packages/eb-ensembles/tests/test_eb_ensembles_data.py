@@ -13,8 +13,9 @@ from eb_ensembles.data import CORRUPTIONS, DATASETS, corrupt, load_dataset, make
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_every_dataset_builds_offline_and_deterministically(name):
-    a, b = load_dataset(name, seed=3, n_train=60 if name != "digits" else None), load_dataset(
-        name, seed=3, n_train=60 if name != "digits" else None
+    a, b = (
+        load_dataset(name, seed=3, n_train=60 if name != "digits" else None),
+        load_dataset(name, seed=3, n_train=60 if name != "digits" else None),
     )
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_train, b.y_train)
     assert a.x_train.dtype == torch.float32 and a.x_train.ndim == 2
@@ -44,7 +45,8 @@ def test_corruptions_grow_with_severity():
     data = load_dataset("digits", seed=0)
     for kind in CORRUPTIONS:
         changes = [
-            float((corrupt(data.x_test, kind, s, seed=0, shape=data.shape) - data.x_test).abs().mean()) for s in (1, 3, 5)
+            float((corrupt(data.x_test, kind, s, seed=0, shape=data.shape) - data.x_test).abs().mean())
+            for s in (1, 3, 5)
         ]
         assert changes[0] > 0 and changes[0] <= changes[1] <= changes[2], (kind, changes)
     shifted = corrupt(data.x_test, "shift", 1, 0, data.shape).reshape(-1, 8, 8)

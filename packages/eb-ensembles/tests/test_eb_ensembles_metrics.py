@@ -131,7 +131,9 @@ def test_mixture_moments_against_monte_carlo_and_jensen():
     mu, var = mixture_moments(means, variances)
     s = 1_000_000
     comp = torch.randint(0, 4, (s, 3), generator=g)
-    draws = means.gather(0, comp) + variances.gather(0, comp).sqrt() * torch.randn(s, 3, generator=g, dtype=torch.float64)
+    draws = means.gather(0, comp) + variances.gather(0, comp).sqrt() * torch.randn(
+        s, 3, generator=g, dtype=torch.float64
+    )
     mc_mean, mc_var = draws.mean(0), draws.var(0)
     # 4-sigma Monte Carlo bands: sd(mean) = sqrt(var/S); sd(var) ≈ sqrt((m4 - var²)/S)
     m4 = ((draws - mc_mean) ** 4).mean(0)

@@ -47,11 +47,13 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 
 def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> str:
     width = max(len(name) for name in rows) + 2
-    lines = ["method".ljust(width) + "".join(c.rjust(12) for c in columns)]
+    widths = [max(10, len(c)) + 2 for c in columns]
+    lines = ["method".ljust(width) + "".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
     for name, row in rows.items():
-        cells = "".join(
-            (f"{row[c]:.4f}" if isinstance(row.get(c), float) else str(row.get(c, "-"))).rjust(12) for c in columns
-        )
+        cells = ""
+        for c, w in zip(columns, widths, strict=True):
+            value = row.get(c, "-")
+            cells += (f"{value:.4f}" if isinstance(value, float) else str(value)).rjust(w)
         lines.append(name.ljust(width) + cells)
     return "\n".join(lines)
 

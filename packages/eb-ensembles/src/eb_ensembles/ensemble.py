@@ -478,7 +478,7 @@ def _train_vectorised(
     def loss_one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
         return member_loss(config.task, functional_call(base, (p, b), (xb,)), yb)
 
-    batched_loss = vmap(loss_one, in_dims=(0, 0, 0, 0), randomness="error")
+    batched_loss = _stacked_mlp_loss(base, config.task) or vmap(loss_one, in_dims=(0, 0, 0, 0), randomness="error")
     steps = math.ceil(data.n / config.batch_size)
     for epoch in progress(range(start, config.epochs), desc=f"{len(todo)} members", leave=False):
         orders = torch.stack([_epoch_order(config.seed, m, epoch, data.n, device) for m in todo])  # T x N
@@ -494,10 +494,17 @@ def _train_vectorised(
                     ) from err
                 raise
             finite = torch.isfinite(losses.detach())
+            if bool(finite.all()):  # the common case: one check, no masking
+                optimiser.zero_grad()
+                losses.sum().backward()
+                optimiser.step()
+                continue
             newly = alive & ~finite
             for t in torch.nonzero(newly).flatten().tolist():
                 member_reports[todo[t]].status = "failed"
-                member_reports[todo[t]].message = f"loss became {float(losses[t].detach())} at epoch {epoch}, step {step}"
+                member_reports[
+                    todo[t]
+                ].message = f"loss became {float(losses[t].detach())} at epoch {epoch}, step {step}"
             alive = alive & finite
             if not bool(alive.any()):
                 break
@@ -541,6 +548,48 @@ def _train_vectorised(
         _finish(m, state, member_reports[m], loglik, data.n, folder, states, reports)
     if partial is not None:
         partial.unlink(missing_ok=True)
+
+
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Identity)
+
+
+def _stacked_mlp_loss(base: nn.Module, task: str):
+    """A hand-batched loss for plain MLPs (``MLP`` or ``nn.Sequential`` of Linear and elementwise activations).
+
+    ``torch.func.vmap`` over ``functional_call`` pays Python dispatch on every call and batches ``F.linear`` less
+    efficiently than ``torch.baddbmm``; for these models the stacked forward is written directly: each Linear is
+    ``baddbmm(b, h, Wᵀ)`` over the member dimension. Same math as the loop (round-off aside). Returns ``None`` for
+    any other module, which then goes through the generic vmap path.
+    """
+    from eb_ensembles.models import MLP  # local: models imports nothing from here, but keep the graph obvious
+
+    if isinstance(base, MLP):
+        seq, prefix = base.net, "net."
+    elif type(base) is nn.Sequential:
+        seq, prefix = base, ""
+    else:
+        return None
+    ops: list[tuple[str, Any]] = []
+    for name, layer in seq.named_children():
+        if type(layer) is nn.Linear and layer.bias is not None:
+            ops.append(("linear", f"{prefix}{name}"))
+        elif type(layer) in _ELEMENTWISE:
+            ops.append(("act", layer))
+        else:
+            return None
+
+    def loss(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor):
+        h = xb  # T x B x D
+        for kind, item in ops:
+            if kind == "linear":
+                h = torch.baddbmm(params[f"{item}.bias"][:, None, :], h, params[f"{item}.weight"].transpose(1, 2))
+            else:
+                h = item(h)
+        t, b = h.shape[0], h.shape[1]
+        loglik = member_log_likelihood(task, h.reshape(t * b, -1), yb.reshape(t * b))
+        return -loglik.reshape(t, b).mean(1)  # T
+
+    return loss
 
 
 def describe_reports(reports: list[MemberReport]) -> list[dict[str, Any]]:
