@@ -58,7 +58,10 @@ def test_grid_rejects_non_ddpm_and_v_prediction():
 
 def test_predict_x0_matches_numpy(ddpm_scheduler, gen):
     grid = TimeGrid.from_scheduler(ddpm_scheduler, 100)
-    x, eps = torch.randn(3, 2, generator=gen, dtype=torch.float64), torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    x, eps = (
+        torch.randn(3, 2, generator=gen, dtype=torch.float64),
+        torch.randn(3, 2, generator=gen, dtype=torch.float64),
+    )
     t = torch.tensor([1000, 500, 10])
     acp = ddpm_scheduler.alphas_cumprod.double().numpy()[t.numpy() - 1][:, None]
     expected = (x.numpy() - np.sqrt(1 - acp) * eps.numpy()) / np.sqrt(acp)
@@ -69,7 +72,9 @@ def test_cfg_imagen_form(gen):
     cond, uncond = torch.randn(5, generator=gen), torch.randn(5, generator=gen)
     assert torch.allclose(cfg_combine(cond, uncond, 1.0), cond, atol=1e-7)
     assert torch.equal(cfg_combine(cond, uncond, 0.0), uncond)
-    np.testing.assert_allclose(cfg_combine(cond, uncond, 9.0).numpy(), (uncond + 9 * (cond - uncond)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        cfg_combine(cond, uncond, 9.0).numpy(), (uncond + 9 * (cond - uncond)).numpy(), rtol=1e-6
+    )
 
     def model(x, t, c):
         return x * (c.float() + 1)[:, None]

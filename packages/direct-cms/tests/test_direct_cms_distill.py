@@ -15,8 +15,16 @@ from sixlab_shared import UserError, load_checkpoint
 
 def _config(teacher_dir, **overrides):
     base = dict(
-        teacher=str(teacher_dir), num_intervals=10, steps=6, batch_size=8, lr=5e-3, checkpoint_every=3,
-        log_every=1, tensorboard=False, device="cpu", lora_rank=2,
+        teacher=str(teacher_dir),
+        num_intervals=10,
+        steps=6,
+        batch_size=8,
+        lr=5e-3,
+        checkpoint_every=3,
+        log_every=1,
+        tensorboard=False,
+        device="cpu",
+        lora_rank=2,
     )
     return DistillConfig(**{**base, **overrides})
 
@@ -69,7 +77,9 @@ def test_resume_continues_exactly(tiny_teacher_dir, tmp_path):
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
     models, config, _ = load_student(tmp_path / "b")
-    assert config.steps == 6 and any(p.abs().sum() > 0 for n, p in models.trainable_state_dict().items() if "lora_B" in n)
+    assert config.steps == 6 and any(
+        p.abs().sum() > 0 for n, p in models.trainable_state_dict().items() if "lora_B" in n
+    )
 
 
 def test_resume_with_other_config_is_refused(tiny_teacher_dir, tmp_path):

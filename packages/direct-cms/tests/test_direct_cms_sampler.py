@@ -74,8 +74,8 @@ def test_save_load_roundtrip_and_tuple_output(tmp_path, gen):
     sched = _scheduler(50)
     sched.save_config(tmp_path)
     loaded = DirectCMScheduler.from_pretrained(tmp_path)
-    strip = {k: v for k, v in loaded.config.items() if not k.startswith('_')}
-    assert strip == {k: v for k, v in sched.config.items() if not k.startswith('_')}
+    strip = {k: v for k, v in loaded.config.items() if not k.startswith("_")}
+    assert strip == {k: v for k, v in sched.config.items() if not k.startswith("_")}
     for s in (sched, loaded):
         s.set_timesteps(4)
     x, eps, z = (torch.randn(2, 1, 8, 8, generator=gen) for _ in range(3))

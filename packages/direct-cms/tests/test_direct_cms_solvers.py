@@ -18,8 +18,12 @@ def test_ddim_step_equals_diffusers_every_step(ddpm_scheduler, gen):
 
     grid = TimeGrid.from_scheduler(ddpm_scheduler, 100)
     ref = DDIMScheduler(
-        num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-        set_alpha_to_one=True, clip_sample=False,
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        set_alpha_to_one=True,
+        clip_sample=False,
     )
     ref.set_timesteps(100)
     solver = DDIMSolver(grid)
@@ -54,7 +58,10 @@ def test_euler_heun_match_float64_reference(ddpm_scheduler, gen, t):
     acp = ddpm_scheduler.alphas_cumprod.double().numpy()
     betas = ddpm_scheduler.betas.double().numpy()
     x = torch.randn(2, 4, generator=gen, dtype=torch.float64)
-    e1, e2 = torch.randn(2, 4, generator=gen, dtype=torch.float64), torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    e1, e2 = (
+        torch.randn(2, 4, generator=gen, dtype=torch.float64),
+        torch.randn(2, 4, generator=gen, dtype=torch.float64),
+    )
     calls = []
 
     def eps_fn(xx, tt, c):
@@ -133,7 +140,9 @@ def test_masked_batch_solve_equals_per_sample(ddpm_scheduler, random_unet_teache
     labels = torch.tensor([1, 2, 3, 4])
     with torch.inference_mode():
         batched = solve(solver, random_unet_teacher, x, t, labels)
-        singles = torch.cat([solve(solver, random_unet_teacher, x[i : i + 1], t[i : i + 1], labels[i : i + 1]) for i in range(4)])
+        singles = torch.cat(
+            [solve(solver, random_unet_teacher, x[i : i + 1], t[i : i + 1], labels[i : i + 1]) for i in range(4)]
+        )
     torch.testing.assert_close(batched, singles, atol=1e-5, rtol=1e-5)
 
 

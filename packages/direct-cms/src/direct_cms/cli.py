@@ -184,6 +184,9 @@ def evaluate_cmd(
     ks: str = typer.Option("1,2,4,8", "--ks", help="Student step counts K."),
     num_samples: int = typer.Option(500, "--num-samples", help="Fixed initial noises."),
     sanity_samples: int = typer.Option(64, "--sanity-samples", help="Samples for teacher N vs 1000 (0 skips)."),
+    classifier: Path | None = typer.Option(
+        None, "--classifier", help="Digit-classifier file (trained and saved there if missing; default in --out)."
+    ),
     seed: int = SEED_OPTION,
     device: str | None = DEVICE_OPTION,
     config: Path | None = CONFIG_OPTION,
@@ -203,7 +206,7 @@ def evaluate_cmd(
             raise UserError(f"{str(path)!r} holds no student.safetensors; pass the --out of a finished distill run")
         names[f"{path.name}" if path.name not in names else str(path)] = path
     cfg = EvalConfig(num_samples, k_values, sanity_samples, seed)
-    results = evaluate_students(names, out, cfg)
+    results = evaluate_students(names, out, cfg, classifier_path=classifier)
     summary = {
         "teacher": {k: (v, 0.0) for k, v in results["teacher"].items()},
         "students": {
@@ -229,7 +232,6 @@ def demo_cmd(
     guidance: float = typer.Option(3.0, "--guidance", help="Teacher CFG scale w."),
     lora_rank: int = typer.Option(8, "--lora-rank", help="LoRA rank."),
     num_samples: int = typer.Option(500, "--num-samples", help="Evaluation samples."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh (the cached teacher is kept)."),
     seed: int = SEED_OPTION,
     device: str | None = DEVICE_OPTION,
     config: Path | None = CONFIG_OPTION,
@@ -266,14 +268,13 @@ def demo_cmd(
         eval=EvalConfig(
             num_samples=num_samples,
             ks=[k for k in (1, 2, 4, 8) if k <= num_intervals],
-            sanity_samples=8 if fast else 64,
+            sanity_samples=0 if fast else 64,
+            classifier_steps=100 if fast else 400,
             seed=seed,
         ),
         seeds=[seed + i for i in range(num_seeds)],
     )
-    if (out / "config.json").is_file() and not overwrite and not (out / "summary.json").is_file():
-        overwrite = True  # an interrupted demo restarts (its teacher cache is kept)
-    summary = run_demo(cfg, out, overwrite=True)
+    summary = run_demo(cfg, out, overwrite=True)  # a demo re-runs in place; its cached teacher is reused
     typer.echo(format_table(summary, dataset))
     typer.echo(f"\nrun directory: {out}  (summary.json, seed*/eval/samples.png)")
     logger.debug(json.dumps(summary)[:200])

@@ -43,15 +43,16 @@ class EvalConfig:
     """Samples for the teacher's N-step vs 1000-step sanity line (0 skips it)."""
     seed: int = 0
     """Seeds the fixed noise (stored once, reused)."""
+    classifier_steps: int = 400
+    """Training steps of the digit classifier when it is not cached."""
 
 
-def _classifier_for(data_name: str, folder: Path, seed: int) -> DigitClassifier | None:
+def _classifier_for(data_name: str, path: Path, seed: int, steps: int) -> DigitClassifier | None:
     if data_name != "digits":
         return None
-    path = folder / CLASSIFIER_FILE
     if path.is_file():
         return load_classifier(path)
-    classifier = train_classifier(load_dataset("digits"), seed=seed)
+    classifier = train_classifier(load_dataset("digits"), seed=seed, steps=steps)
     save_classifier(classifier, path)
     return classifier
 
@@ -71,8 +72,13 @@ def _noise_for(run: RunDir, teacher: Teacher, config: EvalConfig, sample_shape: 
     return noise
 
 
-def evaluate_students(student_dirs: dict[str, str | Path], out: str | Path, config: EvalConfig) -> dict[str, Any]:
+def evaluate_students(
+    student_dirs: dict[str, str | Path], out: str | Path, config: EvalConfig, classifier_path: str | Path | None = None
+) -> dict[str, Any]:
     """Evaluate distilled students (``name → distill run dir``) against their shared teacher; write to ``out``.
+
+    The digit classifier (the frozen feature space) is loaded from ``classifier_path`` if it exists, else trained
+    and saved there (default ``<out>/digit_classifier.safetensors``).
 
     All students must share the teacher, N, solver and guidance (the teacher reference depends on them).
 
@@ -99,7 +105,9 @@ def evaluate_students(student_dirs: dict[str, str | Path], out: str | Path, conf
     run = RunDir(out, resume=(out / "config.json").is_file())
     if not run.resume:
         run.write_config({**asdict(config), "students": {k: str(v) for k, v in student_dirs.items()}}, seed=config.seed)
-    classifier = _classifier_for(data.name, out, config.seed)
+    classifier = _classifier_for(
+        data.name, Path(classifier_path or out / CLASSIFIER_FILE), config.seed, config.classifier_steps
+    )
     noise = _noise_for(run, teacher, config, tuple(data.x.shape[1:]))
 
     # teacher reference: its own N-step solve at the training guidance, from the fixed x_T
@@ -238,7 +246,7 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
         eval_dir = out / f"seed{seed}" / "eval"
         if (eval_dir / "config.json").is_file():
             (eval_dir / "summary.json").unlink(missing_ok=True)
-        per_seed.append(evaluate_students(students, eval_dir, ev))
+        per_seed.append(evaluate_students(students, eval_dir, ev, classifier_path=out / CLASSIFIER_FILE))
     summary = aggregate(per_seed, train_stats, config)
     run.write_summary(summary)
     return summary

@@ -48,7 +48,7 @@ def frechet_distance(features_a: np.ndarray | torch.Tensor, features_b: np.ndarr
     a, b = _as64(features_a), _as64(features_b)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
     if np.iscomplexobj(covmean):
         imag = np.abs(covmean.imag).max()
         if imag > 1e-3:
