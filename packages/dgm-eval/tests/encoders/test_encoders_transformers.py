@@ -206,3 +206,31 @@ def test_bad_local_paths(tmp_path, tiny_hf_models):
         load_encoder("dinov2", "vitz14", weights=str(tiny_hf_models["dinov2"]))
     with pytest.raises(UserError, match="encoder 'simclr' is not supported: SimCLRv2"):
         load_encoder("simclr")
+
+
+def test_checkpoints_that_leave_parameters_uninitialised_are_refused(tiny_hf_models, tmp_path):
+    import json
+    import shutil
+
+    broken = tmp_path / "dinov2-3-layers"
+    shutil.copytree(tiny_hf_models["dinov2"], broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["num_hidden_layers"] = 3  # the weights hold 2 layers: layer 2 would be random
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        UserError, match=r"do not fit encoder 'dinov2' \(vitl14\): missing \d+ parameter\(s\) \(encoder\.layer\.2"
+    ):
+        load_encoder("dinov2", weights=str(broken))
+
+
+def test_data2vec_without_pooler_weights_uses_the_identity_layernorm(tiny_hf_models, tmp_path, images):
+    from transformers import Data2VecVisionModel
+
+    model = Data2VecVisionModel.from_pretrained(tiny_hf_models["data2vec"], add_pooling_layer=False)
+    model.save_pretrained(tmp_path / "no-pooler")
+    encoder = load_encoder("data2vec", weights=str(tmp_path / "no-pooler"))
+    x = torch.stack([encoder.transform(im) for im in images[:2]])
+    with torch.no_grad():
+        tokens = model.eval()(pixel_values=x).last_hidden_state[:, 1:].mean(1)
+        expected = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:], eps=model.config.layer_norm_eps)
+    np.testing.assert_allclose(encoder(x).numpy(), expected.numpy(), rtol=0, atol=1e-4)

@@ -46,6 +46,14 @@ def build(arch: str | None, *, weights: str | None, depth: int, clean_resize: bo
 
     reject_depth("data2vec", depth)
     model, weights_id = load_hf_model(
-        "data2vec", None, Data2VecVisionModel, DATA2VEC_ID, weights, add_pooling_layer=True
+        "data2vec",
+        None,
+        Data2VecVisionModel,
+        DATA2VEC_ID,
+        weights,
+        # a pre-training-only checkpoint may lack the pooler LayerNorm: its init (weight 1, bias 0) is then used,
+        # as transformers does for the public code
+        allow_missing=("pooler.",),
+        add_pooling_layer=True,
     )
     return Data2VecEncoder(model, weights_id=weights_id, preprocessing=data2vec_preprocessing(clean_resize))

@@ -75,5 +75,7 @@ def build(arch: str | None, *, weights: str | None, depth: int, clean_resize: bo
 
     reject_depth("dinov2", depth)
     arch = arch or DEFAULT_ARCH
-    model, weights_id = load_hf_model("dinov2", arch, Dinov2Model, DINOV2_ARCHS[arch][0], weights)
+    model, weights_id = load_hf_model(
+        "dinov2", arch, Dinov2Model, DINOV2_ARCHS[arch][0], weights, allow_missing=("embeddings.mask_token",)
+    )  # the mask token is only used in training
     return DINOv2Encoder(model, arch=arch, weights_id=weights_id, clean_resize=clean_resize)
