@@ -1,5 +1,56 @@
-"""eb-ensembles: see the package README for the paper and the public API."""
+"""eb-ensembles: deep ensembles as empirical Bayes (Loaiza-Ganem, Villecroze and Wang, 2025).
+
+Public API: ensembles (looped or vectorised over members), the point-mass empirical-Bayes prior, uncertainty
+metrics, datasets without download, a method registry, evaluation, and experiments E1, E2 and E5.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from eb_ensembles.checks import InvalidInputError
+from eb_ensembles.data import CORRUPTIONS, DATASETS, Dataset, corrupt, load_dataset, make_mnist1d, make_ood
+from eb_ensembles.eb import EMResult, PointMassPrior, npmle_em
+from eb_ensembles.ensemble import DeepEnsemble, EnsembleConfig, MemberReport, init_member, train_ensemble
+from eb_ensembles.evaluation import evaluate_classification, evaluate_regression, ood_scores
+from eb_ensembles.experiments import EXPERIMENTS, run_e1, run_e2, run_e5
+from eb_ensembles.methods import METHODS, MethodConfig, UncertaintyMethod, build_method, register_method
+from eb_ensembles.models import MLP, gaussian_head, mlp_factory
+from eb_ensembles.runs import TrainRunConfig, evaluate_run, load_run, train_run
+
+__all__ = [
+    "CORRUPTIONS",
+    "DATASETS",
+    "EXPERIMENTS",
+    "METHODS",
+    "MLP",
+    "Dataset",
+    "DeepEnsemble",
+    "EMResult",
+    "EnsembleConfig",
+    "InvalidInputError",
+    "MemberReport",
+    "MethodConfig",
+    "PointMassPrior",
+    "TrainRunConfig",
+    "UncertaintyMethod",
+    "__version__",
+    "build_method",
+    "corrupt",
+    "evaluate_classification",
+    "evaluate_regression",
+    "evaluate_run",
+    "gaussian_head",
+    "init_member",
+    "load_dataset",
+    "load_run",
+    "make_mnist1d",
+    "make_ood",
+    "mlp_factory",
+    "npmle_em",
+    "ood_scores",
+    "register_method",
+    "run_e1",
+    "run_e2",
+    "run_e5",
+    "train_ensemble",
+    "train_run",
+]
