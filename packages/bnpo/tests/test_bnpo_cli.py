@@ -23,7 +23,9 @@ def room_run(tmp_path_factory):
     """A tiny Room(3) dataset and a 6-epoch nonparametric run on it."""
     root = tmp_path_factory.mktemp("cli")
     data = root / "room.npz"
-    result = _invoke("collect", "bnpo/Room-v0", "--out", str(data), "--episodes", "60", "--env-kwargs", '{"n_rooms": 3}')
+    result = _invoke(
+        "collect", "bnpo/Room-v0", "--out", str(data), "--episodes", "60", "--env-kwargs", '{"n_rooms": 3}'
+    )
     assert result.exit_code == 0, result.output
     run = root / "run"
     result = _invoke("fit", str(data), "--out", str(run), "--epochs", "6", "--seed", "1")
@@ -68,7 +70,9 @@ def test_segment_and_evaluate(room_run, tmp_path) -> None:
     segments = json.loads((tmp_path / "seg" / "segments.json").read_text())
     assert np.array(segments["options"]).shape == (60, 5)
     assert (tmp_path / "seg" / "segmentation.png").stat().st_size > 1000
-    result = _invoke("evaluate", str(run / "checkpoints" / "last.safetensors"), str(data), "--out", str(tmp_path / "ev"))
+    result = _invoke(
+        "evaluate", str(run / "checkpoints" / "last.safetensors"), str(data), "--out", str(tmp_path / "ev")
+    )
     assert result.exit_code == 0 and "loglik_per_step" in result.output
     scores = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert 0.0 <= scores["room_score"] <= 1.0 and scores["loglik_per_traj"] < 0
@@ -107,7 +111,9 @@ def test_user_errors_write_nothing(room_run, tmp_path) -> None:
     assert "already exists" in _user_error(["collect", "bnpo/Room-v0", "--out", str(data), "--episodes", "2"])
     assert data.read_bytes() == before
     assert "no scripted expert" in _user_error(["collect", "CartPole-v1", "--out", str(tmp_path / "c.npz")])
-    assert "--env-kwargs" in _user_error(["collect", "bnpo/Room-v0", "--out", str(tmp_path / "d.npz"), "--env-kwargs", "[1"])
+    assert "--env-kwargs" in _user_error(
+        ["collect", "bnpo/Room-v0", "--out", str(tmp_path / "d.npz"), "--env-kwargs", "[1"]
+    )
     assert not (tmp_path / "c.npz").exists() and not (tmp_path / "d.npz").exists()
     assert "neither a checkpoint" in _user_error(["evaluate", str(tmp_path), str(data), "--out", str(tmp_path / "e")])
     assert "--resume" in _user_error(["fit", str(data), "--out", str(tmp_path / "fresh"), "--resume"])

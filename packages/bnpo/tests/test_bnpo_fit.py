@@ -70,7 +70,7 @@ def test_checkpoint_mismatch_is_a_named_error(room_data, tmp_path) -> None:
 
 
 def test_line_short_fit_recovers_both_directions(line_data) -> None:
-    result = fit(line_data, FitConfig(epochs=60, batch_size=120, holdout_fraction=0.0, seed=0))
+    config = FitConfig(nonparametric=False, k=2, epochs=50, batch_size=16, holdout_fraction=0.0, seed=0)
+    result = fit(line_data, config)
     scores = evaluate(result.model, line_data.windows())
-    assert scores["accuracy"] >= 0.9
-    assert result.model.n_options <= 4
+    assert scores["accuracy"] >= 0.9 and scores["boundary_f1"] >= 0.7, scores

@@ -65,6 +65,8 @@ class FitConfig:
     """Prior estimator: ``plugin`` (public code) or ``mc`` (corrected Monte Carlo), see ``bnpo.prior``."""
     n_stick_draws: int = 30
     """Stick draws for the plug-in average / Monte Carlo KL."""
+    relaxation: str = "concrete"
+    """``concrete`` (paper) or ``straight_through`` (hard forward samples; resists the long-trajectory exploit)."""
     seq_len: int | None = None
     """Steps per trajectory T (first T steps of each episode); default: the shortest episode."""
     holdout_fraction: float = 0.01
@@ -88,6 +90,7 @@ class FitConfig:
             "lr": self.lr > 0,
             "holdout_fraction": 0.0 <= self.holdout_fraction < 1.0,
             "estimator": self.estimator in ("plugin", "mc"),
+            "relaxation": self.relaxation in ("concrete", "straight_through"),
             "growth_tol": self.growth_tol > 0,
             "checkpoint_every": self.checkpoint_every >= 1,
         }
@@ -110,6 +113,7 @@ class FitConfig:
             head_hidden=self.encoder_hidden,
             estimator=self.estimator,
             n_stick_draws=self.n_stick_draws,
+            relaxation=self.relaxation,
             seed=derive_seed(self.seed, "init"),
         )
 

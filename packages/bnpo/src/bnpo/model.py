@@ -33,6 +33,7 @@ from sixlab_shared import derive_seed, make_generator
 logger = logging.getLogger(__name__)
 
 LOG_EPS = 1e-4  # the public code's `10e-5`
+RELAXATIONS = ("concrete", "straight_through")
 _EPS = 1e-12
 
 
@@ -62,6 +63,9 @@ class OptionModelConfig:
     """``"plugin"`` (public code: averaged stick draws, one-point KL) or ``"mc"`` (Monte Carlo eta and KL)."""
     n_stick_draws: int = 30
     """Stick draws for the plug-in average / Monte Carlo KL."""
+    relaxation: str = "concrete"
+    """``"concrete"`` (the paper: relaxed samples in log p~ and log q) or ``"straight_through"`` (hard samples in the
+    forward pass, Concrete gradients): the relaxed objective can be gamed on long trajectories (see the README)."""
     seed: int = 0
     """Seeds every parameter initialisation, including options added later (option k from derive_seed(seed, k))."""
 
@@ -72,6 +76,8 @@ class OptionModelConfig:
             )
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.relaxation not in RELAXATIONS:
+            raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {self.relaxation!r}")
 
 
 def relaxed_log_joint(
@@ -286,11 +292,19 @@ class OptionModel(nn.Module):
 
     # ------------------------------------------------------------------ inference
     def posterior_sample(
-        self, states: torch.Tensor, actions: torch.Tensor, eta: torch.Tensor, tau: float, *, generator=None, hard=False
+        self,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        eta: torch.Tensor,
+        tau: float,
+        *,
+        generator=None,
+        hard=False,
+        straight_through=False,
     ) -> dict[str, torch.Tensor]:
         """Sample (b, h) from q given (B, K) ``eta``; see :meth:`PosteriorEncoder.sample`."""
         inputs = torch.cat([states, self._action_inputs(actions)], dim=-1)
-        return self.encoder.sample(inputs, eta, tau, generator=generator, hard=hard)
+        return self.encoder.sample(inputs, eta, tau, generator=generator, hard=hard, straight_through=straight_through)
 
     def loss(
         self,
@@ -323,7 +337,8 @@ class OptionModel(nn.Module):
         eta, kl = self.prior.sample(batch, generator=generator)
         log_pi = self.log_pi(states, actions)
         beta = self.beta(states)
-        sample = self.posterior_sample(states, actions, eta, tau, generator=generator)
+        straight = self.config.relaxation == "straight_through"
+        sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=straight)
         log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"])
         log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
         usage = sample["h"].mean(dim=(0, 1))

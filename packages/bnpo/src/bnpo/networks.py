@@ -157,6 +157,7 @@ class PosteriorEncoder(nn.Module):
         *,
         generator: torch.Generator | None = None,
         hard: bool = False,
+        straight_through: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Draw (b_t, h_t) autoregressively, relaxed (Concrete, temperature ``tau``) or hard.
 
@@ -166,6 +167,7 @@ class PosteriorEncoder(nn.Module):
             tau: temperature of both relaxations.
             generator: noise source.
             hard: draw exact Bernoulli / categorical samples instead of relaxed ones (no gradient through them).
+            straight_through: hard samples in the forward pass, the relaxed sample's gradient in the backward pass.
 
         Returns:
             dict with ``logit_b`` (B, T), ``logit_h`` (B, T, K), ``b`` (B, T) and ``h`` (B, T, K).
@@ -196,6 +198,9 @@ class PosteriorEncoder(nn.Module):
             else:
                 b_t = torch.sigmoid((out[:, :1] + logistic[:, t : t + 1]) / tau)
                 h_t = torch.softmax((out[:, 1:] + gumbel[:, t]) / tau, dim=-1)
+                if straight_through:
+                    b_t = (b_t > 0.5).to(b_t.dtype) + b_t - b_t.detach()
+                    h_t = F.one_hot(h_t.argmax(-1), k).to(h_t.dtype) + h_t - h_t.detach()
             logits.append(out)
             bs.append(b_t)
             hs.append(h_t)

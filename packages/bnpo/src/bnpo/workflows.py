@@ -98,7 +98,8 @@ def fit_job(
         if before != now:
             changed = sorted(k for k in now if before.get(k) != now[k])
             raise UserError(
-                f"--resume needs the original run's fit options (only --epochs may change); changed: {', '.join(changed)}"
+                "--resume needs the original run's fit options (only --epochs may change); "
+                f"changed: {', '.join(changed)}"
             )
     else:
         run.write_config({"fit": dataclasses.asdict(config), "data": str(data)}, seed=config.seed, device=torch_device)

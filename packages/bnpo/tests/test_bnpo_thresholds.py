@@ -1,0 +1,82 @@
+"""Threshold studies over seeds (reference §6 items 7-11). Slow: run with `pytest -m slow -s` (figures printed)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import bnpo
+from bnpo import metrics
+from bnpo.fit import FitConfig, evaluate, fit
+
+pytestmark = pytest.mark.slow
+
+
+def _data(env_id: str, episodes: int, seed: int, **kwargs) -> bnpo.Dataset:
+    env = gym.make(env_id, **kwargs)
+    return bnpo.collect(env, bnpo.make_expert(env, seed=seed), episodes, seed=seed, env_id=env_id)
+
+
+def _room(n_rooms: int, seed: int, **config) -> tuple[float, int, list[int]]:
+    data = _data("bnpo/Room-v0", 1000, seed, n_rooms=n_rooms)
+    model = fit(data, FitConfig(seed=seed, **config)).model
+    score = metrics.room_score(model, n_rooms)
+    covered = metrics.room_coverage(model, n_rooms)
+    print(f"Room({n_rooms}) seed {seed} {config}: score {score:.4f}, K {model.n_options}, rooms covered {covered}")
+    return score, model.n_options, covered
+
+
+def test_room3_200_epochs_all_seeds() -> None:
+    runs = [_room(3, seed, epochs=200) for seed in range(3)]
+    assert all(score >= 0.99 and covered == [1, 2, 3] for score, _, covered in runs), runs
+
+
+def test_room6_nonparametric_recovers_k() -> None:
+    runs = [_room(6, seed, epochs=500, entropy_decay=0.999) for seed in range(3)]
+    good = [score >= 0.99 and 6 <= k <= 8 for score, k, _ in runs]
+    assert sum(good) >= 2, runs
+
+
+def test_room6_fixed_k3_scores_half() -> None:
+    score, k, _ = _room(6, 0, epochs=500, nonparametric=False, k=3)
+    assert k == 3 and abs(score - 0.5) <= 0.05
+
+
+def test_line_two_directions() -> None:
+    data = _data("bnpo/Line-v0", 300, 0)
+    model = fit(data, FitConfig(epochs=80, batch_size=32, seed=0)).model
+    windows = data.windows()
+    scores = evaluate(model, windows)
+    print(f"Line: {scores}")
+    assert model.n_options <= 3 and scores["accuracy"] >= 0.95
+    options, _ = model.segment(windows["states"], windows["actions"])
+    switches = metrics.boundaries_from_options(options)
+    pos = windows["states"].argmax(-1).numpy()
+    at = pos[switches]
+    assert np.isin(at, [0, 1, 8, 9]).mean() >= 0.95  # switches at the ends, +-1 step
+
+
+LANDMARKS_CONFIG = {"epochs": 150, "batch_size": 64}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_landmarks_segmentation(seed: int) -> None:
+    data = _data("bnpo/Landmarks-v0", 1000, seed)
+    model = fit(data, FitConfig(seed=seed, **LANDMARKS_CONFIG)).model
+    windows = data.windows()
+    scores = evaluate(model, windows)
+    print(f"Landmarks seed {seed}: {scores}")
+    assert scores["accuracy"] >= 0.9 and scores["boundary_f1"] >= 0.8
+    assert scores["used_options"] == 4 and model.n_options <= 5
+    # beta_k > 0.5 at its landmark and < 0.2 on at least 90% of the other cells
+    options, _ = model.segment(windows["states"], windows["actions"])
+    _, mapping = metrics.hungarian_accuracy(options, windows["options"])
+    cells = torch.tensor([np.r_[np.eye(7)[x], np.eye(7)[y]] for x in range(7) for y in range(7)], dtype=torch.float32)
+    beta = model.beta(cells).detach().numpy()  # 49 x K
+    for k, landmark in mapping.items():
+        x, y = bnpo.envs.landmarks.LANDMARKS[landmark]
+        index = x * 7 + y
+        others = np.delete(beta[:, k], index)
+        assert beta[index, k] > 0.5 and (others < 0.2).mean() >= 0.9, (k, landmark, beta[index, k])
