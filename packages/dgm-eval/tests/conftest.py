@@ -12,6 +12,37 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default feature cache lives in a temporary folder: tests never write outside tmp_path."""
+    monkeypatch.setenv("DGM_EVAL_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+
+
+def write_pngs(folder, images) -> list:
+    """Write uint8 (N, H, W, 3) images as PNGs named img000000.png ... (returns the paths)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        path = folder / f"img{i:06d}.png"
+        Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def image_sets(tmp_path, rng):
+    """Three small image folders (ref 40, gen 30, test 30; 16x16 RGB) and the arrays they hold."""
+    base = rng.integers(0, 256, size=(1, 16, 16, 3))
+    ref = np.clip(base + rng.normal(0, 40, size=(40, 16, 16, 3)), 0, 255).astype(np.uint8)
+    gen = np.clip(base + 20 + rng.normal(0, 50, size=(30, 16, 16, 3)), 0, 255).astype(np.uint8)
+    test = np.clip(base + rng.normal(0, 40, size=(30, 16, 16, 3)), 0, 255).astype(np.uint8)
+    for name, arr in (("ref", ref), ("gen", gen), ("test", test)):
+        write_pngs(tmp_path / name, arr)
+    return {"dir": tmp_path, "ref": ref, "gen": gen, "test": test}
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -108,26 +108,51 @@ def test_ct_equals_reference_and_detects_copying(rng):
     assert ct_test(train, test, gen, seed=1) == pytest.approx(_ct_reference(test[:150], test[150:], gen, 1), rel=1e-10)
 
 
-def _fls_dense(train, test, gen, seed):
+def _adam_torch(params_step, n, steps=100):
+    """torch.optim.Adam + MultiStepLR([50], 0.1), as the public FLS code fits (slow first use: compiler imports)."""
+    s = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([s], lr=0.5)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[50], gamma=0.1)
+    for _ in range(steps):
+        opt.zero_grad()
+        params_step(s).backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            s.clamp_(-100, 20)
+    return s.detach()
+
+
+def _adam_by_hand(params_step, n, steps=100):
+    """Adam written from Kingma & Ba with bias correction (β = 0.9, 0.999, ε = 1e-8), lr 0.5 then 0.05."""
+    s = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    m = torch.zeros(n, dtype=torch.float64)
+    v = torch.zeros(n, dtype=torch.float64)
+    for t in range(1, steps + 1):
+        s.grad = None
+        params_step(s).backward()
+        g = s.grad
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        lr = 0.5 if t <= 50 else 0.05
+        with torch.no_grad():
+            s -= lr * (m / (1 - 0.9**t)) / (torch.sqrt(v / (1 - 0.999**t)) + 1e-8)
+            s.clamp_(-100, 20)
+    return s.detach()
+
+
+def _fls_dense(train, test, gen, seed, adam=_adam_by_hand):
     """FLS written densely from the paper's definition (no chunking), float64."""
     r_train, r_base, t, g = (x.numpy() for x in _prepare(train, test, gen, seed, 10000, None))
     d = r_train.shape[1]
 
     def fit(data, kernels):
         dists = torch.from_numpy(((data[:, None] - kernels[None]) ** 2).sum(-1))
-        s = torch.zeros(kernels.shape[0], dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.Adam([s], lr=0.5)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[50], gamma=0.1)
-        for _ in range(100):
-            e = -0.5 * dists / s.exp() - d / 2 * s - math.log(kernels.shape[0])
-            loss = -torch.logsumexp(e, 1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                s.clamp_(-100, 20)
-        return s.detach()
+
+        def loss(s):
+            return -torch.logsumexp(-0.5 * dists / s.exp() - d / 2 * s - math.log(kernels.shape[0]), 1).mean()
+
+        return adam(loss, kernels.shape[0])
 
     def nll(data, kernels, s):
         dists = torch.from_numpy(((data[:, None] - kernels[None]) ** 2).sum(-1))
@@ -146,3 +171,9 @@ def test_fls_equals_dense_reference_and_detects_overfitting(rng):
     assert fls(train, test, gen + 2.0, seed=2) < 0.5 * value  # a shifted set is much less likely
     assert abs(fls_overfit(train, test, gen, seed=2)) < 15
     assert fls_overfit(train, test, train, seed=2) > 15  # kernels on training points
+
+
+@pytest.mark.slow
+def test_fls_fit_equals_torch_optim_adam(rng):
+    train, test, gen = rng.normal(size=(240, 6)), rng.normal(size=(120, 6)), rng.normal(size=(120, 6))
+    assert fls(train, test, gen, seed=2) == pytest.approx(_fls_dense(train, test, gen, 2, adam=_adam_torch), rel=1e-8)

@@ -146,10 +146,12 @@ def check_metric_inputs(
             raise MetricError("metric 'is' needs class probabilities: use --encoder inception")
         elif m == "authpct":
             need.append((m, "reference", n_ref or 0, 2))
-        elif m in {"ct", "ct_modified"}:
-            need += [(m, "reference", n_ref or 0, 3), (m, "generated", n_gen, 3), (m, "test", n_test or 0, 2)]
+        elif m == "ct":  # a cell counts only with more than 20 generated samples
+            need += [(m, "reference", n_ref or 0, 3), (m, "generated", n_gen, 21), (m, "test", n_test or 0, 2)]
+        elif m == "ct_modified":  # reference and generated swap roles
+            need += [(m, "reference", n_ref or 0, 21), (m, "generated", n_gen, 3), (m, "test", n_test or 0, 2)]
         elif m == "ct_test":
-            need.append((m, "test", n_test or 0, 6))
+            need += [(m, "test", n_test or 0, 6), (m, "generated", n_gen, 21)]
         elif m in {"fls", "fls_overfit"}:
             need += [(m, "reference", n_ref or 0, 2), (m, "test", n_test or 0, 1)]
     for metric, which, have, least in need:

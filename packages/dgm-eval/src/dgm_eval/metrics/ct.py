@@ -51,7 +51,7 @@ def ct(
         gen: ``(N_G, D)`` generated features.
         seed: seeds PCA and KMeans (n_init = 10).
         n_cells: KMeans clusters (3, as the public code).
-        max_dim: PCA components used when D exceeds it (64).
+        max_dim: PCA components used when D exceeds it (64; fewer when train has fewer samples).
         device: where the nearest-neighbour search runs.
 
     Returns:
@@ -67,9 +67,8 @@ def ct(
     check_same_dim(train=r, test=t, gen=g)
     r_np, t_np, g_np = (x.cpu().numpy() for x in (r, t, g))
     if r_np.shape[1] > max_dim:
-        if r_np.shape[0] < max_dim:
-            raise FeatureError(f"ct: train needs at least {max_dim} samples for its PCA, got {r_np.shape[0]}")
-        pca = PCA(n_components=max_dim, random_state=seed).fit(r_np)
+        # PCA cannot have more components than training samples: a small train set keeps all it has.
+        pca = PCA(n_components=min(max_dim, r_np.shape[0]), random_state=seed).fit(r_np)
         r_np, t_np, g_np = pca.transform(r_np), pca.transform(t_np), pca.transform(g_np)
     km = KMeans(n_clusters=n_cells, n_init=10, random_state=seed).fit(r_np)
     cells_r, cells_t, cells_g = km.labels_, km.predict(t_np), km.predict(g_np)

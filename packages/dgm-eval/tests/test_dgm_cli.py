@@ -1,0 +1,237 @@
+"""The CLI verbs on tiny data, and every bad input of the spec: one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dgm_eval.cli import app
+
+runner = CliRunner()
+
+FAST = ["--encoder", "random", "--device", "cpu", "--nearest-k", "3", "--kd-subset-size", "20", "--kd-num-subsets", "5"]
+
+
+def _run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _assert_user_error(result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0], lines[0]
+
+
+def test_compute_writes_table_json_csv_and_config(image_sets):
+    d = image_sets["dir"]
+    out = d / "out"
+    result = _run(
+        "compute",
+        d / "ref",
+        d / "gen",
+        d / "test",
+        "--out",
+        out,
+        "--metrics",
+        "fd,kd,prdc,vendi,authpct,sw_approx",
+        *FAST,
+    )
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.stdout and "fd" in result.stdout
+    data = json.loads((out / "results.json").read_text())
+    gens = list(data["results"])
+    assert gens == [str(d / "gen"), str(d / "test")]
+    assert data["results"][gens[0]]["fd"] > data["results"][gens[1]]["fd"]  # the shifted set is farther
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("gen,fd,kd_mean,kd_std,precision")
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["encoder"]["name"] == "random" and config["nearest_k"] == 3
+
+
+def test_compute_same_seed_same_numbers_and_cache(image_sets):
+    d = image_sets["dir"]
+    args = [d / "ref", d / "gen", "--metrics", "fd,kd,fd_infinity", *FAST, "--seed", "3"]
+    assert _run("compute", *args, "--out", d / "a").exit_code == 0
+    assert _run("compute", *args, "--out", d / "b", "--no-cache").exit_code == 0
+    a = json.loads((d / "a" / "results.json").read_text())["results"]
+    b = json.loads((d / "b" / "results.json").read_text())["results"]
+    assert a == b
+
+
+def test_features_verb_gives_the_same_fd_as_images(image_sets):
+    d = image_sets["dir"]
+    for name in ("ref", "gen"):
+        result = _run("features", d / name, "-o", d / f"{name}.npz", "--encoder", "random", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+    assert np.load(d / "ref.npz")["features"].shape == (40, 256)
+    assert _run("compute", d / "ref.npz", d / "gen.npz", "--out", d / "o1", "--metrics", "fd", *FAST).exit_code == 0
+    assert _run("compute", d / "ref", d / "gen", "--out", d / "o2", "--metrics", "fd", *FAST).exit_code == 0
+    fd_feats = json.loads((d / "o1" / "results.json").read_text())["results"][str(d / "gen.npz")]["fd"]
+    fd_images = json.loads((d / "o2" / "results.json").read_text())["results"][str(d / "gen")]["fd"]
+    assert fd_feats == pytest.approx(fd_images, rel=1e-12)
+
+
+def test_compute_test_set_metrics_from_saved_features(tmp_path, rng):
+    for name, shift in (("ref", 0.0), ("gen", 0.2), ("test", 0.0)):
+        np.savez(tmp_path / f"{name}.npz", features=rng.normal(size=(90, 6)) + shift)
+    out = tmp_path / "out"
+    result = _run(
+        "compute", tmp_path / "ref.npz", tmp_path / "gen.npz", "--test", tmp_path / "test.npz", "--out", out,
+        "--metrics", "ct,ct_test,ct_modified,fls,fls_overfit", *FAST,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    values = json.loads((out / "results.json").read_text())["results"][str(tmp_path / "gen.npz")]
+    assert set(values) >= {"ct", "ct_test", "ct_modified", "fls", "fls_overfit"}
+    assert all(np.isfinite(v) for v in values.values())
+
+
+def test_stats_streams_mean_and_covariance(image_sets):
+    d = image_sets["dir"]
+    assert (
+        _run("features", d / "ref", "-o", d / "ref_feats.npz", "--encoder", "random", "--device", "cpu").exit_code == 0
+    )
+    result = _run(
+        "stats", d / "ref", "-o", d / "ref_stats.npz", "--encoder", "random", "--device", "cpu", "--chunk", "7"
+    )
+    assert result.exit_code == 0, result.output
+    feats = np.load(d / "ref_feats.npz")["features"].astype(np.float64)
+    with np.load(d / "ref_stats.npz") as stats:
+        np.testing.assert_allclose(stats["mu"], feats.mean(0), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(stats["sigma"], np.cov(feats, rowvar=False), rtol=1e-8, atol=1e-10)
+        assert int(stats["n"]) == 40
+    # FD against saved statistics equals FD against the features.
+    out = d / "out"
+    assert _run("compute", d / "ref_stats.npz", d / "gen", "--out", out, "--metrics", "fd", *FAST).exit_code == 0
+    out2 = d / "out2"
+    assert _run("compute", d / "ref", d / "gen", "--out", out2, "--metrics", "fd", *FAST).exit_code == 0
+    fd_stats = json.loads((out / "results.json").read_text())["results"][str(d / "gen")]["fd"]
+    fd_feats = json.loads((out2 / "results.json").read_text())["results"][str(d / "gen")]["fd"]
+    assert fd_stats == pytest.approx(fd_feats, rel=1e-8)
+
+
+def test_encoders_lists_registry():
+    result = _run("encoders")
+    assert result.exit_code == 0
+    assert "pixel" in result.stdout and "random" in result.stdout and "dinov2" in result.stdout
+
+
+def test_unreadable_images_are_skipped_and_counted_or_strict_error(image_sets):
+    d = image_sets["dir"]
+    (d / "gen" / "broken.png").write_bytes(b"not an image at all")
+    good = (d / "gen" / "img000000.png").read_bytes()
+    (d / "gen" / "truncated.PNG").write_bytes(good[: len(good) // 2])
+    out = d / "out"
+    result = _run("compute", d / "ref", d / "gen", "--out", out, "--metrics", "fd", *FAST)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert data["skipped_unreadable"][str(d / "gen")] == 2
+    assert data["results"][str(d / "gen")]["n_gen"] == 30
+    strict_out = d / "strict"
+    result = _run(
+        "compute", d / "ref", d / "gen", "--out", strict_out, "--metrics", "fd", "--strict", "--no-cache", *FAST
+    )
+    _assert_user_error(result, "cannot read image")
+    assert "broken.png" in result.stderr
+    assert not strict_out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("empty_folder", "holds no images"),
+        ("missing_path", "does not exist"),
+        ("unknown_metric", "unknown metric(s) 'fdd'"),
+        ("unknown_encoder", "unknown encoder 'dinov3'"),
+        ("needs_test", "need held-out real images; pass --test"),
+        ("too_few_prdc", "metric 'prdc' needs at least 6"),
+        ("too_few_kd", "metric 'kd' needs at least 2"),
+        ("too_few_ct", "metric 'ct' needs at least 21 generated"),
+        ("mismatched_dims", "feature dimensions differ"),
+        ("nan_features", "features hold NaN or inf"),
+        ("is_without_inception", "metric 'is' needs class probabilities"),
+        ("stats_for_prdc", "the reference is saved statistics"),
+    ],
+)
+def test_bad_inputs_fail_with_one_line_and_write_nothing(image_sets, case, message):
+    d = image_sets["dir"]
+    out = d / "out"
+    ref, gen = d / "ref", d / "gen"
+    metrics = "fd"
+    extra: list[str] = []
+    if case == "empty_folder":
+        gen = d / "empty"
+        gen.mkdir()
+        (gen / "notes.txt").write_text("no images here")
+    elif case == "missing_path":
+        gen = d / "nope"
+    elif case == "unknown_metric":
+        metrics = "fd,fdd"
+    elif case == "unknown_encoder":
+        extra = ["--encoder", "dinov3"]
+    elif case == "needs_test":
+        metrics = "fd,ct"
+    elif case == "too_few_prdc":
+        metrics = "prdc"
+        extra = ["--nearest-k", "5", "--nsample", "5"]
+    elif case == "too_few_kd":
+        metrics = "kd"
+        extra = ["--nsample", "1"]
+    elif case == "too_few_ct":
+        metrics = "ct"
+        extra = ["--test", str(d / "test"), "--nsample", "20"]
+    elif case == "mismatched_dims":
+        np.savez(d / "a.npz", features=np.random.default_rng(0).normal(size=(20, 8)))
+        np.savez(d / "b.npz", features=np.random.default_rng(1).normal(size=(20, 9)))
+        ref, gen = d / "a.npz", d / "b.npz"
+    elif case == "nan_features":
+        feats = np.random.default_rng(0).normal(size=(20, 8))
+        feats[3, 1] = np.nan
+        np.savez(d / "a.npz", features=feats)
+        gen = d / "a.npz"
+    elif case == "is_without_inception":
+        metrics = "is"
+    elif case == "stats_for_prdc":
+        feats = np.random.default_rng(0).normal(size=(20, 8))
+        np.savez(d / "s.npz", mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))
+        ref, metrics = d / "s.npz", "fd,prdc"
+    cache = d / "cache"
+    args = [ref, gen, "--out", out, "--metrics", metrics, "--cache-dir", cache, *FAST, *extra]
+    result = _run("compute", *args)
+    _assert_user_error(result, message)
+    assert not out.exists()
+    assert not cache.exists()  # nothing computed, nothing cached
+
+
+def test_existing_results_are_not_clobbered(image_sets):
+    d = image_sets["dir"]
+    out = d / "out"
+    out.mkdir()
+    (out / "results.json").write_text('{"keep": true}')
+    result = _run("compute", d / "ref", d / "gen", "--out", out, "--metrics", "fd", *FAST)
+    _assert_user_error(result, "already holds results.json")
+    assert (out / "results.json").read_text() == '{"keep": true}'
+
+
+def test_features_and_stats_refuse_to_overwrite(image_sets):
+    d = image_sets["dir"]
+    target = d / "f.npz"
+    target.write_bytes(b"old")
+    _assert_user_error(_run("features", d / "ref", "-o", target, "--encoder", "random"), "already exists")
+    _assert_user_error(_run("stats", d / "ref", "-o", target, "--encoder", "random"), "already exists")
+    assert target.read_bytes() == b"old"
+
+
+def test_demo_fast_writes_results_png_and_reading(tmp_path):
+    out = tmp_path / "demo"
+    result = _run("demo", "--fast", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "curves.png").stat().st_size > 10_000
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["values"]) == {"pixel", "random"}
+    memorize = next(line for line in data["reading"] if line.startswith("[pixel] memorize"))
+    caught, missed = memorize.split("; missed by ")
+    assert "authpct" in caught and "fd" in missed.split(", ")  # FD misses memorisation, AuthPct catches it
+    assert "caught by" in result.stdout
