@@ -86,7 +86,9 @@ def compute(
     kd_subset_size: int = typer.Option(1000, "--kd-subset-size", help="KD subset size."),
     kd_num_subsets: int = typer.Option(100, "--kd-num-subsets", help="KD number of subsets."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass (results do not depend on it)."),
-    num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers for decoding/preprocessing."),
+    num_workers: int = typer.Option(
+        0, "--num-workers", "--workers", help="DataLoader workers for decoding/preprocessing."
+    ),
     precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16 (autocast, GPUs)."),
     device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps (default: best available)."),
     recursive: bool = typer.Option(False, "--recursive", help="Take every image below each folder."),
@@ -145,7 +147,7 @@ def features(
     nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
-    num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
+    num_workers: int = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers."),
     precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16."),
     device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps."),
     recursive: bool = typer.Option(False, "--recursive", help="Take every image below the folder."),
@@ -183,7 +185,7 @@ def stats(
     nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
-    num_workers: int = typer.Option(0, "--num-workers", help="DataLoader workers."),
+    num_workers: int = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers."),
     precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16."),
     device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps."),
     recursive: bool = typer.Option(False, "--recursive", help="Take every image below the folder."),

@@ -33,7 +33,15 @@ from dgm_eval.api import (
 from dgm_eval.cache import FeatureCache
 from dgm_eval.inputs import ImageSource, InputError, SavedFeatures, SavedStats, open_input
 from dgm_eval.metrics import FeatureError, StatsAccumulator
-from sixlab_shared import RunDir, UserError, atomic_open, atomic_write_json, atomic_write_text, progress
+from sixlab_shared import (
+    RunDir,
+    UserError,
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    is_main_process,
+    progress,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +237,12 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
 def write_results(
     out: Path, cfg: Any, results: dict[str, dict[str, Any]], *, skipped: dict[str, int] | None = None
 ) -> None:
-    """Write ``config.json`` (resolved config + environment), ``results.json``, ``results.csv`` and extras."""
+    """Write ``config.json`` (resolved config + environment), ``results.json``, ``results.csv`` and extras.
+
+    Only the main process writes (under accelerate/torchrun every process computes the same results).
+    """
+    if not is_main_process():
+        return
     run = RunDir(out, overwrite=True)
     config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     run.write_config(config, seed=getattr(cfg, "seed", None), packages=("dgm-eval",))
@@ -335,8 +348,9 @@ def run_features(
         arrays["labels"] = feats.labels
     if feats.probs is not None:
         arrays["logits"] = np.log(np.clip(feats.probs, 1e-300, None))  # softmax(log p) = p
-    with atomic_open(out) as handle:
-        np.savez(handle, **arrays)
+    if is_main_process():
+        with atomic_open(out) as handle:
+            np.savez(handle, **arrays)
     return feats
 
 
@@ -396,5 +410,6 @@ def run_stats(
     else:
         raise InputError(f"{path!r} already holds statistics")
     stats = acc.compute()
-    stats.save(out, features=np.concatenate(kept) if kept else None)
+    if is_main_process():
+        stats.save(out, features=np.concatenate(kept) if kept else None)
     return stats

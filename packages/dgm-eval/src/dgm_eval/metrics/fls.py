@@ -38,36 +38,38 @@ def _nll(dists: torch.Tensor, log_sigmas: torch.Tensor, dim: int) -> torch.Tenso
 
 def fit_log_sigmas(data: torch.Tensor, kernels: torch.Tensor, *, steps: int = 100) -> torch.Tensor:
     """Per-kernel log-variances of a Gaussian KDE on ``kernels`` maximising the likelihood of ``data``."""
-    with torch.enable_grad():
+    with torch.no_grad():
         return _fit(data.detach(), kernels.detach(), steps)
 
 
 def _fit(data: torch.Tensor, kernels: torch.Tensor, steps: int) -> torch.Tensor:
     dists = _sq_dists(data, kernels)
-    dim = data.shape[1]
-    log_sigmas = torch.zeros(kernels.shape[0], dtype=data.dtype, device=data.device, requires_grad=True)
+    n, dim = dists.shape[0], data.shape[1]
+    log_sigmas = torch.zeros(kernels.shape[0], dtype=data.dtype, device=data.device)
     # Adam (β = 0.9, 0.999, ε = 1e-8) with the learning rate ×0.1 after step 50, written out as torch.optim.Adam
     # computes it (same operations, same order): torch.optim's first use imports its compiler stack (~10 s on CPU).
     beta1, beta2, eps = 0.9, 0.999, 1e-8
     exp_avg = torch.zeros_like(log_sigmas)
     exp_avg_sq = torch.zeros_like(log_sigmas)
     for step in range(1, steps + 1):
-        log_sigmas.grad = None
-        # Gradient accumulated chunk by chunk: memory O(chunk × M) besides the distance matrix.
-        for s in range(0, dists.shape[0], _ROW_CHUNK):
-            part = -torch.logsumexp(_log_kernels(dists[s : s + _ROW_CHUNK], log_sigmas, dim), dim=1).sum()
-            (part / dists.shape[0]).backward()
+        # Gradient of the mean NLL, chunk by chunk over data rows (memory O(chunk × M) besides the distances):
+        # ∂/∂s_j = −(1/N) Σ_i w_ij (½ d_ij e^{−s_j} − D/2), with w_i· the softmax of row i's log-kernels.
+        grad = torch.zeros_like(log_sigmas)
+        inv_sigma = torch.exp(-log_sigmas)
+        for s in range(0, n, _ROW_CHUNK):
+            block = dists[s : s + _ROW_CHUNK]
+            weights = torch.softmax(_log_kernels(block, log_sigmas, dim), dim=1)
+            grad -= (weights * (0.5 * block * inv_sigma - dim / 2)).sum(dim=0)
+        grad /= n
         lr = 0.5 if step <= 50 else 0.05
-        with torch.no_grad():
-            grad = log_sigmas.grad
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
-            denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-            log_sigmas.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
-            log_sigmas.clamp_(-100, 20)
-    return log_sigmas.detach()
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+        log_sigmas.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
+        log_sigmas.clamp_(-100, 20)
+    return log_sigmas
 
 
 def _prepare(train: Any, test: Any, gen: Any, seed: int, reduced_n: int, device: Any) -> tuple[torch.Tensor, ...]:
