@@ -68,6 +68,7 @@ def train_teacher_cmd(
     lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate (cosine decay)."),
     label_dropout: float = typer.Option(0.1, "--label-dropout", help="Null-class probability (for CFG)."),
     width: int = typer.Option(16, "--width", help="Base width of the network."),
+    schedule: str = typer.Option("scaled_linear", "--schedule", help="scaled_linear (SDXL, the paper's) or linear."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a teacher already in --out."),
     seed: int = SEED_OPTION,
     device: str | None = DEVICE_OPTION,
@@ -79,7 +80,7 @@ def train_teacher_cmd(
 
     setup_logging(verbose)
     _check_device(device)
-    cfg = TeacherConfig(dataset, steps, batch_size, lr, label_dropout, width, seed, device)
+    cfg = TeacherConfig(dataset, steps, batch_size, lr, label_dropout, schedule, width, seed, device)
     cfg.validate()
     if (out / "teacher.json").is_file() and not overwrite:
         raise UserError(f"{str(out)!r} already holds a teacher; pass --overwrite or choose another --out")

@@ -220,7 +220,13 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
     teacher_dir = out / "teacher"
     if not (teacher_dir / "teacher.json").is_file():
         teacher, losses = train_teacher(
-            TeacherConfig(dataset=config.dataset, steps=config.teacher_steps, width=config.teacher_width, device="cpu")
+            TeacherConfig(
+                dataset=config.dataset,
+                steps=config.teacher_steps,
+                width=config.teacher_width,
+                device="cpu",
+                seed=config.seeds[0],
+            )
         )
         save_teacher(teacher, teacher_dir, {"final_loss": losses[-1], "steps": config.teacher_steps})
     else:
@@ -242,7 +248,9 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
             )
             train_stats[objective].append(distill(dc, run_dir, overwrite=True))
             students[objective] = run_dir
-        ev = EvalConfig(**{**asdict(config.eval), "seed": config.eval.seed})
+        ev = EvalConfig(**asdict(config.eval))
+        if seed != config.seeds[0]:
+            ev.sanity_samples = 0  # the teacher line does not depend on the distillation seed: compute it once
         eval_dir = out / f"seed{seed}" / "eval"
         if (eval_dir / "config.json").is_file():
             (eval_dir / "summary.json").unlink(missing_ok=True)
@@ -258,7 +266,7 @@ def aggregate(
     """Mean and sd over seeds of every per-K metric; training cost per objective."""
     result: dict[str, Any] = {"seeds": config.seeds, "students": {}, "teacher": {}, "training": {}}
     for key in per_seed[0]["teacher"]:
-        result["teacher"][key] = _mean_sd([s["teacher"][key] for s in per_seed])
+        result["teacher"][key] = _mean_sd([s["teacher"][key] for s in per_seed if key in s["teacher"]])
     for name in per_seed[0]["students"]:
         result["students"][name] = {}
         for k, metrics in per_seed[0]["students"][name].items():
