@@ -9,11 +9,6 @@ import pytest
 from PIL import Image
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # torch.distributed's gloo backend warns about IPv6 lookups on some hosts when the torchrun test spawns.
-    config.addinivalue_line("filterwarnings", "ignore:.*Mismatched type of socket family.*:UserWarning")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _offline_hubs(tmp_path_factory: pytest.TempPathFactory):
     """No test may touch the network: hubs offline, caches in a temporary folder."""
