@@ -178,7 +178,7 @@ def experiment(
         from eb_ensembles.experiments.e5 import run_e5
 
         sizes = tuple(m for m in (1, 2, 5, 10, 20, 50) if m < members) + (members,)
-        result = run_e5(out, seed=seed, dataset=dataset, fast=fast, sizes=sizes)
+        result = run_e5(out, seed=seed, dataset=dataset, fast=fast, sizes=sizes, device=device)
         typer.echo(_table(result["table"], ("acc", "nll", "brier", "ece", "auroc_heldout_entropy")))
     run.write_summary(result if name != "E5" else {"table": result["table"], "eb": result["eb"]})
 

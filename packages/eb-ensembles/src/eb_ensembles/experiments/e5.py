@@ -46,6 +46,7 @@ def run_e5(
     map_weight_decay: float = 1e-3,
     vectorise: bool = True,
     holdout_classes: tuple[int, ...] = (8, 9),
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run E5 and return its metrics; write ``metrics.json`` and PNG figures under ``out``.
 
@@ -60,6 +61,7 @@ def run_e5(
         map_weight_decay: Adam weight decay of the MAP row.
         vectorise: train members with ``torch.func.vmap``.
         holdout_classes: classes kept out of training (near-OOD set).
+        device: training device (``None``: CPU); evaluation runs on CPU.
 
     Raises:
         InvalidInputError: unknown dataset or empty/invalid ``sizes``.
@@ -78,7 +80,9 @@ def run_e5(
     corruptions = ("gaussian_noise", "shift") if fast else CORRUPTIONS
     severities = (1, 3, 5) if fast else (1, 2, 3, 4, 5)
 
-    base = MethodConfig(hidden=tuple(hidden), members=m_max, epochs=epochs, batch_size=64, lr=1e-3, vectorise=vectorise)
+    base = MethodConfig(
+        hidden=tuple(hidden), members=m_max, epochs=epochs, batch_size=64, lr=1e-3, vectorise=vectorise, device=device
+    )
     ensemble = build_method("ensemble", base).fit(data, seed=seed)
     map_config = MethodConfig(**{**base.__dict__, "weight_decay": map_weight_decay, "members": 1})
     map_method = build_method("map", map_config).fit(data, seed=seed)
