@@ -86,3 +86,17 @@ def test_registry_entries_are_consistent():
         entry = REGISTRY[name]
         assert entry.info.name == name
         assert (entry.builder is not None) == entry.info.supported
+
+
+def test_default_device_is_the_local_gpu_only_under_several_cuda_processes(monkeypatch):
+    from dgm_eval.encoders import default_process_device
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_process_device() == "cuda:3"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_process_device() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert default_process_device() is None

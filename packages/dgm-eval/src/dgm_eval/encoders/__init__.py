@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -62,6 +63,16 @@ def get_encoder_info(name: str) -> EncoderInfo:
     return REGISTRY[name].info
 
 
+def default_process_device() -> str | None:
+    """Under torchrun/accelerate with CUDA, this process's own GPU (``cuda:$LOCAL_RANK``); else ``None`` (automatic).
+
+    Keeps every process from first loading its encoder onto GPU 0.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return None
+
+
 def load_encoder(
     name: str,
     arch: str | None = None,
@@ -79,7 +90,7 @@ def load_encoder(
         arch: architecture for encoders that offer a choice (``dinov2``: ``vits14|vitb14|vitl14|vitg14``);
             ``None`` takes the default.
         device: ``"cpu"``, ``"cuda"``, ``"mps"``, a ``torch.device`` or ``None`` (automatic, see
-            ``sixlab_shared.get_device``).
+            ``sixlab_shared.get_device``; under several processes with CUDA, each process's own GPU).
         weights: a local file or directory (or another Hugging Face id / URL) to load instead of the default
             weights; ``None`` uses the default source (Hugging Face cache, torch.hub cache).
         depth: feature layer selector (``clip`` only; 0 or ``None`` = the default layer).
@@ -103,7 +114,7 @@ def load_encoder(
         raise UserError(f"unknown arch {arch!r} for encoder {name!r}; choose one of: {', '.join(info.archs)}")
     arch = arch if arch is not None else info.default_arch
     depth = int(depth or 0)
-    torch_device = get_device(device)
+    torch_device = get_device(device if device is not None else default_process_device())
     encoder = entry.builder(arch, weights=weights, depth=depth, clean_resize=bool(clean_resize), seed=int(seed))
     logger.info("loaded encoder %s (%s), dim %d, weights %s", name, arch, encoder.dim, encoder.weights_id)
     return encoder.to(torch_device)
@@ -115,6 +126,7 @@ __all__ = [
     "Encoder",
     "EncoderInfo",
     "ImagePreprocessing",
+    "default_process_device",
     "get_encoder_info",
     "list_encoders",
     "load_encoder",
