@@ -64,6 +64,29 @@ def test_train_evaluate_and_resume(tmp_path):
     assert "ensemble M=2" in result.output
 
 
+def test_same_seed_same_files(tmp_path):
+    for name in ("a", "b"):
+        _ok(
+            [
+                "train",
+                "--dataset",
+                "moons",
+                "--members",
+                "2",
+                "--epochs",
+                "1",
+                "--hidden",
+                "4",
+                "--out",
+                str(tmp_path / name),
+            ]
+        )
+        _ok(["evaluate", "--run", str(tmp_path / name), "--out", str(tmp_path / f"eval_{name}"), "--fast"])
+    assert (tmp_path / "eval_a" / "metrics.json").read_bytes() == (tmp_path / "eval_b" / "metrics.json").read_bytes()
+    summary_a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary_a == json.loads((tmp_path / "b" / "summary.json").read_text())
+
+
 def test_train_regression_and_config_file(tmp_path):
     config = tmp_path / "train.toml"
     config.write_text('dataset = "cubic"\nmembers = 2\nepochs = 2\nhidden = "8"\n')

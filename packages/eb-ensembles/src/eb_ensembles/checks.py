@@ -57,16 +57,3 @@ def check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> N
         raise InvalidInputError(
             f"`{name}` must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]"
         )
-
-
-def check_member_shapes(name: str, tensors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> None:
-    """Raise unless every member output has the same shape (members of one ensemble must agree)."""
-    if len(tensors) < 1:
-        raise InvalidInputError(f"`{name}` is empty; an ensemble needs M >= 1 members")
-    first = tuple(tensors[0].shape)
-    for index, tensor in enumerate(tensors):
-        if tuple(tensor.shape) != first:
-            raise InvalidInputError(
-                f"`{name}`: member {index} has output shape {tuple(tensor.shape)} but member 0 has {first}; "
-                "all members must predict the same classes for the same inputs"
-            )

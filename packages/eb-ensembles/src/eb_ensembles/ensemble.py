@@ -590,8 +590,3 @@ def _stacked_mlp_loss(base: nn.Module, task: str):
         return -loglik.reshape(t, b).mean(1)  # T
 
     return loss
-
-
-def describe_reports(reports: list[MemberReport]) -> list[dict[str, Any]]:
-    """Reports as JSON-ready dicts."""
-    return [asdict(r) for r in reports]
