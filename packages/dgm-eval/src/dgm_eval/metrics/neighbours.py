@@ -241,10 +241,11 @@ def ball_counts(
             thr = r2_real[i0:i1].unsqueeze(1)
             sure = d2 < (thr - margin).to(torch.float32)
             maybe = d2 <= (thr + margin).to(torch.float32)
-            counts[j0:j1] += sure.sum(dim=0)
+            sure_per_fake = sure.sum(dim=0)
+            counts[j0:j1] += sure_per_fake
             has_fake[i0:i1] |= sure.any(dim=1)
-            rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
-            if rr.numel():
+            if int(maybe.sum()) != int(sure_per_fake.sum()):  # some pair lies within the rounding band
+                rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
                 rr, cc = rr + i0, cc + j0
                 inside = exact_sq_dists(real, fake, rr, cc).sqrt() < real_radii[rr]
                 counts.index_add_(0, cc[inside], torch.ones_like(cc[inside]))
@@ -254,8 +255,8 @@ def ball_counts(
             sure = d2 < (thr - margin).to(torch.float32)
             maybe = d2 <= (thr + margin).to(torch.float32)
             in_fake[i0:i1] |= sure.any(dim=1)
-            rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
-            if rr.numel():
+            if int(maybe.sum()) != int(sure.sum()):
+                rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
                 rr, cc = rr + i0, cc + j0
                 inside = exact_sq_dists(real, fake, rr, cc).sqrt() < fake_radii[cc]
                 in_fake[rr[inside]] = True
