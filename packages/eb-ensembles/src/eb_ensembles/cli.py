@@ -117,6 +117,8 @@ def evaluate(
     run: Path = typer.Option(..., "--run", help="A training run directory written by `train`."),
     out: Path = typer.Option(Path("runs/eb-ensembles-eval"), "--out", help="Where metrics.json goes."),
     fast: bool = typer.Option(False, "--fast", help="Fewer corruptions and OOD points."),
+    seed: int | None = typer.Option(None, help="Seed of corruptions and OOD sets (default: the run's seed)."),
+    device: str | None = typer.Option(None, help="cpu, cuda or mps for the members' forward passes."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
     ),
@@ -126,7 +128,7 @@ def evaluate(
     from eb_ensembles.runs import evaluate_run
 
     setup_logging(verbose)
-    result = evaluate_run(run, out, fast=fast)
+    result = evaluate_run(run, out, fast=fast, seed=seed, device=device)
     test = result["test"]
     typer.echo(_table({f"ensemble M={result['members']}": test}, tuple(test)[:6]))
 
@@ -189,6 +191,7 @@ def demo(
     out: Path = typer.Option(Path("runs/eb-ensembles-demo"), "--out", help="Run directory."),
     seed: int = typer.Option(0, help="Seed."),
     fast: bool = typer.Option(False, "--fast", help="Finish in seconds (smoke test)."),
+    device: str | None = typer.Option(None, help="E5 training device: cpu, cuda or mps."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
     ),
@@ -199,8 +202,8 @@ def demo(
 
     setup_logging(verbose)
     run = RunDir(out)
-    run.write_config({"seed": seed, "fast": fast}, seed=seed, packages=("eb-ensembles",))
-    result = run_demo(out, seed=seed, fast=fast)
+    run.write_config({"seed": seed, "fast": fast}, seed=seed, device=device, packages=("eb-ensembles",))
+    result = run_demo(out, seed=seed, fast=fast, device=device)
     e1 = result["E1"]
     typer.echo(
         f"E1 ({e1['members']} interpolating members, d={e1['d']} > n={e1['n']}): EB gap {e1['eb_gap']:.2e} nats, "

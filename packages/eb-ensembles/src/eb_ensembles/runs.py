@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import CORRUPTIONS, DATASETS, load_dataset
 from eb_ensembles.ensemble import DeepEnsemble, EnsembleConfig, train_ensemble
@@ -132,27 +134,46 @@ def load_run(run_dir: str | Path) -> tuple[TrainRunConfig, DeepEnsemble]:
     return config, DeepEnsemble.load(path, factory, config.ensemble.task)
 
 
-def evaluate_run(run_dir: str | Path, out: str | Path, *, fast: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, out: str | Path, *, fast: bool = False, seed: int | None = None, device: str | None = None
+) -> dict[str, Any]:
     """Evaluate a training run on its dataset's test split, shifts and OOD sets; write ``metrics.json`` to ``out``.
+
+    Args:
+        run_dir: a folder written by :func:`train_run`.
+        out: a new run folder for the evaluation.
+        fast: two corruptions at severities 1, 3, 5 and 200 points per synthetic OOD set.
+        seed: seed of the corruptions and synthetic OOD sets (default: the training run's seed).
+        device: where the members run (default: CPU); metrics are computed on CPU.
 
     Raises:
         UserError: ``run_dir`` holds no run; ``out`` holds a run already.
     """
     config, ensemble = load_run(run_dir)
     data, _ = _dataset_and_factory(config)
+    seed = config.ensemble.seed if seed is None else seed
     run = RunDir(out)
-    run.write_config({"run": str(run_dir), "fast": fast, "train": config.to_dict()}, seed=config.ensemble.seed)
+    run.write_config({"run": str(run_dir), "fast": fast, "train": config.to_dict()}, seed=seed, device=device)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+
+    def probs(x: torch.Tensor) -> torch.Tensor:
+        return ensemble.member_probs(x.to(target)).cpu()
+
+    def gaussians(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, var = ensemble.member_gaussians(x.to(target))
+        return mean.cpu(), var.cpu()
+
     if data.task == "classification":
         result = evaluate_classification(
-            ensemble.member_probs,
+            probs,
             data,
-            seed=config.ensemble.seed,
+            seed=seed,
             corruptions=CORRUPTIONS[:2] if fast else CORRUPTIONS,
             severities=(1, 3, 5) if fast else (1, 2, 3, 4, 5),
             n_ood=200 if fast else 1000,
         )
     else:
-        result = evaluate_regression(ensemble.member_gaussians, data)
+        result = evaluate_regression(gaussians, data)
     atomic_write_json(run.path / "metrics.json", result)
     run.write_summary({"test": result["test"], "members": result["members"]})
     return result
