@@ -33,10 +33,11 @@ DEMO_METRICS = (
     "fd", "fd_infinity", "kd", "prdc", "vendi", "authpct", "sw_approx",
     "ct", "ct_test", "ct_modified", "fls", "fls_overfit",
 )  # fmt: skip
-#: +1 when a larger value means a worse generated set, -1 when smaller is worse (for the printed reading).
+#: +1 when a larger value means a worse generated set, -1 when smaller is worse, 0 when both are (C_T: ≪ 0 copying,
+#: ≫ 0 underfitting) — for the printed reading.
 WORSE_DIRECTION = {
     "fd": 1, "fd_infinity": 1, "kd_mean": 1, "sw_approx": 1, "precision": -1, "recall": -1, "density": -1,
-    "coverage": -1, "vendi": -1, "authpct": -1, "ct": -1, "ct_test": -1, "ct_modified": -1, "fls": -1,
+    "coverage": -1, "vendi": -1, "authpct": -1, "ct": 0, "ct_test": 0, "ct_modified": 0, "fls": -1,
     "fls_overfit": 1,
 }  # fmt: skip
 
@@ -181,14 +182,21 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _moved(rows: list[dict[str, float]], metric: str) -> float:
     """Signed move from strength 0 to 1 in the 'worse' direction, relative to the clean value's scale."""
     first, last = rows[0][metric], rows[-1][metric]
-    scale = max(abs(first), 1e-3) if metric not in {"ct", "ct_test", "ct_modified", "fls_overfit"} else 3.0
-    return WORSE_DIRECTION[metric] * (last - first) / scale
+    if metric in {"ct", "ct_test", "ct_modified"}:
+        scale = 10.0  # z-scores: a move of more than 1
+    elif metric == "fls_overfit":
+        scale = 50.0  # percent points: a move of more than 5
+    else:
+        scale = max(abs(first), 1e-3)
+    direction = WORSE_DIRECTION[metric]
+    return (abs(last - first) if direction == 0 else direction * (last - first)) / scale
 
 
 def read_results(values: dict[str, dict[str, list[dict[str, float]]]], threshold: float = 0.1) -> list[str]:
     """One line per encoder and degradation: the metrics that got worse by > 10% (caught) and the others.
 
-    For C_T variants and FLS-POG (scores around 0) the scale is 3 (a z-score / percent-point move of 0.3).
+    For C_T variants (z-scores around 0, either sign is bad) a move of more than 1 counts; for FLS-POG (percent
+    points around 0) a rise of more than 5.
     """
     lines = []
     for enc_name, per_kind in values.items():
