@@ -100,16 +100,17 @@ def _same_key(meta: dict[str, Any], key: dict[str, Any]) -> bool:
     return all(meta.get(k) == v for k, v in key.items())
 
 
-def _world() -> tuple[int, int, Callable[[], None]]:
+def _world(device: torch.device | str = "cpu") -> tuple[int, int, Callable[[], None]]:
     # accelerate's PartialState knows the process layout (1 process when not launched); nothing home-made.
+    # On CPU it only recognises a multi-process launch when told the run is CPU-only.
     from accelerate import PartialState
 
-    state = PartialState()
+    state = PartialState(cpu=torch.device(device).type == "cpu")
     return state.process_index, state.num_processes, state.wait_for_everyone
 
 
 def _extract(
-    encoder_factory: Callable[[], Any],
+    encoder_factory: Callable[[torch.device | str], Any],
     spec: EncoderSpec,
     n_inputs: int,
     read: Callable[[int], Any],
@@ -120,9 +121,14 @@ def _extract(
     shard_size: int,
     strict: bool,
     desc: str,
+    device: torch.device | str,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Encode inputs ``0..n-1`` in shards; returns (latents of the readable ones, their indices, skipped names)."""
-    rank, world, barrier = _world()
+    rank, world, barrier = _world(device)
+    if torch.device(device).type == "cuda":
+        from accelerate import PartialState
+
+        device = PartialState().device  # this process's own GPU under a multi-GPU launch
     partial = out_path.with_name(out_path.name + ".partial")
     key_file = partial / "key.json"
     if rank == 0:
@@ -137,7 +143,7 @@ def _extract(
     todo = [s for s in mine if not (partial / f"shard-{s:06d}.safetensors").is_file()]
     if len(todo) < len(mine):
         logger.info("%s: resuming, %d of %d shards already extracted", desc, len(mine) - len(todo), len(mine))
-    encoder = encoder_factory() if todo else None
+    encoder = encoder_factory(device) if todo else None
     bar = progress(total=sum(min(shard_size, n_inputs - s * shard_size) for s in todo), desc=desc, unit="input")
     try:
         for shard in todo:
@@ -227,7 +233,7 @@ def extract_split(
         ("items", item_spec, manifest_split.item_ids),
         ("texts", text_spec, None),
     )
-    rank, _, barrier = _world()
+    rank, _, barrier = _world(device)
     for side, spec, _ in sides:
         out_path = latent_cache_path(cache_dir, spec, dataset, manifest_split.name, side)
         key = _key(spec, dataset, manifest_split, side)
@@ -246,9 +252,9 @@ def extract_split(
         if side == "items":
             paths = manifest_split.item_paths
             latents, index, skipped = _extract(
-                lambda s=spec: load_encoder(s, device), spec, len(paths),
+                lambda d, s=spec: load_encoder(s, d), spec, len(paths),
                 lambda i, p=paths, s=spec: load_item(p[i], s.modality), manifest_split.item_ids, out_path, key,
-                shard_size=shard_size, strict=strict, desc=f"{manifest_split.name} items ({spec.name})",
+                shard_size=shard_size, strict=strict, desc=f"{manifest_split.name} items ({spec.name})", device=device,
             )  # fmt: skip
             tensors = {"latents": latents.contiguous(), "index": index}
             extra = {"item_ids": manifest_split.item_ids, "item_paths": [str(p) for p in manifest_split.item_paths]}
@@ -258,9 +264,9 @@ def extract_split(
             unique = list(dict.fromkeys(manifest_split.captions))
             position = {c: i for i, c in enumerate(unique)}
             latents, index, skipped = _extract(
-                lambda s=spec: load_encoder(s, device), spec, len(unique),
+                lambda d, s=spec: load_encoder(s, d), spec, len(unique),
                 lambda i, u=unique: u[i], unique, out_path, key,
-                shard_size=shard_size, strict=True, desc=f"{manifest_split.name} captions ({spec.name})",
+                shard_size=shard_size, strict=True, desc=f"{manifest_split.name} captions ({spec.name})", device=device,
             )  # fmt: skip
             row = torch.empty(len(unique), dtype=torch.int64)
             row[index] = torch.arange(index.numel())

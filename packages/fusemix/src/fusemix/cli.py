@@ -237,7 +237,7 @@ def demo(
     out: Path = typer.Option(Path("runs/fusemix-demo"), "--out", help="Run directory."),
     fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
-    steps: int = typer.Option(None, "--steps", help="Training steps per run (default 200)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps per run (default 400)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
     threads: int = _THREADS,

@@ -43,17 +43,19 @@ class DemoConfig:
     """Validation images (model selection)."""
     test_items: int = 300
     """Test images (reported once per run)."""
-    steps: int = 200
+    steps: int = 400
     """Training steps per run."""
     batch_size: int = 64
     """Contrastive batch B (FuseMix loads 2B pairs, no-mixup loads B)."""
     depth: int = 1
     """Residual blocks per adapter."""
+    expansion: int = 1
+    """Hidden width multiplier of each block (1 keeps the CPU demo fast)."""
     out_dim: int = 64
     """Shared dimension."""
     dropout: float = 0.1
     """Adapter dropout."""
-    eval_every: int = 50
+    eval_every: int = 100
     """Validation interval in steps."""
     text_encoder: str = "minilm"
     """Text encoder (``frozen-bow`` for the seconds-long ``--fast`` run)."""
@@ -112,13 +114,14 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
             for method, mixup in (("fusemix", True), ("no-mixup", False)):
                 train_config = TrainConfig(
                     cache_dir=str(out / "cache"), dataset=DATASET, item_encoder=config.image_encoder,
-                    text_encoder=config.text_encoder, preset="cpu", depth=config.depth, out_dim=config.out_dim,
+                    text_encoder=config.text_encoder, preset="cpu", depth=config.depth, expansion=config.expansion,
+                    out_dim=config.out_dim,
                     dropout=config.dropout, batch_size=config.batch_size, mixup=mixup, steps=config.steps,
                     warmup_steps=max(1, config.steps // 10), eval_every=config.eval_every, train_items=size,
                     seed=seed, device=config.device,
                 )  # fmt: skip
                 run_dir = out / "runs" / f"n{size}-{method}-s{seed}"
-                result = train(train_config, run_dir, overwrite=overwrite, data=(subset, val))
+                result = train(train_config, run_dir, overwrite=overwrite, data=(subset, val), show_progress=False)
                 model, _ = load_fusion_checkpoint(run_dir / "checkpoints" / "best.safetensors", device=device)
                 metrics = evaluate_retrieval(model, test, device=device)
                 metrics["temperature"] = result.temperature

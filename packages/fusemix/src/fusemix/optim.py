@@ -27,8 +27,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.999)
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`parameter_groups` (lr 1e-3, weight decay 0.1, betas (0.9, 0.999) in the paper)."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas)
+    """AdamW over :func:`parameter_groups` (lr 1e-3, weight decay 0.1, betas (0.9, 0.999) in the paper).
+
+    The fused implementation is used where torch has one for the parameters' device (CPU and CUDA).
+    """
+    device = next(model.parameters()).device
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, betas=betas, fused=fused or None)
 
 
 def learning_rate(
