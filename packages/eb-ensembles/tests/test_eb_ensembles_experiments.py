@@ -49,3 +49,13 @@ def test_e2_em_rises_to_log_sup(tmp_path):
     assert r["kw_log_marginal_final"] >= r["log_sup"] - 1e-9  # per-observation mixing can only do better
     assert {p.name for p in tmp_path.glob("*.png")} == {"e2_log_marginal.png", "e2_weights.png"}
     assert torch.isfinite(torch.tensor(r["kw_ess"]))
+
+
+@pytest.mark.slow
+def test_full_size_e1_e2_invariants(tmp_path):
+    """The README's E1 (M = 20) and E2 (61 x 61 grid) runs satisfy the same invariants as the fast ones."""
+    r1 = run_e1(tmp_path / "e1", seed=0, members=20)
+    assert r1["max_residual"] <= 1e-8 and r1["eb_gap"] == pytest.approx(0.0, abs=1e-9)
+    assert r1["spread_vs_population_corr"] > 0.9
+    r2 = run_e2(tmp_path / "e2", seed=0)
+    assert r2["shared_mass_on_argmax"] > 1 - 1e-6 and r2["shared_min_increment"] >= -1e-12
