@@ -235,3 +235,27 @@ def test_demo_fast_writes_results_png_and_reading(tmp_path):
     caught, missed = memorize.split("; missed by ")
     assert "authpct" in caught and "fd" in missed.split(", ")  # FD misses memorisation, AuthPct catches it
     assert "caught by" in result.stdout
+
+
+def test_config_file_sets_options_and_command_line_wins(image_sets):
+    d = image_sets["dir"]
+    config = d / "run.toml"
+    config.write_text('metrics = "fd,sw_approx"\nencoder = "random"\ndevice = "cpu"\nseed = 4\n')
+    out = d / "out"
+    result = _run("compute", d / "ref", d / "gen", "--config", config, "--out", out, "--seed", "5")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["metrics"] == ["fd", "sw_approx"] and saved["encoder"]["name"] == "random" and saved["seed"] == 5
+    assert set(json.loads((out / "results.json").read_text())["results"][str(d / "gen")]) == {
+        "fd",
+        "sw_approx",
+        "n_gen",
+        "n_ref",
+    }
+
+
+@pytest.mark.parametrize("verb", ["compute", "features", "stats", "encoders", "demo"])
+def test_every_verb_has_help_with_defaults(verb):
+    result = _run(verb, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout
