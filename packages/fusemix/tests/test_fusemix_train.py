@@ -148,7 +148,25 @@ def test_subset_keeps_all_captions_of_chosen_items(shapes_cache) -> None:
         torch.testing.assert_close(own, train_data.texts[train_data.txt2item == original])
 
 
-def test_training_never_loads_an_encoder(shapes_cache, tmp_path) -> None:
+def test_training_instantiates_no_encoder(shapes_cache, tmp_path, monkeypatch) -> None:
+    import fusemix.cache
+    import fusemix.encoders
+    from fusemix.encoders.frozen import FrozenEncoder
+    from fusemix.encoders.huggingface import HFEncoder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an encoder was instantiated during training")
+
+    for target, name in ((FrozenEncoder, "__init__"), (HFEncoder, "__init__"), (fusemix.encoders, "load_encoder"),
+                         (fusemix.cache, "load_encoder")):  # fmt: skip
+        monkeypatch.setattr(target, name, refuse)
+    result = train(_config(shapes_cache, steps=3, eval_every=3), tmp_path / "run")
+    assert result.best is not None
+
+
+@pytest.mark.slow
+def test_training_never_imports_transformers(shapes_cache, tmp_path) -> None:
+    # the import guard of reference §7.8, in a fresh interpreter (slow: a new process imports torch)
     script = (
         "import sys\n"
         "sys.modules['transformers'] = None  # any import of transformers now fails\n"
