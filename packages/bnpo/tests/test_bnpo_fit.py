@@ -15,12 +15,12 @@ def _config(**overrides) -> FitConfig:
 
 
 def test_same_seed_same_losses_and_k(room_data) -> None:
-    first = fit(room_data, _config())
-    second = fit(room_data, _config())
+    first = fit(room_data, _config(epochs=6))
+    second = fit(room_data, _config(epochs=6))
     assert [r["loss/total"] for r in first.history] == [r["loss/total"] for r in second.history]
     assert first.model.n_options == second.model.n_options > 1
-    other = fit(room_data, _config(seed=4))
-    assert [r["loss/total"] for r in other.history] != [r["loss/total"] for r in first.history]
+    other = fit(room_data, _config(epochs=2, seed=4))
+    assert [r["loss/total"] for r in other.history] != [r["loss/total"] for r in first.history][:2]
 
 
 def test_save_load_rebuilds_the_grown_model(room_data, tmp_path) -> None:
@@ -42,11 +42,11 @@ def test_save_load_rebuilds_the_grown_model(room_data, tmp_path) -> None:
 
 
 def test_resume_is_exact(room_data, tmp_path) -> None:
-    straight = fit(room_data, _config(epochs=10))
+    straight = fit(room_data, _config(epochs=6))
     run = RunDir(tmp_path / "run")
     run.write_config({}, seed=0)
     fit(room_data, _config(epochs=5), run=run)
-    resumed = fit(room_data, _config(epochs=10), run=RunDir(tmp_path / "run", resume=True), resume=True)
+    resumed = fit(room_data, _config(epochs=6), run=RunDir(tmp_path / "run", resume=True), resume=True)
     assert [r["loss/total"] for r in resumed.history] == [r["loss/total"] for r in straight.history]
     assert resumed.model.n_options == straight.model.n_options
     for (name, p), (_, q) in zip(resumed.model.named_parameters(), straight.model.named_parameters(), strict=True):
@@ -70,7 +70,7 @@ def test_checkpoint_mismatch_is_a_named_error(room_data, tmp_path) -> None:
 
 
 def test_line_short_fit_recovers_both_directions(line_data) -> None:
-    config = FitConfig(nonparametric=False, k=2, epochs=50, batch_size=16, holdout_fraction=0.0, seed=0)
+    config = FitConfig(nonparametric=False, k=2, epochs=30, batch_size=16, holdout_fraction=0.0, seed=0)
     result = fit(line_data, config)
     scores = evaluate(result.model, line_data.windows())
-    assert scores["accuracy"] >= 0.9 and scores["boundary_f1"] >= 0.7, scores
+    assert scores["accuracy"] >= 0.85 and scores["boundary_f1"] >= 0.6, scores  # short smoke fit; slow test: 0.95
