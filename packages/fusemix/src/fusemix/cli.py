@@ -172,7 +172,7 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset (default: the one trained on)."),
     out: Path = typer.Option(None, "--out", help="Folder for metrics JSON (optional)."),
-    chunk_size: int = typer.Option(1024, "--chunk-size", help="Similarity rows per chunk (bounds memory)."),
+    chunk_size: int = typer.Option(256, "--chunk-size", help="Similarity rows per chunk (bounds memory)."),
     device: str = _DEVICE,
     threads: int = _THREADS,
     config: str = _CONFIG,

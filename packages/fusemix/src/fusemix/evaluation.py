@@ -36,7 +36,7 @@ def evaluate_retrieval(
     *,
     device: torch.device | str = "cpu",
     ks: Sequence[int] = DEFAULT_KS,
-    chunk_size: int = 1024,
+    chunk_size: int = 256,
 ) -> dict[str, float]:
     """Recall@K item->text and text->item, ``rsum``, ``r_mean``, and chance levels (``chance/i2t_r1``, ...).
 

@@ -98,7 +98,7 @@ class TrainConfig:
     """Seed of everything random (data order, lambda, dropout, initialisation, subset)."""
     device: str | None = None
     """``cpu``, ``cuda``, ``mps`` or ``None`` for automatic."""
-    eval_chunk: int = 1024
+    eval_chunk: int = 256
     """Similarity rows per evaluation chunk."""
 
     def adapter_settings(self) -> dict[str, Any]:
