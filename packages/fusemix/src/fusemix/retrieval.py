@@ -5,8 +5,8 @@
 - text -> item: every caption is a query with exactly one ground-truth item; averaged over *all* captions.
 - Ties: a gallery entry with an equal score and a lower index ranks first (what a stable descending sort does).
 - The similarity matrix is never materialised whole: rows are computed ``chunk_size`` at a time, so memory stays
-  ``O(chunk_size * gallery)`` (about 12 bytes per chunk element at peak: ~75 MB for 256 rows of a 25k gallery, where the whole 5k x 25k matrix
-  would take 500 MB).
+  ``O(chunk_size * gallery)``: about 12 bytes per chunk element at peak, ~75 MB for 256 rows of a 25k gallery,
+  where the whole 5k x 25k matrix would take 500 MB..
 
 The same convention is used for audio (CLAP: text->audio averaged over every caption, audio->text best of its
 captions). Written by hand because the peers either assume one caption per item (open_clip's
