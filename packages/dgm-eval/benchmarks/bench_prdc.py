@@ -2,8 +2,10 @@
 
 One JSON line per sample count N (D = 1024, k = 5, float64 features as dgm-eval stores them): both times, their
 ratio, the extra peak memory of each call (peak resident memory during the call minus the memory before it,
-via /proc/self/clear_refs and VmHWM on Linux), and whether the four values are identical. Both sides run on
-one thread (BLAS/OpenMP env vars, torch.set_num_threads(1), CPU affinity pinned to one core).
+via /proc/self/clear_refs and VmHWM on Linux), and whether the four values are identical. Each measurement runs
+in a fresh process (after a small warm-up call), alternating ours and the peer ``--repeats`` times; the best
+time of each side is kept. Both sides run on one thread (BLAS/OpenMP env vars, torch.set_num_threads(1), CPU
+affinity pinned to one core).
 
 Run: ``uv run --all-packages python packages/dgm-eval/benchmarks/bench_prdc.py [--sizes 2000 5000 10000]``
 """
@@ -20,6 +22,7 @@ import contextlib  # noqa: E402
 import gc  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -54,26 +57,51 @@ def _measure(fn):
     return seconds, (peak - before) / 1024, result
 
 
+def _run_side(side: str, n: int, dim: int, nearest_k: int, queue) -> None:
+    """One measurement in a fresh process (so one side's freed memory cannot hide the other's peak)."""
+    torch.set_num_threads(1)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    rng = np.random.default_rng(n)
+    real = rng.normal(size=(n, dim))
+    fake = rng.normal(size=(n, dim)) + 0.02
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints its sample counts
+        if side == "ours":
+            prdc(real[:50], fake[:50], nearest_k=nearest_k)  # warm-up: library and BLAS buffers
+            seconds, mib, values = _measure(lambda: prdc(real, fake, nearest_k=nearest_k))
+        else:
+            compute_prdc(real[:50], fake[:50], nearest_k)
+            seconds, mib, values = _measure(lambda: compute_prdc(real, fake, nearest_k))
+    queue.put((seconds, mib, {key: float(value) for key, value in values.items()}))
+
+
+def _measure_in_child(side: str, n: int, dim: int, nearest_k: int) -> tuple[float, float, dict[str, float]]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_side, args=(side, n, dim, nearest_k, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000])
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--nearest-k", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs per side; the best time is kept")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     for n in args.sizes:
-        rng = np.random.default_rng(n)
-        real = rng.normal(size=(n, args.dim))
-        fake = rng.normal(size=(n, args.dim)) + 0.02
-        # Warm up both sides (library initialisation and BLAS buffers are not the call's memory).
-        prdc(real[:50], fake[:50], nearest_k=args.nearest_k)
-        with contextlib.redirect_stdout(io.StringIO()):
-            compute_prdc(real[:50], fake[:50], args.nearest_k)
-        ours_s, ours_mb, ours = _measure(lambda real=real, fake=fake: prdc(real, fake, nearest_k=args.nearest_k))
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints its sample counts
-            peer_s, peer_mb, peer = _measure(lambda real=real, fake=fake: compute_prdc(real, fake, args.nearest_k))
+        runs: dict[str, list[tuple[float, float, dict[str, float]]]] = {"ours": [], "peer": []}
+        for _ in range(args.repeats):
+            for side in ("ours", "peer"):
+                runs[side].append(_measure_in_child(side, n, args.dim, args.nearest_k))
+        ours_s = min(r[0] for r in runs["ours"])
+        peer_s = min(r[0] for r in runs["peer"])
+        ours_mb = min(r[1] for r in runs["ours"])
+        peer_mb = min(r[1] for r in runs["peer"])
+        ours, peer = runs["ours"][0][2], runs["peer"][0][2]
         record = {
             "bench": "prdc",
             "n": n,
@@ -86,9 +114,11 @@ def main() -> None:
             "ours_extra_peak_mib": round(ours_mb, 1),
             "peer_extra_peak_mib": round(peer_mb, 1),
             "memory_ratio": round(ours_mb / peer_mb, 4) if peer_mb > 0 else None,
-            "identical": all(float(peer[key]) == ours[key] for key in ours),
+            "identical": all(peer[key] == ours[key] for key in ours),
             "values": ours,
-            "threads": {"torch": torch.get_num_threads(), "OMP/MKL/OPENBLAS": 1, "cpu_affinity": 1},
+            "repeats": args.repeats,
+            "all_times": {side: [round(r[0], 3) for r in values] for side, values in runs.items()},
+            "threads": {"torch": 1, "OMP/MKL/OPENBLAS": 1, "cpu_affinity": 1, "process": "fresh per measurement"},
         }
         print(json.dumps(record), flush=True)
 

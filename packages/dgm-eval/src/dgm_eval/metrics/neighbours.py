@@ -30,7 +30,7 @@ _EPS32 = 2.0**-23
 #: Extra float32 candidates kept per row in the k-NN search before the exact float64 re-ranking.
 _EXTRA_CANDIDATES = 8
 #: Rows per float64 chunk when recomputing pairs exactly.
-_PAIR_CHUNK = 4096
+_PAIR_CHUNK = 1024
 
 DEFAULT_BLOCK_SIZE = 2048
 
@@ -84,7 +84,9 @@ def _exact_kth_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int
     vals = torch.empty(rows.shape[0], dtype=torch.float64, device=x.device)
     idxs = torch.empty(rows.shape[0], dtype=torch.int64, device=x.device)
     for pos, row in enumerate(rows.tolist()):
-        d2 = (y - x[row]).square_().sum(dim=1)  # (M,) exact differences
+        d2 = torch.cat(
+            [(y[j : j + _PAIR_CHUNK] - x[row]).square_().sum(dim=1) for j in range(0, y.shape[0], _PAIR_CHUNK)]
+        )
         order = torch.argsort(d2, stable=True)  # ties: lower index first
         vals[pos], idxs[pos] = d2[order[k - 1]], order[k - 1]
     return vals, idxs
