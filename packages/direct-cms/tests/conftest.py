@@ -48,3 +48,14 @@ def ddpm_scheduler():
 @pytest.fixture()
 def gen():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def classifier_path(tmp_path_factory: pytest.TempPathFactory):
+    """A briefly trained digit classifier saved to disk (shared by the metric and CLI tests)."""
+    from direct_cms.classifier import save_classifier, train_classifier
+    from direct_cms.data import load_dataset
+
+    path = tmp_path_factory.mktemp("classifier") / "clf.safetensors"
+    save_classifier(train_classifier(load_dataset("digits"), seed=0, steps=150), path)
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from direct_cms.cli import app
@@ -135,7 +136,7 @@ def test_sample(students, tmp_path):
     assert not (tmp_path / "t").exists()
 
 
-def test_evaluate(students, tmp_path):
+def test_evaluate(students, tmp_path, classifier_path, tiny_teacher_dir):
     out = tmp_path / "eval"
     result = _ok(
         [
@@ -152,16 +153,50 @@ def test_evaluate(students, tmp_path):
             "1,2",
             "--sanity-samples",
             4,
+            "--sanity-intervals",
+            100,
+            "--classifier",
+            classifier_path,
         ]
     )
     assert "ode_error" in result.output and "direct" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["students"]) == {"cd", "direct"} and set(summary["students"]["cd"]) == {"1", "2"}
-    assert summary["teacher"]["ode_error_vs_1000"] >= 0
+    assert summary["teacher"]["ode_error_vs_fine"] >= 0
     assert (out / "samples.png").is_file() and (out / "eval_noise.safetensors").is_file()
+    # the ODE-error reference is the teacher alone (adapters of the loaded students play no part)
+    from direct_cms.evaluation import teacher_sample
+    from direct_cms.guidance import GuidedTeacher, UNetEps
+    from direct_cms.solvers import DDIMSolver
+    from direct_cms.teacher import load_teacher
+    from sixlab_shared import load_checkpoint
+
+    teacher = load_teacher(tiny_teacher_dir)
+    noise = load_checkpoint(out / "eval_noise.safetensors")
+    expected = teacher_sample(
+        GuidedTeacher(UNetEps(teacher.network), 3.0, torch.tensor(10)),
+        DDIMSolver(teacher.grid(10)),
+        noise["x_T"],
+        noise["labels"],
+    )
+    torch.testing.assert_close(load_checkpoint(out / "teacher_samples.safetensors")["samples"], expected)
     noise_before = (out / "eval_noise.safetensors").read_bytes()
     _ok(
-        ["evaluate", "--student", students["cd"], "--out", out, "--num-samples", 12, "--ks", "1", "--sanity-samples", 0]
+        [
+            "evaluate",
+            "--student",
+            students["cd"],
+            "--out",
+            out,
+            "--num-samples",
+            12,
+            "--ks",
+            "1",
+            "--sanity-samples",
+            0,
+            "--classifier",
+            classifier_path,
+        ]
     )
     assert (out / "eval_noise.safetensors").read_bytes() == noise_before  # stored once, reused
     _user_error(

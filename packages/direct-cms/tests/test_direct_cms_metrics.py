@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import energy_distance as scipy_energy
 
-from direct_cms.classifier import load_classifier, save_classifier, train_classifier
+from direct_cms.classifier import load_classifier
 from direct_cms.data import load_dataset, ring_centres
 from direct_cms.evaluation import EvalNoise
 from direct_cms.metrics import energy_distance, frechet_distance, mode_stats, ode_error, precision_recall
@@ -59,11 +59,9 @@ def test_ode_error_and_fixed_noise():
     assert noise_a.labels.tolist() == [i % 10 for i in range(16)]
 
 
-def test_classifier_features_separate_real_from_degraded(tmp_path):
+def test_classifier_features_separate_real_from_degraded(classifier_path):
     data = load_dataset("digits")
-    classifier = train_classifier(data, seed=0, steps=150)
-    save_classifier(classifier, tmp_path / "clf.safetensors")
-    loaded = load_classifier(tmp_path / "clf.safetensors")
+    loaded = load_classifier(classifier_path)
     with torch.no_grad():
         assert (loaded(data.x).argmax(1) == data.labels).float().mean() > 0.9
         perm = torch.randperm(data.x.shape[0], generator=torch.Generator().manual_seed(0))

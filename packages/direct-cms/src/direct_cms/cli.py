@@ -185,6 +185,7 @@ def evaluate_cmd(
     ks: str = typer.Option("1,2,4,8", "--ks", help="Student step counts K."),
     num_samples: int = typer.Option(500, "--num-samples", help="Fixed initial noises."),
     sanity_samples: int = typer.Option(64, "--sanity-samples", help="Samples for teacher N vs 1000 (0 skips)."),
+    sanity_intervals: int = typer.Option(1000, "--sanity-intervals", help="Grid of the fine teacher solve."),
     classifier: Path | None = typer.Option(
         None, "--classifier", help="Digit-classifier file (trained and saved there if missing; default in --out)."
     ),
@@ -206,7 +207,7 @@ def evaluate_cmd(
         if not (path / "student.safetensors").is_file():
             raise UserError(f"{str(path)!r} holds no student.safetensors; pass the --out of a finished distill run")
         names[f"{path.name}" if path.name not in names else str(path)] = path
-    cfg = EvalConfig(num_samples, k_values, sanity_samples, seed)
+    cfg = EvalConfig(num_samples, k_values, sanity_samples, seed, sanity_intervals)
     results = evaluate_students(names, out, cfg, classifier_path=classifier)
     summary = {
         "teacher": {k: (v, 0.0) for k, v in results["teacher"].items()},

@@ -20,7 +20,7 @@ from direct_cms.metrics import ode_error
 from direct_cms.plotting import save_sample_figure
 from direct_cms.scheduler import DirectCMScheduler
 from direct_cms.solvers import make_solver
-from direct_cms.teacher import Teacher, TeacherConfig, save_teacher, train_teacher
+from direct_cms.teacher import Teacher, TeacherConfig, load_teacher, save_teacher, train_teacher
 from sixlab_shared import RunDir, UserError, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ __all__ = ["DemoConfig", "EvalConfig", "evaluate_students", "format_table", "run
 
 NOISE_FILE = "eval_noise.safetensors"
 CLASSIFIER_FILE = "digit_classifier.safetensors"
+TEACHER_SAMPLES_FILE = "teacher_samples.safetensors"
 
 
 @dataclass
@@ -43,6 +44,8 @@ class EvalConfig:
     """Samples for the teacher's N-step vs 1000-step sanity line (0 skips it)."""
     seed: int = 0
     """Seeds the fixed noise (stored once, reused)."""
+    sanity_intervals: int = 1000
+    """Grid of the teacher's fine reference solve for the sanity line (1000 = every schedule step)."""
     classifier_steps: int = 400
     """Training steps of the digit classifier when it is not cached."""
 
@@ -97,7 +100,9 @@ def evaluate_students(
             f"students were distilled with different teacher/N/solver/guidance {sorted(settings)}; "
             "evaluate them separately"
         )
-    _, first_config, teacher = next(iter(loaded.values()))
+    _, first_config, _ = next(iter(loaded.values()))
+    # a fresh copy: the students' networks carry their LoRA adapters (enabled), the reference must not
+    teacher = load_teacher(first_config.teacher)
     if max(config.ks) > first_config.num_intervals:
         raise UserError(f"K={max(config.ks)} exceeds the distillation grid N={first_config.num_intervals}")
     data = load_dataset(teacher.dataset or "digits", seed=0)
@@ -117,6 +122,7 @@ def evaluate_students(
     start = time.perf_counter()
     reference = teacher_sample(guided, make_solver(first_config.solver, grid), noise.x_T, noise.labels)
     teacher_time = time.perf_counter() - start
+    save_checkpoint(run.file(TEACHER_SAMPLES_FILE), {"samples": reference, "labels": noise.labels})
     # a second, independent teacher split (fresh noise) for the teacher-vs-teacher quality floor
     split_noise = EvalNoise.generate(
         tuple(data.x.shape[1:]), config.num_samples, teacher.num_classes, config.seed + 1, 1
@@ -130,9 +136,12 @@ def evaluate_students(
     if config.sanity_samples > 0:
         m = min(config.sanity_samples, config.num_samples)
         fine = teacher_sample(
-            guided, make_solver(first_config.solver, teacher.grid(1000)), noise.x_T[:m], noise.labels[:m]
+            guided,
+            make_solver(first_config.solver, teacher.grid(config.sanity_intervals)),
+            noise.x_T[:m],
+            noise.labels[:m],
         )
-        teacher_result["ode_error_vs_1000"] = ode_error(reference[:m], fine)
+        teacher_result["ode_error_vs_fine"] = ode_error(reference[:m], fine)
     results: dict[str, Any] = {"teacher": teacher_result, "students": {}}
     panels = [(f"teacher {first_config.solver}-{first_config.num_intervals}", reference)]
     scheduler = DirectCMScheduler.from_config(
@@ -299,7 +308,7 @@ def format_table(summary: dict[str, Any], dataset: str = "digits") -> str:
         [
             "teacher",
             f"N (nfe {teacher['nfe'][0]:.0f})",
-            fmt(teacher.get("ode_error_vs_1000", (float("nan"), 0.0))) + " (vs 1000)",
+            fmt(teacher.get("ode_error_vs_fine", (float("nan"), 0.0))) + " (vs 1000-step)",
         ]
         + [fmt(teacher[q]) if q in teacher else "-" for q in quality]
     )
