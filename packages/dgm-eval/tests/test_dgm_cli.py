@@ -37,7 +37,7 @@ def test_compute_writes_table_json_csv_and_config(image_sets):
         "--out",
         out,
         "--metrics",
-        "fd,kd,prdc,vendi,authpct,sw_approx",
+        "fd,kd,prdc,realism,vendi,authpct,sw_approx",
         *FAST,
     )
     assert result.exit_code == 0, result.output
@@ -49,6 +49,9 @@ def test_compute_writes_table_json_csv_and_config(image_sets):
     assert (out / "results.csv").read_text().splitlines()[0].startswith("gen,fd,kd_mean,kd_std,precision")
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["encoder"]["name"] == "random" and config["nearest_k"] == 3
+    with np.load(out / "realism.npz") as realism:
+        assert realism["run00"].shape == (30,) and realism["run01"].shape == (30,)
+    assert data["vendi_per_class"][gens[0]].keys() == {"0"}  # a flat folder is one class, never NaN
 
 
 def test_compute_same_seed_same_numbers_and_cache(image_sets):
