@@ -63,12 +63,16 @@ def ours(d_item: int, d_text: int, batch: int, steps: int, settings: dict, mixup
 
 def main() -> None:
     torch.set_num_threads(1)
-    for d_item, d_text, batch, steps in ((256, 384, 256, 150), (768, 384, 512, 40)):
+    for d_item, d_text, batch, steps in ((256, 384, 256, 60), (768, 384, 512, 20)):
         settings = {"depth": 2, "expansion": 4, "dropout": 0.1, "out_dim": 64}
         for mixup in (True, False):
             ours(d_item, d_text, batch, 5, settings, mixup)  # warm-up (imports, first allocations)
+            # alternate the two sides three times and keep each side's best: the machine is shared and noisy
             peer = bare_loop(d_item, d_text, batch, steps, settings)
             mine = ours(d_item, d_text, batch, steps, settings, mixup)
+            for _ in range(2):
+                peer = max(peer, bare_loop(d_item, d_text, batch, steps, settings))
+                mine = max(mine, ours(d_item, d_text, batch, steps, settings, mixup))
             print(json.dumps({
                 "case": "train_steps_per_s", "d_item": d_item, "d_text": d_text, "contrastive_batch": batch,
                 "mixup": mixup, "steps": steps, "ours_steps_per_s": round(mine, 2), "peer_steps_per_s": round(peer, 2),

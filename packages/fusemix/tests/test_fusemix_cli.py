@@ -165,3 +165,20 @@ def test_evaluate_refuses_latents_of_other_size(trained, shapes_cache, tmp_path)
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(trained / "checkpoints" / "best.safetensors"),
                                  "--cache-dir", str(work)])  # fmt: skip
     _user_error(result, "items latents of split 'test' are 100-d but the checkpoint's adapter takes 256")
+
+
+def test_unavailable_encoder_leaves_no_trace(shapes_manifest, tmp_path) -> None:
+    cache_dir = tmp_path / "c"
+    result = runner.invoke(app, ["cache", "--manifest", str(shapes_manifest), "--dataset", "d", "--cache-dir",
+                                 str(cache_dir), "--item-encoder", "hf:sixlab-test/missing-model@cls",
+                                 "--text-encoder", "frozen-bow", "--split", "val"])  # fmt: skip
+    _user_error(result, "huggingface-cli download sixlab-test/missing-model")
+    assert not cache_dir.exists()
+
+
+def test_evaluate_never_writes_into_a_run(trained, shapes_cache) -> None:
+    before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(trained / "checkpoints" / "best.safetensors"),
+                                 "--cache-dir", str(shapes_cache), "--out", str(trained)])  # fmt: skip
+    _user_error(result, "already holds results")
+    assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before

@@ -131,19 +131,22 @@ def _extract(
         device = PartialState().device  # this process's own GPU under a multi-GPU launch
     partial = out_path.with_name(out_path.name + ".partial")
     key_file = partial / "key.json"
+    stale = partial.is_dir() and (not key_file.is_file() or json.loads(key_file.read_text()) != key)
+    n_shards = math.ceil(n_inputs / shard_size)
+    mine = [s for s in range(n_shards) if s % world == rank]
+    todo = [s for s in mine if stale or not (partial / f"shard-{s:06d}.safetensors").is_file()]
+    if len(todo) < len(mine):
+        logger.info("%s: resuming, %d of %d shards already extracted", desc, len(mine) - len(todo), len(mine))
+    # load the encoder before writing anything, so a missing model leaves no trace
+    encoder = encoder_factory(device) if todo else None
+    barrier()  # every process has read the partial folder's state before the main one changes it
     if rank == 0:
-        if partial.is_dir() and (not key_file.is_file() or json.loads(key_file.read_text()) != key):
+        if stale:
             logger.warning("discarding partial extraction %s: it was made for other settings", partial)
             shutil.rmtree(partial)
         if not key_file.is_file():
             atomic_write_json(key_file, key)
     barrier()
-    n_shards = math.ceil(n_inputs / shard_size)
-    mine = [s for s in range(n_shards) if s % world == rank]
-    todo = [s for s in mine if not (partial / f"shard-{s:06d}.safetensors").is_file()]
-    if len(todo) < len(mine):
-        logger.info("%s: resuming, %d of %d shards already extracted", desc, len(mine) - len(todo), len(mine))
-    encoder = encoder_factory(device) if todo else None
     bar = progress(total=sum(min(shard_size, n_inputs - s * shard_size) for s in todo), desc=desc, unit="input")
     try:
         for shard in todo:

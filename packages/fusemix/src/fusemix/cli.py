@@ -186,8 +186,8 @@ def evaluate(
 
     _setup(verbose, threads)
     torch_device = get_device(device)
-    if out is not None and (out / "summary.json").exists():
-        raise UserError(f"{str(out)!r} already holds evaluation results; choose another --out")
+    if out is not None and ((out / "summary.json").exists() or (out / "config.json").exists()):
+        raise UserError(f"{str(out)!r} already holds results; choose another --out")
     model, state = load_fusion_checkpoint(checkpoint, device=torch_device)
     item_spec, text_spec = checkpoint_encoders(state)
     data = load_paired_latents(cache_dir, item_spec, text_spec, dataset or state["dataset"], split)
@@ -200,7 +200,7 @@ def evaluate(
     metrics = evaluate_retrieval(model, data, device=torch_device, chunk_size=chunk_size)
     typer.echo(_recall_table(metrics))
     if out is not None:
-        run = RunDir(out, overwrite=True)
+        run = RunDir(out)
         run.write_config({"checkpoint": str(checkpoint), "split": split, "dataset": dataset or state["dataset"]})
         run.write_summary(metrics)
 
