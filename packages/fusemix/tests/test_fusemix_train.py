@@ -183,3 +183,19 @@ def test_training_never_imports_transformers(shapes_cache, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained 5 steps" in result.stdout
     assert (tmp_path / "run" / "checkpoints" / "best.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_training_under_torchrun(shapes_cache, tmp_path) -> None:
+    # DDP over gloo on CPU: each process takes its own slice of the epoch, only the main process writes/reports
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "fusemix.cli", "train", "--cache-dir", str(shapes_cache), "--dataset", "shapes",
+               "--item-encoder", "frozen-conv", "--text-encoder", "frozen-bow", "--out", str(out), "--preset", "cpu",
+               "--depth", "1", "--expansion", "1", "--out-dim", "16", "--batch-size", "16", "--steps", "4",
+               "--eval-every", "2", "--device", "cpu"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained 4 steps") == 1
+    state = load_checkpoint(out / "checkpoints" / "last.safetensors")
+    assert state["step"] == 4

@@ -9,7 +9,14 @@ from pathlib import Path
 import typer
 
 from fusemix import __version__
-from sixlab_shared import RunDir, UserError, config_option_callback, exit_on_user_error, setup_logging
+from sixlab_shared import (
+    RunDir,
+    UserError,
+    config_option_callback,
+    exit_on_user_error,
+    is_main_process,
+    setup_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +164,8 @@ def train_command(
     )  # fmt: skip
     train_config.adapter_settings()  # validate the preset before anything is written
     result = train(train_config, out, resume=resume, overwrite=overwrite)
+    if not is_main_process():  # under accelerate/torchrun only the main process reports
+        return
     typer.echo(f"trained {result.steps} steps ({result.steps_per_second:.1f} steps/s), tau {result.temperature:.4f}")
     if result.best is not None:
         typer.echo(f"best validation (step {result.best['step']}):")
