@@ -106,7 +106,9 @@ def fit(
     entropy_decay: float = typer.Option(
         0.999, "--entropy-decay", help="Entropy weight decay per epoch (paper: 0.995)."
     ),
+    tau_initial: float = typer.Option(1.0, "--tau-initial", help="Initial temperature of the relaxations."),
     tau_decay: float = typer.Option(0.999, "--tau-decay", help="Temperature decay per epoch."),
+    relaxation: str = typer.Option("concrete", "--relaxation", help="concrete (paper) or straight_through."),
     growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
     holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
@@ -129,7 +131,9 @@ def fit(
         estimator=estimator,
         entropy_initial=entropy_initial,
         entropy_decay=entropy_decay,
+        tau_initial=tau_initial,
         tau_decay=tau_decay,
+        relaxation=relaxation,
         growth_tol=growth_tol,
         holdout_fraction=holdout,
         seed=seed,
