@@ -26,6 +26,8 @@ import multiprocessing  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+import prdc.prdc as prdc_module  # noqa: E402
+import sklearn.metrics  # noqa: E402
 import torch  # noqa: E402
 from prdc import compute_prdc  # noqa: E402
 
@@ -57,9 +59,18 @@ def _measure(fn):
     return seconds, (peak - before) / 1024, result
 
 
-def _run_side(side: str, n: int, dim: int, nearest_k: int, queue) -> None:
+def _run_side(side: str, n: int, dim: int, nearest_k: int, peer_n_jobs: int, queue) -> None:
     """One measurement in a fresh process (so one side's freed memory cannot hide the other's peak)."""
     torch.set_num_threads(1)
+    if side == "peer" and peer_n_jobs != 8:
+        # The package hard-codes sklearn.metrics.pairwise_distances(..., n_jobs=8) (8 Python threads splitting the
+        # columns); for a one-thread comparison the same call runs with n_jobs=peer_n_jobs.
+        def pairwise(data_x, data_y=None):
+            return sklearn.metrics.pairwise_distances(
+                data_x, data_x if data_y is None else data_y, metric="euclidean", n_jobs=peer_n_jobs
+            )
+
+        prdc_module.compute_pairwise_distance = pairwise
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     rng = np.random.default_rng(n)
@@ -75,10 +86,12 @@ def _run_side(side: str, n: int, dim: int, nearest_k: int, queue) -> None:
     queue.put((seconds, mib, {key: float(value) for key, value in values.items()}))
 
 
-def _measure_in_child(side: str, n: int, dim: int, nearest_k: int) -> tuple[float, float, dict[str, float]]:
+def _measure_in_child(
+    side: str, n: int, dim: int, nearest_k: int, peer_n_jobs: int
+) -> tuple[float, float, dict[str, float]]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_side, args=(side, n, dim, nearest_k, queue))
+    proc = ctx.Process(target=_run_side, args=(side, n, dim, nearest_k, peer_n_jobs, queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -91,12 +104,15 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--nearest-k", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per side; the best time is kept")
+    parser.add_argument(
+        "--peer-n-jobs", type=int, default=1, help="n_jobs of the peer's sklearn call (the package hard-codes 8)"
+    )
     args = parser.parse_args()
     for n in args.sizes:
         runs: dict[str, list[tuple[float, float, dict[str, float]]]] = {"ours": [], "peer": []}
         for _ in range(args.repeats):
             for side in ("ours", "peer"):
-                runs[side].append(_measure_in_child(side, n, args.dim, args.nearest_k))
+                runs[side].append(_measure_in_child(side, n, args.dim, args.nearest_k, args.peer_n_jobs))
         ours_s = min(r[0] for r in runs["ours"])
         peer_s = min(r[0] for r in runs["peer"])
         ours_mb = min(r[1] for r in runs["ours"])
@@ -108,7 +124,7 @@ def main() -> None:
             "dim": args.dim,
             "k": args.nearest_k,
             "ours_s": round(ours_s, 3),
-            "peer": "prdc.compute_prdc",
+            "peer": f"prdc.compute_prdc (sklearn n_jobs={args.peer_n_jobs})",
             "peer_s": round(peer_s, 3),
             "ratio": round(peer_s / ours_s, 2),
             "ours_extra_peak_mib": round(ours_mb, 1),
