@@ -122,3 +122,18 @@ def test_user_errors_write_nothing(room_run, tmp_path) -> None:
     assert "the model expects obs_dim=3" in _user_error(["segment", str(run), str(line), "--out", str(tmp_path / "s")])
     assert not (tmp_path / "s").exists()
     assert "--env must be one of" in _user_error(["demo", "--env", "atari", "--out", str(tmp_path / "dm")])
+
+
+def test_config_file_sets_options_and_rejects_unknown_keys(room_run, tmp_path) -> None:
+    data, _, _ = room_run
+    config = tmp_path / "fit.toml"
+    config.write_text("epochs = 2\nk = 2\n")
+    run = tmp_path / "cfg"
+    result = _invoke("fit", str(data), "--out", str(run), "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run / "summary.json").read_text())["all"]["K"] == 2
+    config.write_text("epoch = 2\n")
+    result = runner.invoke(app, ["fit", str(data), "--out", str(tmp_path / "cfg2"), "--config", str(config)])
+    assert result.exit_code == 2 and "unknown option(s) epoch" in result.output
+    assert not (tmp_path / "cfg2").exists()
