@@ -36,7 +36,7 @@ DEFAULT_BLOCK_SIZE = 2048
 
 
 @dataclass
-class _Blocked:
+class Blocked:
     """One set prepared for blocked distance products: float64 rows, float32 centred rows, squared norms."""
 
     x64: torch.Tensor  # (N, D) float64
@@ -45,16 +45,20 @@ class _Blocked:
     sq32: torch.Tensor  # (N,) float32
 
     @classmethod
-    def build(cls, x64: torch.Tensor, center: torch.Tensor) -> _Blocked:
-        x32 = (x64 - center).to(torch.float32)
-        sq64 = x32.to(torch.float64).square().sum(dim=1)
+    def build(cls, x64: torch.Tensor, center: torch.Tensor) -> Blocked:
+        # Centred in float64 and rounded to float32 in row chunks (no second full float64 copy).
+        x32 = torch.empty(x64.shape, dtype=torch.float32, device=x64.device)
+        sq64 = torch.empty(x64.shape[0], dtype=torch.float64, device=x64.device)
+        for s in range(0, x64.shape[0], _PAIR_CHUNK):
+            x32[s : s + _PAIR_CHUNK] = x64[s : s + _PAIR_CHUNK] - center
+            sq64[s : s + _PAIR_CHUNK] = x32[s : s + _PAIR_CHUNK].to(torch.float64).square().sum(dim=1)
         return cls(x64=x64, x32=x32, sq64=sq64, sq32=sq64.to(torch.float32))
 
     def __len__(self) -> int:
         return int(self.x64.shape[0])
 
 
-def _approx_block(a: _Blocked, i0: int, i1: int, b: _Blocked, j0: int, j1: int) -> tuple[torch.Tensor, float]:
+def _approx_block(a: Blocked, i0: int, i1: int, b: Blocked, j0: int, j1: int) -> tuple[torch.Tensor, float]:
     """Float32 squared distances of rows ``a[i0:i1]`` to ``b[j0:j1]`` and the bound on their error."""
     d2 = torch.addmm(b.sq32[j0:j1].unsqueeze(0), a.x32[i0:i1], b.x32[j0:j1].T, beta=1.0, alpha=-2.0)
     d2.add_(a.sq32[i0:i1].unsqueeze(1))
@@ -130,16 +134,24 @@ def kth_nearest_sq(
     Returns:
         ``(N,)`` float64 squared distances and ``(N,)`` int64 indices into ``ref`` (ties: lower index).
     """
-    symmetric = ref is None
     ref_t = query if ref is None else ref
-    n, m = int(query.shape[0]), int(ref_t.shape[0])
+    center = ref_t.mean(dim=0)
+    b = Blocked.build(ref_t, center)
+    a = b if ref is None else Blocked.build(query, center)
+    return kth_nearest_blocked(a, b, k, block_size=block_size)
+
+
+def kth_nearest_blocked(
+    a: Blocked, b: Blocked, k: int, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`kth_nearest_sq` on prepared sets (``a is b``: a set against itself, symmetric blocks once)."""
+    symmetric = a is b
+    query, ref_t = a.x64, b.x64
+    n, m = len(a), len(b)
     if not 1 <= k <= m:
         raise ValueError(f"k={k} must be between 1 and the number of reference rows ({m})")
     kk = min(k + _EXTRA_CANDIDATES, m)
     device = query.device
-    center = ref_t.mean(dim=0)
-    b = _Blocked.build(ref_t, center)
-    a = b if symmetric else _Blocked.build(query, center)
 
     starts = list(range(0, n, block_size))
     best_v = [torch.empty((min(block_size, n - s), 0), dtype=torch.float32, device=device) for s in starts]
@@ -224,11 +236,19 @@ def ball_counts(
     Returns:
         :class:`BallCounts`, equal to a float64 computation with strict ``<``.
     """
-    n, m = int(real.shape[0]), int(fake.shape[0])
-    device = real.device
     center = real.mean(dim=0)
-    a = _Blocked.build(real, center)
-    b = _Blocked.build(fake, center)
+    return ball_counts_blocked(
+        Blocked.build(real, center), Blocked.build(fake, center), real_radii, fake_radii, block_size=block_size
+    )
+
+
+def ball_counts_blocked(
+    a: Blocked, b: Blocked, real_radii: torch.Tensor, fake_radii: torch.Tensor, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> BallCounts:
+    """:func:`ball_counts` on prepared sets (reals ``a``, fakes ``b``)."""
+    real, fake = a.x64, b.x64
+    n, m = len(a), len(b)
+    device = real.device
     r2_real = real_radii.square()
     r2_fake = fake_radii.square()
     counts = torch.zeros(m, dtype=torch.int64, device=device)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
-from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, ball_counts, kth_neighbour_radii
+from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, Blocked, ball_counts_blocked, kth_nearest_blocked
 
 
 def prdc(
@@ -51,9 +51,12 @@ def prdc(
     r = as_features(real, "real", device=device, min_rows=nearest_k + 1)
     g = as_features(fake, "fake", device=r.device, min_rows=nearest_k + 1)
     check_same_dim(real=r, fake=g)
-    r_radii = kth_neighbour_radii(r, nearest_k, block_size=block_size)
-    g_radii = kth_neighbour_radii(g, nearest_k, block_size=block_size)
-    counts = ball_counts(r, g, r_radii, g_radii, block_size=block_size)
+    # Both sets prepared once (centred on the real mean, float32 copies) for the three blocked passes.
+    center = r.mean(dim=0)
+    r_blocked, g_blocked = Blocked.build(r, center), Blocked.build(g, center)
+    r_radii = kth_nearest_blocked(r_blocked, r_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
+    g_radii = kth_nearest_blocked(g_blocked, g_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
+    counts = ball_counts_blocked(r_blocked, g_blocked, r_radii, g_radii, block_size=block_size)
     return {
         "precision": float((counts.fake_in_real_balls > 0).double().mean()),
         "recall": float(counts.real_in_fake_balls.double().mean()),
