@@ -4,18 +4,20 @@ validation-only model selection."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import subprocess
 import sys
 
 import pytest
 import torch
 
-import fusemix.train as train_module
 from fusemix.adapters import AdapterConfig, FusionModel
 from fusemix.checkpoint import load_fusion_checkpoint, load_state_strict, save_fusion_checkpoint
 from fusemix.retrieval import chance_recall
 from fusemix.train import TrainConfig, train
 from sixlab_shared import UserError, load_checkpoint
+
+train_module = importlib.import_module("fusemix.train")  # the package attribute `fusemix.train` is the function
 
 
 def _config(cache_dir, **overrides) -> TrainConfig:
