@@ -113,3 +113,18 @@ def test_hard_sample_elbo_is_below_exact_log_likelihood(line_data) -> None:
     # with eps the ELBO is finite and informative: within a few nats of the log-likelihood after training
     elbo = model.hard_elbo(states, actions, n_samples=50, eps=1e-4, generator=make_generator(2)).double()
     assert math.isfinite(float(elbo.mean()))
+
+
+def test_exact_objective_is_brute_force_likelihood_minus_kl() -> None:
+    model = OptionModel(OptionModelConfig(obs_dim=3, n_actions=2, n_options=2, objective="exact", seed=0))
+    states = torch.randn(3, 4, 3, generator=make_generator(0))
+    actions = torch.randint(0, 2, (3, 4), generator=make_generator(1))
+    out = model.loss(states, actions, tau=1.0, entropy_weight=0.0, n_train=50, generator=make_generator(7))
+    eta, kl = model.prior.sample(3, generator=make_generator(7))  # same draws as inside the loss
+    with torch.no_grad():
+        log_pi = model.log_pi(states, actions).double()
+        beta = model.beta(states).double()
+        brute = brute_force_log_likelihood(log_pi, beta.log(), eta[0].double().log())
+    expected = -(brute.mean() - kl.detach().double() / 50)
+    assert float(out["loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
+    assert float(out["usage"].sum()) == pytest.approx(1.0, abs=1e-5)

@@ -65,6 +65,8 @@ class FitConfig:
     """Prior estimator: ``plugin`` (public code) or ``mc`` (corrected Monte Carlo), see ``bnpo.prior``."""
     n_stick_draws: int = 30
     """Stick draws for the plug-in average / Monte Carlo KL."""
+    objective: str = "relaxed"
+    """``relaxed`` (paper) or ``exact`` (options marginalised by the forward algorithm; see ``OptionModelConfig``)."""
     relaxation: str = "concrete"
     """``concrete`` (paper) or ``straight_through`` (hard forward samples; resists the long-trajectory exploit)."""
     seq_len: int | None = None
@@ -91,6 +93,7 @@ class FitConfig:
             "holdout_fraction": 0.0 <= self.holdout_fraction < 1.0,
             "estimator": self.estimator in ("plugin", "mc"),
             "relaxation": self.relaxation in ("concrete", "straight_through"),
+            "objective": self.objective in ("relaxed", "exact"),
             "growth_tol": self.growth_tol > 0,
             "checkpoint_every": self.checkpoint_every >= 1,
         }
@@ -114,6 +117,7 @@ class FitConfig:
             estimator=self.estimator,
             n_stick_draws=self.n_stick_draws,
             relaxation=self.relaxation,
+            objective=self.objective,
             seed=derive_seed(self.seed, "init"),
         )
 

@@ -32,8 +32,13 @@ def _check(log_pi: torch.Tensor, log_beta: torch.Tensor, log_eta: torch.Tensor) 
 
 
 def forward_log_likelihood(
-    log_pi: torch.Tensor, log_beta: torch.Tensor, log_eta: torch.Tensor, log_not_beta: torch.Tensor | None = None
-) -> torch.Tensor:
+    log_pi: torch.Tensor,
+    log_beta: torch.Tensor,
+    log_eta: torch.Tensor,
+    log_not_beta: torch.Tensor | None = None,
+    *,
+    return_filtered: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Exact log p(a_{0:T-1} | s_{0:T-1}) of the option HMM, by the forward recursion.
 
     Args:
@@ -43,8 +48,10 @@ def forward_log_likelihood(
         log_not_beta: (B, T, K) log(1 - beta_k(s_t)); computed from ``log_beta`` when omitted (pass it when
             beta is close to 1, where that loses precision).
 
+        return_filtered: also return the (B, T, K) filtering distributions p(h_t | a_{0:t}, s_{0:t}).
+
     Returns:
-        (B,) log-likelihoods.
+        (B,) log-likelihoods (and the filtering distributions when asked).
 
     Raises:
         ValueError: shapes disagree.
@@ -54,11 +61,16 @@ def forward_log_likelihood(
         log_not_beta = torch.log1p(-log_beta.exp())
     log_eta = log_eta.expand(log_pi.shape[0], -1)
     log_alpha = log_eta + log_pi[:, 0]
+    alphas = [log_alpha]
     for t in range(1, log_pi.shape[1]):
         switch = log_eta + torch.logsumexp(log_alpha + log_beta[:, t], dim=-1, keepdim=True)
         stay = log_alpha + log_not_beta[:, t]
         log_alpha = log_pi[:, t] + torch.logaddexp(switch, stay)
-    return torch.logsumexp(log_alpha, dim=-1)
+        alphas.append(log_alpha)
+    log_lik = torch.logsumexp(log_alpha, dim=-1)
+    if return_filtered:
+        return log_lik, torch.softmax(torch.stack(alphas, dim=1), dim=-1)
+    return log_lik
 
 
 def brute_force_log_likelihood(log_pi: torch.Tensor, log_beta: torch.Tensor, log_eta: torch.Tensor) -> torch.Tensor:

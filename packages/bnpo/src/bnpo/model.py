@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 LOG_EPS = 1e-4  # the public code's `10e-5`
 RELAXATIONS = ("concrete", "straight_through")
+OBJECTIVES = ("relaxed", "exact")
 _EPS = 1e-12
 
 
@@ -63,6 +64,10 @@ class OptionModelConfig:
     """``"plugin"`` (public code: averaged stick draws, one-point KL) or ``"mc"`` (Monte Carlo eta and KL)."""
     n_stick_draws: int = 30
     """Stick draws for the plug-in average / Monte Carlo KL."""
+    objective: str = "relaxed"
+    """``"relaxed"`` (the paper: relaxed ELBO with the autoregressive posterior) or ``"exact"`` (options and
+    terminations marginalised exactly by the forward algorithm; only the sticks are variational, so the objective is
+    E_q(v)[log p(a | s, eta(v))] - KL, a true lower bound; the encoder is then unused)."""
     relaxation: str = "concrete"
     """``"concrete"`` (the paper: relaxed samples in log p~ and log q) or ``"straight_through"`` (hard samples in the
     forward pass, Concrete gradients): the relaxed objective can be gamed on long trajectories (see the README)."""
@@ -76,6 +81,8 @@ class OptionModelConfig:
             )
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {self.relaxation!r}")
 
@@ -336,6 +343,22 @@ class OptionModel(nn.Module):
         batch = states.shape[0]
         eta, kl = self.prior.sample(batch, generator=generator)
         log_pi = self.log_pi(states, actions)
+        if self.config.objective == "exact":
+            # eta is sub-normalised (mass beyond K left out): a lower bound on the infinite model's likelihood.
+            log_beta, log_not_beta = self.log_beta(states)
+            log_lik, filtered = hmm.forward_log_likelihood(
+                log_pi, log_beta, torch.log(eta + _EPS), log_not_beta, return_filtered=True
+            )
+            usage = filtered.mean(dim=(0, 1))
+            neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
+            elbo = log_lik.mean() - kl / n_train
+            return {
+                "loss": -elbo + entropy_weight * neg_entropy,
+                "elbo": elbo.detach(),
+                "kl": kl.detach(),
+                "neg_entropy": neg_entropy.detach(),
+                "usage": usage.detach(),
+            }
         beta = self.beta(states)
         straight = self.config.relaxation == "straight_through"
         sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=straight)
