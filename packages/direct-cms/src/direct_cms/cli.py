@@ -253,7 +253,7 @@ def demo_cmd(
         steps, teacher_steps, num_samples, num_intervals = (
             min(steps, 4),
             min(teacher_steps, 10),
-            min(num_samples, 24),
+            min(num_samples, 16),
             10,
         )
     cfg = DemoConfig(
@@ -271,7 +271,7 @@ def demo_cmd(
             num_samples=num_samples,
             ks=[k for k in (1, 2, 4, 8) if k <= num_intervals],
             sanity_samples=0 if fast else 64,
-            classifier_steps=100 if fast else 400,
+            classifier_steps=50 if fast else 400,
             seed=seed,
         ),
         seeds=[seed + i for i in range(num_seeds)],
