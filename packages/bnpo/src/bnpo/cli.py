@@ -109,6 +109,9 @@ def fit(
     tau_initial: float = typer.Option(1.0, "--tau-initial", help="Initial temperature of the relaxations."),
     tau_decay: float = typer.Option(0.999, "--tau-decay", help="Temperature decay per epoch."),
     relaxation: str = typer.Option("concrete", "--relaxation", help="concrete (paper) or straight_through."),
+    objective: str = typer.Option(
+        "relaxed", "--objective", help="relaxed (paper ELBO) or exact (options marginalised by the forward algorithm)."
+    ),
     growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
     holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
@@ -134,6 +137,7 @@ def fit(
         tau_initial=tau_initial,
         tau_decay=tau_decay,
         relaxation=relaxation,
+        objective=objective,
         growth_tol=growth_tol,
         holdout_fraction=holdout,
         seed=seed,
