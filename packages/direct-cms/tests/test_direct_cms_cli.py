@@ -214,3 +214,18 @@ def test_demo_fast(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["students"]) == {"cd", "direct"}
     assert (out / "seed0" / "eval" / "samples.png").is_file() and (out / "teacher" / "teacher.json").is_file()
+
+
+def test_distill_config_file(tiny_teacher_dir, tmp_path):
+    config = tmp_path / "distill.toml"
+    config.write_text(
+        f'teacher = "{tiny_teacher_dir}"\nsteps = 1\nbatch-size = 4\nnum-intervals = 10\nlora-rank = 2\n'
+        'tensorboard = false\nobjective = "direct"\ndevice = "cpu"\n'
+    )
+    _ok(["distill", "--config", config, "--out", tmp_path / "run"])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["objective"] == "direct"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("stepz = 1\n")
+    result = runner.invoke(app, ["distill", "--config", str(bad), "--out", str(tmp_path / "run2")])
+    assert result.exit_code == 2 and "stepz" in result.output
+    assert not (tmp_path / "run2").exists()
