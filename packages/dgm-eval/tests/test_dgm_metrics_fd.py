@@ -123,3 +123,12 @@ def test_fd_infinity_seeded_and_unbiased(rng):
     assert v1 == pytest.approx(2.0, abs=0.1)
     # Bias removal: FD∞ is below the finite-sample FD of a small subset.
     assert v1 < frechet_distance(real, fake[:300])
+
+
+def test_fd_infinity_accepts_saved_reference_statistics(rng, tmp_path):
+    real, fake = rng.normal(size=(800, 6)), rng.normal(size=(600, 6)) + 0.3
+    feature_statistics(real).save(tmp_path / "ref.npz")
+    expected = fd_infinity(real, fake, seed=1)
+    assert fd_infinity(tmp_path / "ref.npz", fake, seed=1) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(FeatureError, match="feature dimensions differ"):
+        fd_infinity(tmp_path / "ref.npz", fake[:, :4])
