@@ -119,6 +119,13 @@ def test_encoders_lists_registry():
     result = _run("encoders")
     assert result.exit_code == 0
     assert "pixel" in result.stdout and "random" in result.stdout and "dinov2" in result.stdout
+    # Every encoder shows its weight source and preprocessing, straight from the registry.
+    from dgm_eval.encoders import list_encoders
+
+    for info in list_encoders():
+        assert f"weights:       {info.weight_source}" in result.stdout
+        assert f"preprocessing: {info.preprocessing}" in result.stdout
+    assert "unsupported:   SimCLRv2" in result.stdout
 
 
 def test_unreadable_images_are_skipped_and_counted_or_strict_error(image_sets):

@@ -213,7 +213,7 @@ def stats(
 def encoders(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the encoders: names, architectures, feature dims, weight sources, support."""
+    """List the encoders: names, architectures, feature dims, support, weight sources and preprocessing."""
     import json
 
     from dgm_eval.encoders import list_encoders
@@ -222,15 +222,18 @@ def encoders(
     if json_output:
         typer.echo(json.dumps([info.as_dict() for info in infos], indent=2))
         return
-    rows = [["name", "archs (default)", "dim", "weights", "supported"]]
+    rows = [["name", "archs (default)", "dim", "supported"]]
     for info in infos:
         archs = ",".join(info.archs) + (f" ({info.default_arch})" if info.default_arch else "") if info.archs else "-"
-        rows.append(
-            [info.name, archs, str(info.dim), info.weight_source, "yes" if info.supported else f"no: {info.reason}"]
-        )
+        rows.append([info.name, archs, str(info.dim), "yes" if info.supported else "no"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
+    typer.echo("  ".join(cell.ljust(w) for cell, w in zip(rows[0], widths, strict=True)).rstrip())
+    for info, row in zip(infos, rows[1:], strict=True):
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        typer.echo(f"    weights:       {info.weight_source}")
+        typer.echo(f"    preprocessing: {info.preprocessing}")
+        if not info.supported:
+            typer.echo(f"    unsupported:   {info.reason}")
 
 
 @app.command()
