@@ -134,6 +134,9 @@ def test_sample(students, tmp_path):
     assert (tmp_path / "s" / "samples.safetensors").is_file()
     _user_error(["sample", "--student", students["cd"], "--out", tmp_path / "t", "--steps", 11], "K=11")
     assert not (tmp_path / "t").exists()
+    # sampling runs on the CPU in this version: another device is refused, not silently ignored
+    _user_error(["sample", "--student", students["cd"], "--out", tmp_path / "t", "--device", "cuda"], "runs on the CPU")
+    assert not (tmp_path / "t").exists()
 
 
 def test_evaluate(students, tmp_path, classifier_path, tiny_teacher_dir):

@@ -58,6 +58,13 @@ def _check_device(device: str | None) -> None:
         raise UserError(f"--device must be cpu, cuda or mps, got {device!r}")
 
 
+def _cpu_only(verb: str, device: str | None) -> None:
+    # sample/evaluate/demo run their models on the CPU in this version; refuse rather than ignore another device.
+    _check_device(device)
+    if device not in (None, "cpu"):
+        raise UserError(f"`direct-cms {verb}` runs on the CPU in this version; omit --device or pass --device cpu")
+
+
 @app.command("train-teacher")
 @exit_on_user_error
 def train_teacher_cmd(
@@ -170,7 +177,7 @@ def sample_cmd(
     from direct_cms.experiment import sample_student
 
     setup_logging(verbose)
-    _check_device(device)
+    _cpu_only("sample", device)
     if num_samples < 1:
         raise UserError(f"--num-samples must be >= 1, got {num_samples}")
     path = sample_student(student, out, steps, num_samples, seed)
@@ -198,7 +205,7 @@ def evaluate_cmd(
     from direct_cms.experiment import EvalConfig, evaluate_students, format_table
 
     setup_logging(verbose)
-    _check_device(device)
+    _cpu_only("evaluate", device)
     k_values = _ks(ks)
     if num_samples < 2:
         raise UserError(f"--num-samples must be >= 2, got {num_samples}")
@@ -244,7 +251,7 @@ def demo_cmd(
     from direct_cms.experiment import DemoConfig, EvalConfig, format_table, run_demo
 
     setup_logging(verbose)
-    _check_device(device)
+    _cpu_only("demo", device)
     if dataset not in ("digits", "ring"):
         raise UserError(f"--dataset must be digits or ring, got {dataset!r}")
     if num_seeds < 1:
