@@ -19,17 +19,41 @@ def _data(env_id: str, episodes: int, seed: int, **kwargs) -> bnpo.Dataset:
     return bnpo.collect(env, bnpo.make_expert(env, seed=seed), episodes, seed=seed, env_id=env_id)
 
 
+def _print_restarts(result, windows, n_rooms: int | None = None) -> None:
+    """Diagnostics only: every restart's selection score next to its ground-truth figures (never used to select)."""
+    for entry, model in zip(result.selection, result.candidates, strict=True):
+        scores = evaluate(model, windows, n_rooms=n_rooms)
+        truth = {k: round(scores[k], 4) for k in ("accuracy", "boundary_f1", "room_score") if k in scores}
+        print(
+            f"  restart {entry['restart']}: loglik/step {entry['loglik_per_step']:.5f}, K {entry['K']}, {truth}"
+            + (" <- kept" if entry["selected"] else "")
+        )
+
+
 def _room(n_rooms: int, seed: int, **config) -> tuple[float, int, list[int]]:
     data = _data("bnpo/Room-v0", 1000, seed, n_rooms=n_rooms)
-    model = fit(data, FitConfig(seed=seed, **config)).model
+    result = fit(data, FitConfig(seed=seed, **config))
+    model = result.model
+    if result.selection:
+        _print_restarts(result, data.windows(), n_rooms)
     score = metrics.room_score(model, n_rooms)
     covered = metrics.room_coverage(model, n_rooms)
     print(f"Room({n_rooms}) seed {seed} {config}: score {score:.4f}, K {model.n_options}, rooms covered {covered}")
     return score, model.n_options, covered
 
 
+@pytest.mark.xfail(reason="measured without restarts: 0.372 (K 6, rooms 1, 3) / 0.9993 / 0.9993 on seeds 0-2")
 def test_room3_200_epochs_all_seeds() -> None:
     runs = [_room(3, seed, epochs=200, entropy_decay=0.995) for seed in range(3)]  # the paper default, §2.4
+    assert all(score >= 0.99 and covered == [1, 2, 3] for score, _, covered in runs), runs
+
+
+ROOM3_RESTARTS = 4
+
+
+def test_room3_200_epochs_all_seeds_with_restarts() -> None:
+    """Unsupervised selection over restarts by the exact held-out log-likelihood (``FitConfig.restarts``)."""
+    runs = [_room(3, seed, epochs=200, entropy_decay=0.995, restarts=ROOM3_RESTARTS) for seed in range(3)]
     assert all(score >= 0.99 and covered == [1, 2, 3] for score, _, covered in runs), runs
 
 
@@ -72,14 +96,29 @@ def test_line_two_directions(objective: str) -> None:
 LANDMARKS_CONFIG = {"epochs": 500, "batch_size": 64, "objective": "exact"}
 
 
+LANDMARKS_RESTARTS = 4
+
+
 @pytest.mark.xfail(reason="accuracy not reached: measured 0.794 / 0.625 (F1 0.912 / 0.884, K 5 / 4), see README")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_landmarks_segmentation(seed: int) -> None:
+    _landmarks(seed, restarts=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_landmarks_segmentation_with_restarts(seed: int) -> None:
+    _landmarks(seed, restarts=LANDMARKS_RESTARTS)
+
+
+def _landmarks(seed: int, restarts: int) -> None:
     data = _data("bnpo/Landmarks-v0", 1000, seed)
-    model = fit(data, FitConfig(seed=seed, **LANDMARKS_CONFIG)).model
     windows = data.windows()
+    result = fit(data, FitConfig(seed=seed, restarts=restarts, **LANDMARKS_CONFIG))
+    model = result.model
+    if result.selection:
+        _print_restarts(result, windows)
     scores = evaluate(model, windows)
-    print(f"Landmarks seed {seed}: {scores}")
+    print(f"Landmarks seed {seed}, restarts {restarts}: {scores}")
     assert scores["accuracy"] >= 0.9 and scores["boundary_f1"] >= 0.8
     assert scores["used_options"] == 4 and model.n_options <= 5
     # beta_k > 0.5 at its landmark and < 0.2 on at least 90% of the other cells

@@ -114,6 +114,12 @@ def fit(
     ),
     growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
     holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
+    restarts: int = typer.Option(
+        1, "--restarts", help="Random restarts; keeps the best exact held-out (else training) log-likelihood."
+    ),
+    restart_epochs: int = typer.Option(
+        None, "--restart-epochs", help="Warm-up epochs per restart before selecting (default: all epochs)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     device: str = DEVICE_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -140,6 +146,8 @@ def fit(
         objective=objective,
         growth_tol=growth_tol,
         holdout_fraction=holdout,
+        restarts=restarts,
+        restart_epochs=restart_epochs,
         seed=seed,
     )
     summary = fit_job(data, out, fit_config, device=device, resume=resume)

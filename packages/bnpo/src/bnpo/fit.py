@@ -81,6 +81,10 @@ class FitConfig:
     """Encoder embedding, LSTM and head width."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many epochs (and at the end) when a run directory is given."""
+    restarts: int = 1
+    """Independent initialisations; the one with the best exact log-likelihood is kept (see :func:`fit`)."""
+    restart_epochs: int | None = None
+    """Warm-up epochs each restart trains before the selection (None: all ``epochs``, capped at ``epochs``)."""
     seed: int = 0
     """Seeds the split, the initialisation, minibatch order and every sample."""
 
@@ -96,14 +100,23 @@ class FitConfig:
             "objective": self.objective in ("relaxed", "exact"),
             "growth_tol": self.growth_tol > 0,
             "checkpoint_every": self.checkpoint_every >= 1,
+            "restarts": self.restarts >= 1,
+            "restart_epochs": self.restart_epochs is None or self.restart_epochs >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             name = bad[0]
             raise UserError(f"invalid fit option {name}={getattr(self, name)!r}; see `bnpo fit --help`")
 
-    def model_config(self, obs_dim: int, n_actions: int, continuous: bool) -> OptionModelConfig:
-        """The model sizes this run builds (initial K = 1 when nonparametric)."""
+    def restart_seed(self, restart: int) -> int:
+        """Seed of restart ``restart`` (initialisation, minibatches, samples): ``seed`` itself when ``restarts == 1``,
+        else ``derive_seed(seed, "restart", restart)``. The train/held-out split always follows ``seed``."""
+        return self.seed if self.restarts == 1 else derive_seed(self.seed, "restart", restart)
+
+    def model_config(
+        self, obs_dim: int, n_actions: int, continuous: bool, run_seed: int | None = None
+    ) -> OptionModelConfig:
+        """The model sizes this run builds (initial K = 1 when nonparametric); ``run_seed`` defaults to ``seed``."""
         return OptionModelConfig(
             obs_dim=obs_dim,
             n_actions=n_actions,
@@ -118,7 +131,7 @@ class FitConfig:
             n_stick_draws=self.n_stick_draws,
             relaxation=self.relaxation,
             objective=self.objective,
-            seed=derive_seed(self.seed, "init"),
+            seed=derive_seed(self.seed if run_seed is None else run_seed, "init"),
         )
 
 
@@ -131,6 +144,13 @@ class FitResult:
     train_index: torch.Tensor
     heldout_index: torch.Tensor
     seconds: float
+    run_seed: int = 0
+    """Seed of the kept run (``config.seed`` without restarts, else ``config.restart_seed(r)``)."""
+    selection: list[dict[str, Any]] = field(default_factory=list)
+    """With ``restarts > 1``: per restart ``restart``, ``seed``, ``K``, ``score_set`` (``heldout`` or ``train``),
+    ``loglik_per_step`` (exact, forward algorithm) and ``selected``."""
+    candidates: list[OptionModel] = field(default_factory=list)
+    """With ``restarts > 1``: every restart's model after its warm-up, in restart order (for diagnostics)."""
 
 
 class BatchStream:
@@ -229,37 +249,113 @@ def fit(
     resume: bool = False,
     device: str | torch.device = "cpu",
 ) -> FitResult:
-    """Fit options to expert trajectories (fixed K or nonparametric).
+    """Fit options to expert trajectories (fixed K or nonparametric), optionally keeping the best of random restarts.
+
+    With ``config.restarts = N > 1`` (unsupervised model selection), N independent runs are started with seeds
+    ``derive_seed(seed, "restart", r)`` (initialisation, minibatch order and samples; the train/held-out split is
+    shared) and each trains for ``restart_epochs`` epochs (default: all ``epochs``). The run with the highest exact
+    log-likelihood per step (forward algorithm, :meth:`OptionModel.log_likelihood`) on the held-out trajectories,
+    or on the training trajectories when none are held out, is kept; ground-truth options are never read. When the
+    warm-up is shorter than ``epochs``, the kept run is trained again from its seed to ``epochs`` (its first
+    ``restart_epochs`` epochs replay the warm-up exactly on the same device). Only the kept run writes
+    ``metrics.jsonl`` and the checkpoint; with full-length restarts the checkpoint is written once, at the end.
 
     Args:
         dataset: the expert data.
         config: :class:`FitConfig`.
         run: where checkpoints and ``metrics.jsonl`` go (optional).
-        resume: continue from ``run``'s last checkpoint (its config must match).
+        resume: continue from ``run``'s last checkpoint (its config must match; the kept restart continues).
         device: torch device.
 
     Returns:
-        :class:`FitResult` with the trained model (on ``device``) and the per-epoch history.
+        :class:`FitResult` with the trained model (on ``device``), the per-epoch history and, with restarts, the
+        per-restart ``selection`` scores.
 
     Raises:
         UserError: bad data (episodes shorter than ``seq_len``), or a checkpoint that does not match the config.
     """
+    if config.restarts == 1 or resume:
+        return _train(dataset, config, run=run, resume=resume, device=device, run_seed=config.seed)[0]
+    started = time.perf_counter()
+    warmup = min(config.restart_epochs or config.epochs, config.epochs)
+    windows = dataset.windows(config.seq_len)
+    candidates = []
+    for r in range(config.restarts):
+        seed = config.restart_seed(r)
+        result, state = _train(dataset, config, run=None, device=device, run_seed=seed, epochs=warmup)
+        index = result.heldout_index if len(result.heldout_index) else result.train_index
+        score = selection_score(result.model, windows["states"][index], windows["actions"][index])
+        candidates.append((score, r, result, state))
+        logger.info("restart %d (seed %d): K=%d, log-lik/step %.5f", r, seed, result.model.n_options, score)
+    best = max(candidates, key=lambda c: (c[0], -c[1]))  # ties: the earliest restart
+    _, best_r, result, state = best
+    selection = [
+        {
+            "restart": r,
+            "seed": config.restart_seed(r),
+            "K": res.model.n_options,
+            "score_set": "heldout" if len(res.heldout_index) else "train",
+            "loglik_per_step": score,
+            "selected": r == best_r,
+        }
+        for score, r, res, _ in candidates
+    ]
+    if warmup < config.epochs:
+        result, state = _train(dataset, config, run=run, device=device, run_seed=result.run_seed)
+    elif run is not None:
+        for record in result.history:
+            run.log_metrics(step=record["epoch"], **record)
+        run.save_checkpoint(state, CHECKPOINT_NAME)
+    result.selection = selection
+    result.candidates = [res.model for _, _, res, _ in candidates]
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def selection_score(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> float:
+    """The restart-selection criterion: mean exact log p(a | s) per step (forward algorithm), float64.
+
+    Args:
+        model: a fitted model.
+        states: (B, T, obs_dim) float32.
+        actions: (B, T) int64 or (B, T, A) float32.
+    """
+    with torch.no_grad():
+        loglik = model.log_likelihood(states.to(model.device), actions.to(model.device))
+    return float(loglik.mean()) / states.shape[1]
+
+
+def _train(
+    dataset: Dataset,
+    config: FitConfig,
+    *,
+    run: RunDir | None,
+    device: str | torch.device,
+    run_seed: int,
+    resume: bool = False,
+    epochs: int | None = None,
+) -> tuple[FitResult, dict[str, Any]]:
+    """One training run seeded by ``run_seed`` (on resume: the checkpoint's) for ``epochs`` (default
+    ``config.epochs``); returns the result and the final checkpoint state."""
+    epochs = config.epochs if epochs is None else epochs
     started = time.perf_counter()
     device = torch.device(device)
     # 1. data and derived sizes
     windows = dataset.windows(config.seq_len)
     states_all, actions_all = windows["states"].to(device), windows["actions"].to(device)
     train_index, heldout_index = split_indices(states_all.shape[0], config.holdout_fraction, config.seed)
+    if resume and run is not None and run.has_checkpoint(CHECKPOINT_NAME):
+        run_seed = int(run.load_checkpoint(CHECKPOINT_NAME).get("run_seed", config.seed))
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
     n_train = states.shape[0]
     iters_per_epoch = -(-n_train // min(config.batch_size, n_train))
     # 2. model, optimiser, randomness
-    model_config = config.model_config(dataset.obs_dim, dataset.n_actions, dataset.continuous)
+    model_config = config.model_config(dataset.obs_dim, dataset.n_actions, dataset.continuous, run_seed)
     model = OptionModel(model_config).to(device)
     initial_k = model_config.n_options
     optimizer = make_optimizer(model, initial_k, config)
-    generator = make_generator(derive_seed(config.seed, "train"), device)
-    stream = BatchStream(n_train, config.batch_size, derive_seed(config.seed, "batches"))
+    generator = make_generator(derive_seed(run_seed, "train"), device)
+    stream = BatchStream(n_train, config.batch_size, derive_seed(run_seed, "batches"))
     history: list[dict[str, Any]] = []
     start_epoch = 0
     # 3. resume
@@ -282,25 +378,26 @@ def fit(
         start_epoch = int(state["epoch"])
         logger.info("resumed at epoch %d with K=%d", start_epoch, model.n_options)
 
+    def final_state(next_epoch: int) -> dict[str, Any]:
+        return {
+            "model_config": model.config_dict(),
+            "fit_config": dataclasses.asdict(config),
+            "n_options": model.n_options,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "batches": stream.state_dict(),
+            "history": history,
+            "epoch": next_epoch,
+            "run_seed": run_seed,
+        }
+
     def checkpoint(next_epoch: int) -> None:
         if run is not None:
-            run.save_checkpoint(
-                {
-                    "model_config": model.config_dict(),
-                    "fit_config": dataclasses.asdict(config),
-                    "n_options": model.n_options,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "batches": stream.state_dict(),
-                    "history": history,
-                    "epoch": next_epoch,
-                },
-                CHECKPOINT_NAME,
-            )
+            run.save_checkpoint(final_state(next_epoch), CHECKPOINT_NAME)
 
     # 4. training
-    for epoch in progress(range(start_epoch, config.epochs), desc="fit", unit="epoch"):
+    for epoch in progress(range(start_epoch, epochs), desc="fit", unit="epoch"):
         tau = schedules.temperature(epoch, initial=config.tau_initial, decay=config.tau_decay)
         lam = schedules.entropy_weight(epoch, initial=config.entropy_initial, decay=config.entropy_decay)
         grow = False
@@ -339,11 +436,11 @@ def fit(
             run.log_metrics(step=epoch, **record)
         if grow:
             optimizer.add_param_group({"params": model.add_option()})
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == epochs:
             checkpoint(epoch + 1)
     seconds = time.perf_counter() - started
     logger.info("fit done: K=%d in %.1f s", model.n_options, seconds)
-    return FitResult(model, history, train_index, heldout_index, seconds)
+    return FitResult(model, history, train_index, heldout_index, seconds, run_seed=run_seed), final_state(epochs)
 
 
 def evaluate(

@@ -114,6 +114,8 @@ def fit_job(
             k: v for k, v in evaluate(model, held).items() if k in ("loglik_per_traj", "loglik_per_step")
         }
         summary["heldout"]["n_trajectories"] = len(result.heldout_index)
+    if result.selection:
+        summary["restarts"] = result.selection
     run.write_summary(summary)
     plot_training(run.file("training.png"), result.history)
     return summary
@@ -226,6 +228,9 @@ def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append((key, f"{value:.4f}" if isinstance(value, float) else str(value)))
     if "heldout" in summary:
         rows.append(("heldout_loglik_per_step", f"{summary['heldout']['loglik_per_step']:.4f}"))
+    if "restarts" in summary:
+        chosen = next(r for r in summary["restarts"] if r["selected"])
+        rows.append(("restart_kept", f"{chosen['restart']} of {len(summary['restarts'])}"))
     if "train_seconds" in summary:
         rows.append(("train_seconds", f"{summary['train_seconds']:.1f}"))
     if "usage" in scores:
