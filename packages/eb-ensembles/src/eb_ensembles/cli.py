@@ -69,7 +69,9 @@ def train(
     weight_decay: float = typer.Option(0.0, help="L2 coefficient; 0 = maximum likelihood (the paper's setting)."),
     hidden: str = typer.Option("100", help="Hidden widths, comma-separated."),
     holdout: str = typer.Option("", help="Classes held out of training, comma-separated (e.g. '8,9')."),
-    vectorise: bool = typer.Option(True, "--vectorise/--no-vectorise", help="Train members at once with vmap."),
+    vectorise: bool = typer.Option(
+        True, "--vectorise/--no-vectorise", help="Train all members at once (stacked parameters)."
+    ),
     dtype: str = typer.Option("float32", help="float32 or float64."),
     checkpoint_every: int = typer.Option(5, help="Save work in progress every N epochs."),
     out: Path = typer.Option(Path("runs/eb-ensembles-train"), "--out", help="Run directory."),

@@ -1,4 +1,4 @@
-"""Deep ensembles of any ``nn.Module`` factory, trained member by member or all at once with ``torch.func``.
+"""Deep ensembles of any ``nn.Module`` factory, trained member by member or all at once (stacked parameters).
 
 Each member m has its own random streams, derived from the run seed with :func:`sixlab_shared.derive_seed`:
 
@@ -8,6 +8,11 @@ Each member m has its own random streams, derived from the run seed with :func:`
 Both training paths use these same streams, the same Adam update (elementwise, so Adam on stacked ``(M, ...)``
 parameters is M independent Adams) and the same per-member loss, so the loop and the vectorised path compute the
 same numbers up to float round-off (batched and unbatched matmuls may sum in different orders).
+
+The vectorised path keeps every member's parameters in one flat buffer and runs ``torch.optim.Adam``'s arithmetic
+once over it (:class:`_StackedAdam`). Plain MLPs get their per-member gradients in closed form from batched
+matmuls (:func:`_stacked_mlp_value_and_grad`, no autograd graph); any other module goes through
+``torch.func.vmap(grad_and_value(...))`` over ``functional_call``.
 
 Per-member checkpoints: every finished member is saved to ``<checkpoint_dir>/members/member_XXX.safetensors``,
 and the work in progress to ``<checkpoint_dir>/partial_{loop,vmap}.safetensors`` every ``checkpoint_every``
@@ -62,7 +67,7 @@ class EnsembleConfig:
         lr: Adam learning rate.
         weight_decay: L2 coefficient in Adam. 0 is the faithful mode (members maximise the likelihood); > 0 makes
             each member a MAP estimate under a Gaussian prior, outside the paper's assumption.
-        vectorise: train all members at once with ``torch.func.vmap`` (True) or one after another (False).
+        vectorise: train all members at once on stacked parameters (True) or one after another (False).
         seed: run seed; member streams are derived from it.
         task: ``"classification"`` (cross-entropy, probability averaging) or ``"regression"`` (Gaussian NLL with
             mean and variance heads, Gaussian-mixture predictive).

@@ -43,7 +43,7 @@ class MethodConfig:
         batch_size: minibatch size.
         lr: Adam learning rate.
         weight_decay: L2 coefficient (0 = maximum likelihood, the paper's faithful mode for ensembles).
-        vectorise: train ensemble members with ``torch.func.vmap``.
+        vectorise: train ensemble members all at once on stacked parameters.
         dtype: ``"float32"`` or ``"float64"``.
         device: training device (``None``: CPU tensors stay on CPU); predictions run where their inputs are.
         extra: method-specific options (kept for later baselines).
