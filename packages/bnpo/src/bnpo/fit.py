@@ -1,8 +1,9 @@
 """Offline option discovery: the training loop, checkpoints that rebuild a grown model, and evaluation.
 
-``fit()`` reads top to bottom: derive sizes, split, build, (resume), then per epoch the schedules, the growth check on
-the first minibatch of every 10th epoch, the minibatch updates, logging and checkpointing, and growth at the epoch
-boundary.
+``fit()`` runs one training run, or with ``restarts > 1`` several and keeps the one with the best exact
+log-likelihood. One run (``_train``) reads top to bottom: derive sizes, split, build, (resume), then per epoch the
+schedules, the growth check on the first minibatch of every 10th epoch, the minibatch updates, logging and
+checkpointing, and growth at the epoch boundary.
 """
 
 from __future__ import annotations
