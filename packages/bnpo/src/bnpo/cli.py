@@ -120,6 +120,9 @@ def fit(
     restart_epochs: int = typer.Option(
         None, "--restart-epochs", help="Warm-up epochs per restart before selecting (default: all epochs)."
     ),
+    restart_select: str = typer.Option(
+        "heldout", "--restart-select", help="Score restarts on heldout (else training) or train trajectories."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed."),
     device: str = DEVICE_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
@@ -148,6 +151,7 @@ def fit(
         holdout_fraction=holdout,
         restarts=restarts,
         restart_epochs=restart_epochs,
+        restart_select=restart_select,
         seed=seed,
     )
     summary = fit_job(data, out, fit_config, device=device, resume=resume)

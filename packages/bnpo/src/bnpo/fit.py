@@ -86,6 +86,8 @@ class FitConfig:
     """Independent initialisations; the one with the best exact log-likelihood is kept (see :func:`fit`)."""
     restart_epochs: int | None = None
     """Warm-up epochs each restart trains before the selection (None: all ``epochs``, capped at ``epochs``)."""
+    restart_select: str = "heldout"
+    """Trajectories scoring the restarts: ``heldout`` (the training ones when none are held out) or ``train``."""
     seed: int = 0
     """Seeds the split, the initialisation, minibatch order and every sample."""
 
@@ -103,6 +105,7 @@ class FitConfig:
             "checkpoint_every": self.checkpoint_every >= 1,
             "restarts": self.restarts >= 1,
             "restart_epochs": self.restart_epochs is None or self.restart_epochs >= 1,
+            "restart_select": self.restart_select in ("heldout", "train"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -255,8 +258,9 @@ def fit(
     With ``config.restarts = N > 1`` (unsupervised model selection), N independent runs are started with seeds
     ``derive_seed(seed, "restart", r)`` (initialisation, minibatch order and samples; the train/held-out split is
     shared) and each trains for ``restart_epochs`` epochs (default: all ``epochs``). The run with the highest exact
-    log-likelihood per step (forward algorithm, :meth:`OptionModel.log_likelihood`) on the held-out trajectories,
-    or on the training trajectories when none are held out, is kept; ground-truth options are never read. When the
+    log-likelihood per step (forward algorithm, :meth:`OptionModel.log_likelihood`) on the held-out trajectories
+    (``restart_select="heldout"``; the training ones when none are held out) or on the training trajectories
+    (``restart_select="train"``) is kept; ground-truth options are never read. When the
     warm-up is shorter than ``epochs``, the kept run is trained again from its seed to ``epochs`` (its first
     ``restart_epochs`` epochs replay the warm-up exactly on the same device). Only the kept run writes
     ``metrics.jsonl`` and the checkpoint; with full-length restarts the checkpoint is written once, at the end.
@@ -284,7 +288,8 @@ def fit(
     for r in range(config.restarts):
         seed = config.restart_seed(r)
         result, state = _train(dataset, config, run=None, device=device, run_seed=seed, epochs=warmup)
-        index = result.heldout_index if len(result.heldout_index) else result.train_index
+        on_heldout = config.restart_select == "heldout" and len(result.heldout_index) > 0
+        index = result.heldout_index if on_heldout else result.train_index
         score = selection_score(result.model, windows["states"][index], windows["actions"][index])
         candidates.append((score, r, result, state))
         logger.info("restart %d (seed %d): K=%d, log-lik/step %.5f", r, seed, result.model.n_options, score)
@@ -295,7 +300,7 @@ def fit(
             "restart": r,
             "seed": config.restart_seed(r),
             "K": res.model.n_options,
-            "score_set": "heldout" if len(res.heldout_index) else "train",
+            "score_set": "heldout" if config.restart_select == "heldout" and len(res.heldout_index) else "train",
             "loglik_per_step": score,
             "selected": r == best_r,
         }
