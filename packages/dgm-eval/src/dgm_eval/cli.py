@@ -40,6 +40,20 @@ ENCODER_HELP = (
     "inception|sinception|dinov2|clip|convnext|mae|data2vec|swav|pixel|random."
 )
 
+# Options shared by compute, features and stats: one definition, one help text.
+ENCODER_OPTION = typer.Option("dinov2", "--encoder", help=ENCODER_HELP)
+ARCH_OPTION = typer.Option(None, "--arch", help="Encoder architecture, e.g. dinov2: vits14|vitb14|vitl14|vitg14.")
+WEIGHTS_OPTION = typer.Option(None, "--weights", help="Local weights file/folder (or another id/URL).")
+DEPTH_OPTION = typer.Option(0, "--depth", help="clip: 1 = projected features, -k drops the last k blocks.")
+CLEAN_RESIZE_OPTION = typer.Option(False, "--clean-resize", help="clean-fid's float32 resizer.")
+BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", help="Images per forward pass (results do not depend on it).")
+WORKERS_OPTION = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers for decoding/preprocessing.")
+PRECISION_OPTION = typer.Option("fp32", "--precision", help="fp32|bf16|fp16 (autocast, GPUs).")
+DEVICE_OPTION = typer.Option(None, "--device", help="cpu|cuda|mps (default: best available).")
+RECURSIVE_OPTION = typer.Option(False, "--recursive", help="Take every image below each folder.")
+STRICT_OPTION = typer.Option(False, "--strict", help="Unreadable images are an error (default: skipped, counted).")
+VERBOSE_OPTION = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug.")
+
 
 def _encoder_config(encoder, arch, weights, depth, clean_resize, batch_size, num_workers, precision, device):
     from dgm_eval.evaluation import EncoderConfig
@@ -71,13 +85,11 @@ def compute(
         "ct_modified,fls,fls_overfit, or 'all'.",
     ),
     test: str | None = typer.Option(None, "--test", help="Held-out real images/features (ct*, fls*)."),
-    encoder: str = typer.Option("dinov2", "--encoder", help=ENCODER_HELP),
-    arch: str | None = typer.Option(
-        None, "--arch", help="Encoder architecture, e.g. dinov2: vits14|vitb14|vitl14|vitg14."
-    ),
-    weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder (or another id/URL)."),
-    depth: int = typer.Option(0, "--depth", help="clip: 1 = projected features, -k drops the last k blocks."),
-    clean_resize: bool = typer.Option(False, "--clean-resize", help="clean-fid's float32 resizer."),
+    encoder: str = ENCODER_OPTION,
+    arch: str | None = ARCH_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    depth: int = DEPTH_OPTION,
+    clean_resize: bool = CLEAN_RESIZE_OPTION,
     nsample: int | None = typer.Option(50000, "--nsample", help="Cap per set (seeded choice, without replacement)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     nearest_k: int = typer.Option(5, "--nearest-k", help="k of prdc and realism."),
@@ -85,21 +97,19 @@ def compute(
     splits: int = typer.Option(10, "--splits", help="Inception-score splits."),
     kd_subset_size: int = typer.Option(1000, "--kd-subset-size", help="KD subset size."),
     kd_num_subsets: int = typer.Option(100, "--kd-num-subsets", help="KD number of subsets."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass (results do not depend on it)."),
-    num_workers: int = typer.Option(
-        0, "--num-workers", "--workers", help="DataLoader workers for decoding/preprocessing."
-    ),
-    precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16 (autocast, GPUs)."),
-    device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps (default: best available)."),
-    recursive: bool = typer.Option(False, "--recursive", help="Take every image below each folder."),
-    strict: bool = typer.Option(False, "--strict", help="Unreadable images are an error (default: skipped, counted)."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    num_workers: int = WORKERS_OPTION,
+    precision: str = PRECISION_OPTION,
+    device: str | None = DEVICE_OPTION,
+    recursive: bool = RECURSIVE_OPTION,
+    strict: bool = STRICT_OPTION,
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse/store features in the feature cache."),
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Cache folder (default $DGM_EVAL_CACHE or ~/.cache/dgm-eval)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
     config: str | None = CONFIG_OPTION,
-    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug."),
+    verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Compute metrics of each GEN against REF; prints a table and writes results.json/results.csv/config.json."""
     from dgm_eval.evaluation import ComputeConfig, format_table, run_compute
@@ -138,23 +148,23 @@ def compute(
 def features(
     path: str = typer.Argument(..., help="Image folder or ADM .npz."),
     output: Path = typer.Option(..., "-o", "--output", help="Features .npz to write."),
-    encoder: str = typer.Option("dinov2", "--encoder", help=ENCODER_HELP),
-    arch: str | None = typer.Option(None, "--arch", help="Encoder architecture."),
-    weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder (or another id/URL)."),
-    depth: int = typer.Option(0, "--depth", help="clip feature layer."),
-    clean_resize: bool = typer.Option(False, "--clean-resize", help="clean-fid's float32 resizer."),
+    encoder: str = ENCODER_OPTION,
+    arch: str | None = ARCH_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    depth: int = DEPTH_OPTION,
+    clean_resize: bool = CLEAN_RESIZE_OPTION,
     logits: bool = typer.Option(False, "--logits", help="Also store classifier logits (inception)."),
     nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
-    num_workers: int = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16."),
-    device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps."),
-    recursive: bool = typer.Option(False, "--recursive", help="Take every image below the folder."),
-    strict: bool = typer.Option(False, "--strict", help="Unreadable images are an error."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    num_workers: int = WORKERS_OPTION,
+    precision: str = PRECISION_OPTION,
+    device: str | None = DEVICE_OPTION,
+    recursive: bool = RECURSIVE_OPTION,
+    strict: bool = STRICT_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     config: str | None = CONFIG_OPTION,
-    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug."),
+    verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Extract features of images into an .npz (usable as REF/GEN/--test of `compute`)."""
     from dgm_eval.evaluation import run_features
@@ -175,24 +185,24 @@ def features(
 def stats(
     path: str = typer.Argument(..., help="Image folder, ADM .npz or features .npz."),
     output: Path = typer.Option(..., "-o", "--output", help="Statistics .npz to write (mu, sigma, n)."),
-    encoder: str = typer.Option("dinov2", "--encoder", help=ENCODER_HELP),
-    arch: str | None = typer.Option(None, "--arch", help="Encoder architecture."),
-    weights: str | None = typer.Option(None, "--weights", help="Local weights file/folder (or another id/URL)."),
-    depth: int = typer.Option(0, "--depth", help="clip feature layer."),
-    clean_resize: bool = typer.Option(False, "--clean-resize", help="clean-fid's float32 resizer."),
+    encoder: str = ENCODER_OPTION,
+    arch: str | None = ARCH_OPTION,
+    weights: str | None = WEIGHTS_OPTION,
+    depth: int = DEPTH_OPTION,
+    clean_resize: bool = CLEAN_RESIZE_OPTION,
     save_features: bool = typer.Option(False, "--save-features", help="Also store the features."),
     chunk: int = typer.Option(4096, "--chunk", help="Images per streaming chunk."),
     nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
-    num_workers: int = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32|bf16|fp16."),
-    device: str | None = typer.Option(None, "--device", help="cpu|cuda|mps."),
-    recursive: bool = typer.Option(False, "--recursive", help="Take every image below the folder."),
-    strict: bool = typer.Option(False, "--strict", help="Unreadable images are an error."),
+    batch_size: int = BATCH_SIZE_OPTION,
+    num_workers: int = WORKERS_OPTION,
+    precision: str = PRECISION_OPTION,
+    device: str | None = DEVICE_OPTION,
+    recursive: bool = RECURSIVE_OPTION,
+    strict: bool = STRICT_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     config: str | None = CONFIG_OPTION,
-    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug."),
+    verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Write reference statistics (float64 mean/covariance, streaming) for FD against this set."""
     from dgm_eval.evaluation import run_stats
@@ -242,10 +252,10 @@ def demo(
     out: Path = typer.Option(Path("runs/dgm-eval-demo"), "--out", help="Run folder (results, curves PNG)."),
     fast: bool = typer.Option(False, "--fast", help="Tiny version that finishes in seconds (tests)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    device: str | None = typer.Option("cpu", "--device", help="cpu|cuda|mps."),
+    device: str | None = typer.Option("cpu", "--device", help="cpu|cuda|mps (the demo defaults to cpu)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
     config: str | None = CONFIG_OPTION,
-    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug."),
+    verbose: int = VERBOSE_OPTION,
 ) -> None:
     """Degradation study on scikit-learn digits: every metric vs noise, blur, mode dropping and memorisation."""
     from dgm_eval.demo import DemoConfig, format_demo, run_demo
