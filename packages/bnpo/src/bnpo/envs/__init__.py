@@ -50,7 +50,9 @@ def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
     if isinstance(base, LineEnv):
         return LineExpert(epsilon=epsilon or 0.0, seed=seed)
     if isinstance(base, LandmarksEnv):
-        return LandmarksExpert(epsilon=0.05 if epsilon is None else epsilon, seed=seed)
+        return LandmarksExpert(
+            epsilon=0.05 if epsilon is None else epsilon, seed=seed, n_actions=int(base.action_space.n)
+        )
     raise ValueError(f"no scripted expert for {type(base).__name__}; pass your own policy(obs, info) callable")
 
 

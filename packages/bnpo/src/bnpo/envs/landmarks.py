@@ -1,9 +1,24 @@
 """Landmarks: a 7x7 grid with four hidden landmark cells (reference §4, K_true = 4).
 
 The environment holds a hidden target landmark; when the agent steps onto it, reward 1 and a new target is drawn
-uniformly among the other landmarks. The observation is the agent's (x, y) only. ``info["option"]`` is the target's
+uniformly among all the landmarks. The observation is the agent's (x, y) only. ``info["option"]`` is the target's
 index (the ground-truth option); ``info["target"]`` its cell. Ground truth: option = landmark, and option k
-terminates exactly at landmark k.
+terminates exactly at landmark k. Actions: 0 +x, 1 -x, 2 +y, 3 -y, 4 stay.
+
+Two choices make the ground truth recoverable by the paper's model, each measured (``tests/test_bnpo_landmarks.py``
+and the package README):
+
+* Layout. The landmarks (1, 2), (4, 1), (5, 4) and (2, 5) share no row and no column, so the expert's x-first walk
+  from one landmark to another never crosses a third. On four corners ((1, 1), (5, 1), (1, 5), (5, 5)) walks cross
+  other landmarks (from (1, 5) to (5, 1) the walk passes (5, 5)), "target (5, 5), then (5, 1)" gives the same
+  actions as "target (5, 1)", and even the true option model decodes only 0.920 of the steps correctly (0.979 on
+  this layout, 1000 episodes).
+* Memoryless targets. The next target is drawn from all the landmarks, the one the agent stands on included (the
+  expert then stays one step, action 4), exactly as the paper's model draws every new option from one
+  state-independent eta. An expert that never repeats the landmark it stands on (``memoryless=False``: four actions,
+  targets among the other landmarks) has a memory the model cannot express; maximum likelihood then prefers options
+  that mix landmarks by where the agent came from (measured: such fits reach a higher likelihood than the
+  true options).
 """
 
 from __future__ import annotations
@@ -15,7 +30,8 @@ import numpy as np
 from gymnasium import spaces
 
 SIZE = 7
-LANDMARKS = ((1, 1), (5, 1), (1, 5), (5, 5))
+LANDMARKS = ((1, 2), (4, 1), (5, 4), (2, 5))  # no shared row or column (see the module docstring)
+CORNER_LANDMARKS = ((1, 1), (5, 1), (1, 5), (5, 5))
 MOVES = ((1, 0), (-1, 0), (0, 1), (0, -1))  # action 0: +x, 1: -x, 2: +y, 3: -y
 
 
@@ -25,11 +41,15 @@ class LandmarksEnv(gym.Env):
     Args:
         size: grid side (7).
         landmarks: landmark cells (x, y); four by default.
+        memoryless: draw each new target from all the landmarks (five actions, 4 = stay); False draws it among the
+            other landmarks and has four actions.
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, size: int = SIZE, landmarks: tuple[tuple[int, int], ...] = LANDMARKS) -> None:
+    def __init__(
+        self, size: int = SIZE, landmarks: tuple[tuple[int, int], ...] = LANDMARKS, memoryless: bool = True
+    ) -> None:
         landmarks = tuple(tuple(int(c) for c in cell) for cell in landmarks)
         if len(landmarks) < 2 or len(set(landmarks)) != len(landmarks):
             raise ValueError(f"landmarks must hold >= 2 distinct cells, got {landmarks}")
@@ -38,7 +58,8 @@ class LandmarksEnv(gym.Env):
         self.size = size
         self.landmarks = landmarks
         self.observation_space = spaces.MultiDiscrete([size, size])
-        self.action_space = spaces.Discrete(4)
+        self.memoryless = memoryless
+        self.action_space = spaces.Discrete(5 if memoryless else 4)
         self._pos = (0, 0)
         self._target = 0
 
@@ -49,7 +70,7 @@ class LandmarksEnv(gym.Env):
         return {"option": self._target, "target": self.landmarks[self._target]}
 
     def _draw_target(self, exclude: int | None) -> int:
-        choices = [k for k in range(len(self.landmarks)) if k != exclude]
+        choices = [k for k in range(len(self.landmarks)) if self.memoryless or k != exclude]
         return int(choices[int(self.np_random.integers(0, len(choices)))])
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -62,8 +83,8 @@ class LandmarksEnv(gym.Env):
     def step(self, action):
         action = int(action)
         if not self.action_space.contains(action):
-            raise ValueError(f"action must be in 0..3, got {action}")
-        dx, dy = MOVES[action]
+            raise ValueError(f"action must be in 0..{self.action_space.n - 1}, got {action}")
+        dx, dy = MOVES[action] if action < 4 else (0, 0)
         self._pos = (min(max(self._pos[0] + dx, 0), self.size - 1), min(max(self._pos[1] + dy, 0), self.size - 1))
         reward = 0.0
         if self._pos == self.landmarks[self._target]:
@@ -73,17 +94,21 @@ class LandmarksEnv(gym.Env):
 
 
 class LandmarksExpert:
-    """Scripted expert: walks to ``info["target"]``, x first then y; a uniform random move with prob. ``epsilon``."""
+    """Scripted expert: walks to ``info["target"]``, x first then y, and stays (action 4) when it stands on it; a
+    uniform random action (among ``n_actions``) with prob. ``epsilon``."""
 
-    def __init__(self, *, epsilon: float = 0.05, seed: int = 0) -> None:
+    def __init__(self, *, epsilon: float = 0.05, seed: int = 0, n_actions: int = 4) -> None:
+        self.n_actions = n_actions
         self.epsilon = epsilon
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> int:
         if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, 4))
+            return int(self.rng.integers(0, self.n_actions))
         x, y = int(observation[0]), int(observation[1])
         tx, ty = info["target"]
+        if (x, y) == (tx, ty):
+            return 4
         if x != tx:
             return 0 if tx > x else 1
         return 2 if ty > y else 3
