@@ -1,11 +1,11 @@
-"""Determinism, save/load of a grown model, exact resume, and a short Line fit (reference §6 items 10, 13)."""
+"""Determinism, save/load of a grown model, exact resume, a short Line fit (reference §6 items 10, 13), split trials."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bnpo.fit import FitConfig, evaluate, fit, load_model, save_model
+from bnpo.fit import FitConfig, evaluate, fit, load_model, save_model, selection_score, viterbi_usage
 from sixlab_shared import RunDir, UserError
 
 
@@ -74,3 +74,63 @@ def test_line_short_fit_recovers_both_directions(line_data) -> None:
     result = fit(line_data, config)
     scores = evaluate(result.model, line_data.windows())
     assert scores["accuracy"] >= 0.85 and scores["boundary_f1"] >= 0.6, scores  # short smoke fit; slow test: 0.95
+
+
+def test_copy_option_duplicates_one_option_only(tiny_model) -> None:
+    states, actions = torch.randn(4, 6, 3), torch.randint(0, 2, (4, 6))
+    before = tiny_model.log_pi(states, actions).clone(), tiny_model.beta(states).clone()
+    tiny_model.add_option()
+    tiny_model.copy_option(0, 2)
+    log_pi, beta = tiny_model.log_pi(states, actions), tiny_model.beta(states)
+    torch.testing.assert_close(log_pi[..., 2], log_pi[..., 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(beta[..., 2], beta[..., 0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(log_pi[..., :2], before[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(beta[..., :2], before[1], rtol=0, atol=1e-6)
+    tiny_model.copy_option(1, 2, noise=0.05, generator=torch.Generator().manual_seed(0))
+    gap = (tiny_model.log_pi(states, actions)[..., 2] - tiny_model.log_pi(states, actions)[..., 1]).abs().max()
+    assert 0 < gap < 0.5
+    with pytest.raises(ValueError, match="distinct options"):
+        tiny_model.copy_option(1, 1)
+
+
+SPLIT = {"nonparametric": False, "k": 5, "split_epochs": [4], "split_trial_epochs": 2}  # Room(3), 5 options
+
+
+def test_split_trial_keeps_the_branch_with_the_higher_likelihood(room_data) -> None:
+    result = fit(room_data, _config(epochs=7, **SPLIT))
+    trial = result.history[4]["split"]
+    assert [r["epoch"] for r in result.history] == list(range(7))
+    # replay both branches by hand: plain 6 epochs, and 4 epochs + the move + 2 epochs
+    windows = room_data.windows()
+    states, actions = windows["states"][result.train_index], windows["actions"][result.train_index]
+    plain = fit(room_data, _config(epochs=6, nonparametric=False, k=5))
+    assert trial["loglik_per_step_plain"] == pytest.approx(selection_score(plain.model, states, actions), abs=1e-12)
+    assert trial["loglik_per_step_split"] != trial["loglik_per_step_plain"]
+    assert trial["accepted"] == (trial["loglik_per_step_split"] > trial["loglik_per_step_plain"])
+    plain7 = [r["loss/total"] for r in fit(room_data, _config(epochs=7, nonparametric=False, k=5)).history]
+    losses = [r["loss/total"] for r in result.history]
+    assert losses[:4] == plain7[:4]
+    assert (losses[4:] == plain7[4:]) == (not trial["accepted"])  # a rejected trial continues the plain branch
+    first = fit(room_data, _config(epochs=4, nonparametric=False, k=5))
+    usage = viterbi_usage(first.model, states, actions)
+    assert (trial["source"], trial["target"]) == (int(usage.argmax()), int(usage.argmin()))
+
+
+def test_split_trial_skipped_when_every_option_is_used(room_data) -> None:
+    config = {**SPLIT, "k": 2, "growth_tol": 1e-6}  # two options on three rooms: both used
+    with_trial = fit(room_data, _config(epochs=6, **config))
+    without = fit(room_data, _config(epochs=6, **{**config, "split_epochs": []}))
+    assert "split" not in with_trial.history[4]
+    assert [r["loss/total"] for r in with_trial.history] == [r["loss/total"] for r in without.history]
+
+
+def test_resume_across_a_split_trial_is_exact(room_data, tmp_path) -> None:
+    straight = fit(room_data, _config(epochs=8, **SPLIT))
+    run = RunDir(tmp_path / "run")
+    run.write_config({}, seed=0)
+    fit(room_data, _config(epochs=4, **SPLIT), run=run)
+    resumed = fit(room_data, _config(epochs=8, **SPLIT), run=RunDir(tmp_path / "run", resume=True), resume=True)
+    assert [r["loss/total"] for r in resumed.history] == [r["loss/total"] for r in straight.history]
+    assert resumed.history[4]["split"] == straight.history[4]["split"]
+    for (name, p), (_, q) in zip(resumed.model.named_parameters(), straight.model.named_parameters(), strict=True):
+        assert torch.equal(p, q), name

@@ -113,6 +113,9 @@ def fit(
         "relaxed", "--objective", help="relaxed (paper ELBO) or exact (options marginalised by the forward algorithm)."
     ),
     growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
+    split_epoch: list[int] = typer.Option(
+        [], "--split-epoch", help="Run a split trial at the start of this epoch (repeatable; README)."
+    ),
     holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
     restarts: int = typer.Option(
         1, "--restarts", help="Random restarts; keeps the best exact held-out (else training) log-likelihood."
@@ -148,6 +151,7 @@ def fit(
         relaxation=relaxation,
         objective=objective,
         growth_tol=growth_tol,
+        split_epochs=list(split_epoch),
         holdout_fraction=holdout,
         restarts=restarts,
         restart_epochs=restart_epochs,

@@ -3,11 +3,13 @@
 ``fit()`` runs one training run, or with ``restarts > 1`` several and keeps the one with the best exact
 log-likelihood. One run (``_train``) reads top to bottom: derive sizes, split, build, (resume), then per epoch the
 schedules, the growth check on the first minibatch of every 10th epoch, the minibatch updates, logging and
-checkpointing, and growth at the epoch boundary.
+checkpointing, and growth at the epoch boundary; at the epochs in ``split_epochs`` a split trial trains two
+branches and keeps the likelier one.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -62,6 +64,17 @@ class FitConfig:
     """Check the growth rule every this many epochs (0, 10, 20, ...)."""
     growth_tol: float = 0.5
     """Add an option when every option's usage is >= growth_tol / K."""
+    split_epochs: list[int] = field(default_factory=list)
+    """Epochs at whose start a split trial runs (the growth rule never splits merged skills, reference §5.4). When
+    growth has stalled (the least used option's Viterbi usage on the training set is below growth_tol / K), two
+    branches train for ``split_trial_epochs`` epochs from the same state and randomness: the model as it is, and the
+    model with its most used option copied into its least used one (N(0, split_noise^2) noise, Adam state reset).
+    The branch with the higher exact training log-likelihood continues; an epoch inside another trial's window is
+    skipped. Off by default (not in the paper)."""
+    split_trial_epochs: int = 50
+    """Epochs each branch of a split trial trains before the comparison."""
+    split_noise: float = 0.05
+    """Standard deviation of the split move's perturbation."""
     estimator: str = "plugin"
     """Prior estimator: ``plugin`` (public code) or ``mc`` (corrected Monte Carlo), see ``bnpo.prior``."""
     n_stick_draws: int = 30
@@ -102,6 +115,9 @@ class FitConfig:
             "relaxation": self.relaxation in ("concrete", "straight_through"),
             "objective": self.objective in ("relaxed", "exact"),
             "growth_tol": self.growth_tol > 0,
+            "split_epochs": all(e >= 1 for e in self.split_epochs),
+            "split_trial_epochs": self.split_trial_epochs >= 1,
+            "split_noise": self.split_noise >= 0,
             "checkpoint_every": self.checkpoint_every >= 1,
             "restarts": self.restarts >= 1,
             "restart_epochs": self.restart_epochs is None or self.restart_epochs >= 1,
@@ -318,6 +334,12 @@ def fit(
     return result
 
 
+def viterbi_usage(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """(K,) float64 fraction of steps the Viterbi segmentation assigns to each option."""
+    options, _ = model.segment(states, actions)
+    return torch.bincount(options.reshape(-1), minlength=model.n_options).double() / options.numel()
+
+
 def selection_score(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> float:
     """The restart-selection criterion: mean exact log p(a | s) per step (forward algorithm), float64.
 
@@ -403,7 +425,7 @@ def _train(
             run.save_checkpoint(final_state(next_epoch), CHECKPOINT_NAME)
 
     # 4. training
-    for epoch in progress(range(start_epoch, epochs), desc="fit", unit="epoch"):
+    def run_epoch(model, optimizer, generator, stream, epoch: int) -> dict[str, Any]:
         tau = schedules.temperature(epoch, initial=config.tau_initial, decay=config.tau_decay)
         lam = schedules.entropy_weight(epoch, initial=config.entropy_initial, decay=config.entropy_decay)
         grow = False
@@ -437,13 +459,69 @@ def _train(
             "schedule/tau": tau,
             "schedule/entropy_weight": lam,
         }
-        history.append(record)
-        if run is not None:
-            run.log_metrics(step=epoch, **record)
         if grow:
             optimizer.add_param_group({"params": model.add_option()})
-        if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == epochs:
-            checkpoint(epoch + 1)
+        return record
+
+    def split_trial(epoch: int):
+        """Both branches of a split trial from the current state; returns the winner and its records, or None."""
+        n_epochs = min(config.split_trial_epochs, epochs - epoch)
+        usage = viterbi_usage(model, states, actions)
+        source, target = int(usage.argmax()), int(usage.argmin())
+        if model.n_options < 2 or float(usage[target]) >= config.growth_tol / model.n_options:
+            logger.info("epoch %d: no split trial (every option used)", epoch)
+            return None
+        branches = []
+        for split in (False, True):
+            branch = copy.deepcopy(model)
+            branch_optimizer = make_optimizer(branch, initial_k, config)
+            branch_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else Adam's moments alias
+            branch_generator = make_generator(0, device)
+            branch_generator.set_state(generator.get_state())
+            branch_stream = BatchStream(n_train, config.batch_size, 0)
+            branch_stream.load_state_dict(stream.state_dict())
+            if split:
+                noise = make_generator(derive_seed(run_seed, "split", epoch))
+                branch.copy_option(source, target, noise=config.split_noise, generator=noise)
+                for param in branch.option_parameters(target):
+                    branch_optimizer.state.pop(param, None)
+            records = [
+                run_epoch(branch, branch_optimizer, branch_generator, branch_stream, e)
+                for e in range(epoch, epoch + n_epochs)
+            ]
+            score = selection_score(branch, states, actions)
+            branches.append((score, branch, branch_optimizer, branch_generator, branch_stream, records))
+        accepted = branches[1][0] > branches[0][0]
+        info = {
+            "source": source,
+            "target": target,
+            "loglik_per_step_plain": branches[0][0],
+            "loglik_per_step_split": branches[1][0],
+            "accepted": accepted,
+        }
+        logger.info("epoch %d: split trial %s", epoch, info)
+        _, *winner = branches[1] if accepted else branches[0]
+        winner[-1][0]["split"] = info
+        return winner
+
+    epoch = start_epoch
+    bar = progress(total=epochs - start_epoch, desc="fit", unit="epoch")
+    while epoch < epochs:
+        trial = split_trial(epoch) if epoch in config.split_epochs else None
+        if trial is not None:
+            model, optimizer, generator, stream, records = trial
+        else:
+            records = [run_epoch(model, optimizer, generator, stream, epoch)]
+        for record in records:
+            history.append(record)
+            if run is not None:
+                run.log_metrics(step=record["epoch"], **record)
+        done = epoch + len(records)
+        if any((e + 1) % config.checkpoint_every == 0 for e in range(epoch, done)) or done == epochs:
+            checkpoint(done)
+        bar.update(len(records))
+        epoch = done
+    bar.close()
     seconds = time.perf_counter() - started
     logger.info("fit done: K=%d in %.1f s", model.n_options, seconds)
     return FitResult(model, history, train_index, heldout_index, seconds, run_seed=run_seed), final_state(epochs)

@@ -215,6 +215,28 @@ class OptionModel(nn.Module):
             self.prior.sticks[k],
         ]
 
+    @torch.no_grad()
+    def copy_option(self, source: int, target: int, *, noise: float = 0.0, generator=None) -> None:
+        """Overwrite option ``target`` with option ``source`` (policy head, termination head, encoder pieces) plus
+        N(0, noise^2) perturbations: the split move for merged skills (``FitConfig.split_epochs``). Its stick
+        and every other option are untouched."""
+        if not (0 <= source < self.n_options and 0 <= target < self.n_options) or source == target:
+            raise ValueError(f"source and target must be distinct options < {self.n_options}, got {source}, {target}")
+        pieces = (
+            self.policy.weights,
+            self.policy.biases,
+            self.termination.weights,
+            self.termination.biases,
+            self.encoder.in_columns,
+            self.encoder.out_rows,
+            self.encoder.out_biases,
+        )
+        for plist in pieces:
+            value = plist[source].detach().clone()
+            if noise > 0:
+                value += noise * torch.randn(value.shape, generator=generator).to(value.device, value.dtype)
+            plist[target].copy_(value)
+
     # ------------------------------------------------------------------ the generative model
     def _action_inputs(self, actions: torch.Tensor) -> torch.Tensor:
         if self.config.continuous:
