@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bnpo import metrics, schedules
@@ -334,10 +335,10 @@ def fit(
     return result
 
 
-def viterbi_usage(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def viterbi_usage(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> np.ndarray:
     """(K,) float64 fraction of steps the Viterbi segmentation assigns to each option."""
     options, _ = model.segment(states, actions)
-    return torch.bincount(options.reshape(-1), minlength=model.n_options).double() / options.numel()
+    return metrics.option_usage(options.cpu(), model.n_options)
 
 
 def selection_score(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> float:
