@@ -305,6 +305,16 @@ def _fmt(value: Any) -> str:
 # -- features and stats ----------------------------------------------------------------------------------------
 
 
+def _npz_output(output: str, overwrite: bool) -> Path:
+    """The ``-o`` path of ``features``/``stats``: an ``.npz`` that does not exist yet unless ``overwrite``."""
+    out = Path(output)
+    if out.suffix.lower() != ".npz":
+        raise UserError(f"-o {output!r} must end in .npz")
+    if out.exists() and not overwrite:
+        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+    return out
+
+
 def run_features(
     path: str,
     output: str,
@@ -319,11 +329,7 @@ def run_features(
     cache: FeatureCache | None = None,
 ) -> Features:
     """``dgm-eval features``: write the features of images to an ``.npz`` (``features``, ``labels``, ``logits``)."""
-    out = Path(output)
-    if out.suffix.lower() != ".npz":
-        raise UserError(f"-o {output!r} must end in .npz")
-    if out.exists() and not overwrite:
-        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+    out = _npz_output(output, overwrite)
     item = open_input(path, recursive=recursive)
     if not isinstance(item, ImageSource):
         raise InputError(f"{path!r} already holds features or statistics; pass images (a folder or ADM .npz)")
@@ -374,11 +380,7 @@ def run_stats(
     """
     from dgm_eval.extraction import extract_features
 
-    out = Path(output)
-    if out.suffix.lower() != ".npz":
-        raise UserError(f"-o {output!r} must end in .npz")
-    if out.exists() and not overwrite:
-        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+    out = _npz_output(output, overwrite)
     item = open_input(path, recursive=recursive)
     acc = StatsAccumulator()
     kept: list[np.ndarray] = []
