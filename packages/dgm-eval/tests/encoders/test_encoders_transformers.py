@@ -41,7 +41,9 @@ def test_dinov2_features_are_the_final_norm_cls_token(images, tiny_hf_models):
     encoder = load_encoder("dinov2", "vitb14", weights=str(tiny_hf_models["dinov2"]), device="cpu")
     assert encoder.arch == "vitb14" and encoder.dim == 32
     features = extract_features(images[:3], encoder, batch_size=2)
-    model = Dinov2Model.from_pretrained(tiny_hf_models["dinov2"]).eval()
+    from dgm_eval.encoders.dinov2 import use_hub_interpolation  # its equality with the hub: test_encoders_dinov2_hub
+
+    model = use_hub_interpolation(Dinov2Model.from_pretrained(tiny_hf_models["dinov2"]).eval())
     x = torch.stack(
         [torch.from_numpy(_pil_reference(im, (224, 224), IMAGENET_MEAN, IMAGENET_STD)) for im in images[:3]]
     )

@@ -2,7 +2,12 @@
 
 Weights: open_clip's ViT-L/14 trained on DataComp-XL (``datacomp_xl_s13b_b90k``, as the paper's code), in its
 Hugging Face form (``laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K``); the B/32, B/16 and bigG/14 archs take the
-LAION-2B checkpoints. Preprocessing: PIL bicubic to 224x224, OpenAI CLIP mean/std.
+LAION-2B checkpoints. ``vitl14_openai`` is OpenAI's own ViT-L/14 (``openai/clip-vit-large-patch14``, QuickGELU, as
+in Radford et al.); the default stays the DataComp one because that is what the paper's code loads (its figures
+were computed with it). Preprocessing: PIL bicubic to 224x224 (aspect ratio not kept, no centre crop, as the
+paper's code), OpenAI CLIP mean/std. The HF conversions hold the open_clip/OpenAI weights with the fused attention
+projection split into q/k/v; the tower is ``pre_layrnorm`` (open_clip ``ln_pre``), the blocks, ``post_layernorm``
+(``ln_post``) on the CLS token and the projection, as open_clip's ``VisionTransformer``.
 
 ``--depth``: 0 (default) = post-LayerNorm CLS before the projection (1024-d for L/14); 1 = the projected image
 embedding (768-d for L/14); -k = the CLS token after dropping the last k transformer blocks, through the same
@@ -27,10 +32,11 @@ CLIP_ARCHS: dict[str, tuple[str, int]] = {
     "vitb16": ("laion/CLIP-ViT-B-16-laion2B-s34B-b88K", 768),
     "vitb32": ("laion/CLIP-ViT-B-32-laion2B-s34B-b79K", 768),
     "vitbigg14": ("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", 1664),
+    "vitl14_openai": ("openai/clip-vit-large-patch14", 1024),
 }
 #: arch -> projection dimension (``--depth 1``); a full CLIPModel checkpoint keeps it in the top-level config,
 #: which the vision-only class would otherwise not see (and re-initialise the projection at the default 512).
-CLIP_PROJECTION_DIMS = {"vitl14": 768, "vitb16": 512, "vitb32": 512, "vitbigg14": 1280}
+CLIP_PROJECTION_DIMS = {"vitl14": 768, "vitb16": 512, "vitb32": 512, "vitbigg14": 1280, "vitl14_openai": 768}
 DEFAULT_ARCH = "vitl14"
 
 
