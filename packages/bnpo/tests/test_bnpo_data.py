@@ -115,7 +115,7 @@ def test_missing_file_and_short_episodes(tmp_path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         load_dataset(tmp_path / "none.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(DatasetError, match="not a readable .npz"):
+    with pytest.raises(DatasetError, match="not a .npz \\(zip\\) archive"):
         load_dataset(tmp_path / "junk.npz")
     data = Dataset(**{k: v for k, v in _good().items() if k not in ("n_actions", "continuous")}, n_actions=2)
     with pytest.raises(DatasetError, match="shorter than seq_len=4"):

@@ -57,7 +57,7 @@ def test_checkpoint_mismatch_is_a_named_error(room_data, tmp_path) -> None:
     run = RunDir(tmp_path / "run")
     run.write_config({}, seed=0)
     fit(room_data, _config(epochs=5), run=run)
-    with pytest.raises(UserError, match="model sizes differ"):
+    with pytest.raises(UserError, match="changed: encoder_hidden 32 -> 8"):
         fit(room_data, _config(epochs=6, encoder_hidden=8), run=RunDir(tmp_path / "run", resume=True), resume=True)
     state = run.load_checkpoint()
     state["n_options"] = state["n_options"] + 1

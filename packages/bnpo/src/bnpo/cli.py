@@ -138,7 +138,7 @@ def fit(
         raise UserError("pass either --k K (fixed) or --nonparametric, not both")
     fit_config = FitConfig(
         nonparametric=k is None,
-        k=k or 3,
+        k=3 if k is None else k,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,16 +181,31 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             field).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"dataset {str(path)!r} is a folder, expected a .npz file")
     if not path.is_file():
         raise DatasetError(f"dataset {str(path)!r} does not exist; create one with `bnpo collect`")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip archive (an empty one ends in PK\x05\x06)
+        raise DatasetError(f"dataset {str(path)!r} is not a .npz (zip) archive; create one with `bnpo collect`")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:  # we close the file
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"dataset {str(path)!r} is not a readable .npz file ({err})") from err
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        reason = type(err).__name__ if "pickle" in str(err) else " ".join(str(err).split())
+        raise DatasetError(f"dataset {str(path)!r} is truncated or corrupt ({reason})") from err
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise DatasetError(f"dataset {str(path)!r} lacks key(s) {', '.join(missing)}; see the schema in bnpo.data")
+    for key in ("n_actions", "continuous"):
+        if arrays[key].shape != () or not (
+            np.issubdtype(arrays[key].dtype, np.integer) or np.issubdtype(arrays[key].dtype, np.bool_)
+        ):
+            raise DatasetError(
+                f"dataset {str(path)!r}: {key!r} must be a scalar integer/bool, got shape {arrays[key].shape} "
+                f"dtype {arrays[key].dtype}"
+            )
     dataset = Dataset.__new__(Dataset)
     dataset.observations = arrays["observations"]
     dataset.actions = arrays["actions"]

@@ -35,6 +35,10 @@ class CheckpointError(UserError):
     """A checkpoint does not match the configuration or is not a bnpo checkpoint."""
 
 
+class TrainingDiverged(UserError):
+    """The loss or its gradient became NaN or infinite (typically a learning rate that is too high)."""
+
+
 @dataclass
 class FitConfig:
     """Everything ``fit()`` needs (the CLI maps its options onto this; saved in config.json and checkpoints)."""
@@ -106,28 +110,64 @@ class FitConfig:
     """Seeds the split, the initialisation, minibatch order and every sample."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "k": self.k >= 1,
-            "lr": self.lr > 0,
-            "holdout_fraction": 0.0 <= self.holdout_fraction < 1.0,
-            "estimator": self.estimator in ("plugin", "mc"),
-            "relaxation": self.relaxation in ("concrete", "straight_through"),
-            "objective": self.objective in ("relaxed", "exact"),
-            "growth_tol": self.growth_tol > 0,
-            "split_epochs": all(e >= 1 for e in self.split_epochs),
-            "split_trial_epochs": self.split_trial_epochs >= 1,
-            "split_noise": self.split_noise >= 0,
-            "checkpoint_every": self.checkpoint_every >= 1,
-            "restarts": self.restarts >= 1,
-            "restart_epochs": self.restart_epochs is None or self.restart_epochs >= 1,
-            "restart_select": self.restart_select in ("heldout", "train"),
+        def sizes(values: Any) -> bool:
+            return isinstance(values, list | tuple) and len(values) > 0 and all(int(v) >= 1 for v in values)
+
+        checks = {  # field -> (valid?, what it must be)
+            "nonparametric": (isinstance(self.nonparametric, bool), "true or false"),
+            "k": (self.k >= 1, "an integer >= 1"),
+            "epochs": (self.epochs >= 1, "an integer >= 1"),
+            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+            "lr": (self.lr > 0 and np.isfinite(self.lr), "a finite number > 0"),
+            "weight_decay": (self.weight_decay >= 0, ">= 0"),
+            "grad_clip": (self.grad_clip > 0, "> 0"),
+            "tau_initial": (self.tau_initial > 0 and np.isfinite(self.tau_initial), "a finite number > 0"),
+            "tau_decay": (0 < self.tau_decay <= 1, "in (0, 1]"),
+            "entropy_initial": (self.entropy_initial >= 0 and np.isfinite(self.entropy_initial), ">= 0"),
+            "entropy_decay": (0 < self.entropy_decay <= 1, "in (0, 1]"),
+            "growth_every": (self.growth_every >= 1, "an integer >= 1"),
+            "growth_tol": (self.growth_tol > 0, "> 0"),
+            "split_epochs": (all(e >= 1 for e in self.split_epochs), "epochs >= 1"),
+            "split_trial_epochs": (self.split_trial_epochs >= 1, "an integer >= 1"),
+            "split_noise": (self.split_noise >= 0, ">= 0"),
+            "estimator": (self.estimator in ("plugin", "mc"), "plugin or mc"),
+            "n_stick_draws": (self.n_stick_draws >= 1, "an integer >= 1"),
+            "objective": (self.objective in ("relaxed", "exact"), "relaxed or exact"),
+            "relaxation": (self.relaxation in ("concrete", "straight_through"), "concrete or straight_through"),
+            "seq_len": (self.seq_len is None or self.seq_len >= 2, "an integer >= 2 (or unset)"),
+            "holdout_fraction": (0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
+            "policy_hidden": (sizes(self.policy_hidden), "a non-empty list of sizes >= 1"),
+            "termination_hidden": (sizes(self.termination_hidden), "a non-empty list of sizes >= 1"),
+            "encoder_hidden": (self.encoder_hidden >= 1, "an integer >= 1"),
+            "checkpoint_every": (self.checkpoint_every >= 1, "an integer >= 1"),
+            "restarts": (self.restarts >= 1, "an integer >= 1"),
+            "restart_epochs": (self.restart_epochs is None or self.restart_epochs >= 1, "an integer >= 1 (or unset)"),
+            "restart_select": (self.restart_select in ("heldout", "train"), "heldout or train"),
+            "seed": (self.seed >= 0, "an integer >= 0"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            name = bad[0]
-            raise UserError(f"invalid fit option {name}={getattr(self, name)!r}; see `bnpo fit --help`")
+        for name, (ok, requirement) in checks.items():
+            if not ok:
+                raise UserError(
+                    f"invalid fit option {name}={getattr(self, name)!r}: must be {requirement}; see `bnpo fit --help`"
+                )
+
+    @classmethod
+    def from_dict(cls, values: Any, source: str = "config") -> FitConfig:
+        """Build from a stored dict (config.json, a checkpoint), with one-line errors for unknown or invalid keys.
+
+        Raises:
+            UserError: ``values`` is not a dict, names an unknown field, or holds an invalid value.
+        """
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: the fit configuration must be a JSON object, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown fit option(s) {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{source}: invalid fit configuration ({err})") from err
 
     def restart_seed(self, restart: int) -> int:
         """Seed of restart ``restart`` (initialisation, minibatches, samples): ``seed`` itself when ``restarts == 1``,
@@ -218,8 +258,22 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
-def _rebuild(model_config: dict[str, Any], n_options: int) -> OptionModel:
-    model = OptionModel(OptionModelConfig(**model_config))
+def _rebuild(model_config: Any, n_options: Any, source: str = "checkpoint") -> OptionModel:
+    """The model a checkpoint describes, grown to ``n_options``; invalid or unknown config keys are one-line errors."""
+    if not isinstance(model_config, dict):
+        raise CheckpointError(f"{source}: model_config must be a JSON object, got {type(model_config).__name__}")
+    known = {f.name for f in dataclasses.fields(OptionModelConfig)}
+    unknown = sorted(set(model_config) - known)
+    if unknown:
+        raise CheckpointError(f"{source}: unknown model_config key(s) {', '.join(unknown)}; not a bnpo checkpoint")
+    if isinstance(n_options, bool) or not isinstance(n_options, int) or n_options < 1:
+        raise CheckpointError(f"{source}: n_options must be an integer >= 1, got {n_options!r}")
+    try:
+        model = OptionModel(OptionModelConfig(**model_config))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: invalid model_config ({' '.join(str(err).split())})") from err
+    if model.n_options > n_options:
+        raise CheckpointError(f"{source}: n_options={n_options} is below model_config's n_options")
     while model.n_options < n_options:
         model.add_option()
     return model
@@ -257,7 +311,9 @@ def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cp
     state = load_checkpoint(path)
     if "model_config" not in state or "n_options" not in state or "model" not in state:
         raise CheckpointError(f"{str(path)!r} is not a bnpo model checkpoint (no model_config / n_options / model)")
-    model = _rebuild(state["model_config"], int(state["n_options"]))
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{str(path)!r}: 'model' must hold the weights, got {type(state['model']).__name__}")
+    model = _rebuild(state["model_config"], state["n_options"], f"checkpoint {str(path)!r}")
     _load_state(model, state["model"], repr(str(path)))
     return model.to(device)
 
@@ -377,6 +433,11 @@ def _train(
         run_seed = int(run.load_checkpoint(CHECKPOINT_NAME).get("run_seed", config.seed))
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
     n_train = states.shape[0]
+    if n_train == 0:
+        raise UserError(
+            f"the training split is empty ({states_all.shape[0]} trajectories, holdout_fraction="
+            f"{config.holdout_fraction}); lower --holdout or collect more episodes"
+        )
     iters_per_epoch = -(-n_train // min(config.batch_size, n_train))
     # 2. model, optimiser, randomness
     model_config = config.model_config(dataset.obs_dim, dataset.n_actions, dataset.continuous, run_seed)
@@ -392,12 +453,25 @@ def _train(
         if run is None or not run.has_checkpoint(CHECKPOINT_NAME):
             raise UserError("--resume given but the run directory holds no checkpoint; drop --resume")
         state = run.load_checkpoint(CHECKPOINT_NAME)
+        if "fit_config" not in state:
+            raise CheckpointError("the run's checkpoint holds no fit_config; it is not a `bnpo fit` checkpoint")
+        stored = FitConfig.from_dict(state["fit_config"], "the run's checkpoint")
+        changed = [
+            f.name
+            for f in dataclasses.fields(FitConfig)
+            if f.name != "epochs" and getattr(stored, f.name) != getattr(config, f.name)
+        ]
+        if changed:
+            raise CheckpointError(
+                "--resume needs the checkpoint's fit options (only --epochs may change); "
+                f"changed: {', '.join(f'{n} {getattr(stored, n)!r} -> {getattr(config, n)!r}' for n in changed)}"
+            )
         if state.get("model_config") != dataclasses.asdict(model_config):
             raise CheckpointError(
                 "the checkpoint's model sizes differ from this configuration (data or options changed); "
                 "resume with the original options or start a new --out"
             )
-        model = _rebuild(state["model_config"], int(state["n_options"])).to(device)
+        model = _rebuild(state["model_config"], state["n_options"], "the run's checkpoint").to(device)
         _load_state(model, {k: v.to(device) for k, v in state["model"].items()}, "in the run directory")
         optimizer = make_optimizer(model, initial_k, config)
         optimizer.load_state_dict(state["optimizer"])
@@ -421,9 +495,25 @@ def _train(
             "run_seed": run_seed,
         }
 
+    saved = {"epoch": start_epoch if resume else None}
+
     def checkpoint(next_epoch: int) -> None:
         if run is not None:
             run.save_checkpoint(final_state(next_epoch), CHECKPOINT_NAME)
+            saved["epoch"] = next_epoch
+
+    def diverged(what: str, epoch: int, iteration: int) -> TrainingDiverged:
+        kept = (
+            "nothing was saved (no run directory)"
+            if run is None
+            else "no checkpoint was saved yet"
+            if saved["epoch"] is None
+            else f"the last good checkpoint (after epoch {saved['epoch']}) is kept in {run.path / 'checkpoints'}"
+        )
+        return TrainingDiverged(
+            f"fit stopped: the {what} became NaN or infinite at epoch {epoch}, minibatch {iteration} "
+            f"(lr={config.lr:g}); lower --lr or --grad-clip; {kept}"
+        )
 
     # 4. training
     def run_epoch(model, optimizer, generator, stream, epoch: int) -> dict[str, Any]:
@@ -442,9 +532,13 @@ def _train(
             ):
                 grow = schedules.should_grow(model.greedy_usage(s, a).tolist(), tol=config.growth_tol)
             out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator)
+            if not torch.isfinite(out["loss"]):
+                raise diverged("loss", epoch, iteration)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if not torch.isfinite(norm):
+                raise diverged("gradient", epoch, iteration)
             optimizer.step()
             for key in totals:
                 totals[key] += float(out[key].detach()) / iters_per_epoch

@@ -17,11 +17,19 @@ import gymnasium as gym
 from bnpo import metrics
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.envs import ENV_IDS, make_expert
-from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model
+from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_indices
 from bnpo.plots import plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seed_everything
 
 logger = logging.getLogger(__name__)
+
+
+def _output_folder(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a folder to write into; a path that exists and is not a folder is a user error."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a folder; choose another path")
+    return out
 
 
 def _n_rooms(dataset: Dataset) -> int | None:
@@ -48,6 +56,12 @@ def collect_job(
     out = Path(out)
     if episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {episodes}")
+    if epsilon is not None and not 0.0 <= epsilon <= 1.0:
+        raise UserError(f"--epsilon must be a probability in [0, 1], got {epsilon}")
+    if max_steps is not None and max_steps < 1:
+        raise UserError(f"--max-steps must be >= 1, got {max_steps}")
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; give the dataset file to write (.npz)")
     if policy not in ("expert", "random"):
         raise UserError(f"--policy must be 'expert' or 'random', got {policy!r}")
     if out.exists() and not overwrite:
@@ -89,14 +103,23 @@ def fit_job(
     """
     dataset = load_dataset(data)
     windows = dataset.windows(config.seq_len)  # validates lengths before anything is written
+    train_index, _ = split_indices(windows["states"].shape[0], config.holdout_fraction, config.seed)
+    if len(train_index) == 0:
+        raise UserError(
+            f"the training split is empty ({windows['states'].shape[0]} trajectories, --holdout "
+            f"{config.holdout_fraction}); lower --holdout or collect more episodes"
+        )
     torch_device = get_device(device)
+    _output_folder(out)
     run = RunDir(out, resume=resume)
     if resume:
-        previous = run.read_config()
-        before = {k: v for k, v in previous.get("fit", {}).items() if k != "epochs"}
-        now = {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
-        if before != now:
-            changed = sorted(k for k in now if before.get(k) != now[k])
+        previous = FitConfig.from_dict(run.read_config().get("fit"), f"{str(Path(out) / 'config.json')!r}")
+        changed = [
+            f"{f.name} {getattr(previous, f.name)!r} -> {getattr(config, f.name)!r}"
+            for f in dataclasses.fields(FitConfig)
+            if f.name != "epochs" and getattr(previous, f.name) != getattr(config, f.name)
+        ]
+        if changed:
             raise UserError(
                 "--resume needs the original run's fit options (only --epochs may change); "
                 f"changed: {', '.join(changed)}"
@@ -139,6 +162,7 @@ def evaluate_job(
     model_path: str | os.PathLike[str], data: str | os.PathLike[str], out: str | os.PathLike[str], *, seq_len=None
 ) -> dict[str, Any]:
     """Scores of a saved model on a dataset, written to ``out/evaluation.json``."""
+    out = _output_folder(out)
     model, dataset, windows = _load_for_model(model_path, data, seq_len)
     result = evaluate(model, windows, n_rooms=_n_rooms(dataset))
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -155,6 +179,9 @@ def segment_job(
     seq_len: int | None = None,
 ) -> dict[str, Any]:
     """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``."""
+    if n_plot < 1:
+        raise UserError(f"--n-plot must be >= 1, got {n_plot}")
+    out = _output_folder(out)
     model, _, windows = _load_for_model(model_path, data, seq_len)
     options, boundaries = model.segment(windows["states"].to(model.device), windows["actions"].to(model.device))
     options, boundaries = options.cpu().numpy(), boundaries.cpu().numpy()
@@ -202,7 +229,7 @@ def demo_job(out: str | os.PathLike[str], *, env: str = "room", fast: bool = Fal
         spec.update(episodes=100, epochs=12)
         if env == "room":
             spec["env_kwargs"] = {"n_rooms": 3}
-    out = Path(out)
+    out = _output_folder(out)
     if (out / "config.json").exists():
         raise UserError(f"--out {str(out)!r} already holds a run; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
