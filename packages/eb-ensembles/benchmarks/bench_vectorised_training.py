@@ -14,8 +14,9 @@ import time
 import torch
 
 from eb_ensembles.data import load_dataset
-from eb_ensembles.ensemble import EnsembleConfig, train_ensemble
 from eb_ensembles.models import mlp_factory
+from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.train import train_ensemble
 
 
 def _time(factory, data, config, device) -> tuple[float, object]:
@@ -37,12 +38,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     data = load_dataset("digits", seed=0)
     factory = mlp_factory(data.in_features, data.num_classes, (args.hidden,))
-    warm = EnsembleConfig(members=2, epochs=1, batch_size=args.batch_size)
+    warm = TrainConfig(members=2, epochs=1, batch_size=args.batch_size)
     _time(factory, data, warm, args.device)  # imports and first-call costs, outside the timings
     warm.vectorise = False
     _time(factory, data, warm, args.device)
     for m in (int(v) for v in args.members.split(",")):
-        config = EnsembleConfig(members=m, epochs=args.epochs, batch_size=args.batch_size, seed=0)
+        config = TrainConfig(members=m, epochs=args.epochs, batch_size=args.batch_size, seed=0)
         ours_s, ours = _time(factory, data, config, args.device)
         config.vectorise = False
         peer_s, peer = _time(factory, data, config, args.device)

@@ -9,9 +9,12 @@ import torch
 from torch import nn
 
 from eb_ensembles.checks import InvalidInputError
-from eb_ensembles.ensemble import DeepEnsemble, EnsembleConfig, MemberReport, init_member, train_ensemble
+from eb_ensembles.ensemble import DeepEnsemble
 from eb_ensembles.metrics import classification_metrics, ensemble_nll
 from eb_ensembles.models import mlp_factory
+from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.members import MemberReport, init_member
+from eb_ensembles.training.train import train_ensemble
 
 # vmap vs loop tolerance: both paths use identical RNG streams and identical elementwise Adam updates; the only
 # difference is that the vectorised path runs batched matmuls (bmm) where the loop runs one matmul per member,
@@ -29,7 +32,7 @@ def test_vectorised_equals_loop_float64(task, toy_classification, toy_regression
     x, y = toy_classification if task == "classification" else toy_regression
     out = 3 if task == "classification" else 2
     factory = mlp_factory(x.shape[1], out, (16,))
-    config = EnsembleConfig(members=3, epochs=4, batch_size=32, lr=1e-2, task=task, dtype="float64", seed=3)
+    config = TrainConfig(members=3, epochs=4, batch_size=32, lr=1e-2, dtype="float64", seed=3)
     vectorised = train_ensemble(factory, x, y, config)
     config.vectorise = False
     looped = train_ensemble(factory, x, y, config)
@@ -61,7 +64,7 @@ class _Wrapped(nn.Module):
 
 def test_generic_vmap_path_equals_loop(toy_classification):
     x, y = toy_classification
-    config = EnsembleConfig(members=3, epochs=3, batch_size=32, lr=1e-2, dtype="float64", seed=5)
+    config = TrainConfig(members=3, epochs=3, batch_size=32, lr=1e-2, dtype="float64", seed=5)
     vectorised = train_ensemble(_Wrapped, x, y, config)
     config.vectorise = False
     looped = train_ensemble(_Wrapped, x, y, config)
@@ -71,7 +74,7 @@ def test_generic_vmap_path_equals_loop(toy_classification):
 def test_vectorised_equals_loop_float32(toy_classification):
     x, y = toy_classification
     factory = mlp_factory(5, 3, (16,))
-    config = EnsembleConfig(members=2, epochs=3, batch_size=32, lr=1e-2, seed=1)
+    config = TrainConfig(members=2, epochs=3, batch_size=32, lr=1e-2, seed=1)
     a = train_ensemble(factory, x.float(), y, config)
     config.vectorise = False
     b = train_ensemble(factory, x.float(), y, config)
@@ -81,7 +84,7 @@ def test_vectorised_equals_loop_float32(toy_classification):
 def test_same_seed_same_numbers_and_members_differ(toy_classification):
     x, y = toy_classification
     factory = mlp_factory(5, 3, (8,))
-    config = EnsembleConfig(members=3, epochs=2, batch_size=64, dtype="float64", seed=11)
+    config = TrainConfig(members=3, epochs=2, batch_size=64, dtype="float64", seed=11)
     a, b = train_ensemble(factory, x, y, config), train_ensemble(factory, x, y, config)
     assert _max_state_diff(a, b) == 0.0
     flat = a.flat_parameters()
@@ -117,7 +120,7 @@ class _Poisoned(nn.Module):
 @pytest.mark.parametrize("vectorise", [True, False])
 def test_nan_member_is_reported_and_others_survive(vectorise, toy_classification, tmp_path):
     x, y = toy_classification
-    config = EnsembleConfig(members=6, epochs=2, batch_size=64, dtype="float64", seed=0, vectorise=vectorise)
+    config = TrainConfig(members=6, epochs=2, batch_size=64, dtype="float64", seed=0, vectorise=vectorise)
     triggers = [float(init_member(_Poisoned, 0, m).trigger) for m in range(6)]
     bad = {m for m, t in enumerate(triggers) if t > 0.5}
     assert 0 < len(bad) < 6, "the seed must give a mix of failing and healthy members"
@@ -129,7 +132,7 @@ def test_nan_member_is_reported_and_others_survive(vectorise, toy_classification
     assert len(list((tmp_path / "members").glob("*.safetensors"))) == 6
     # healthy members are unaffected by the failures: same numbers as healthy members trained alone
     healthy = next(m for m in range(6) if m not in bad)
-    alone = train_ensemble(_Poisoned, x, y, EnsembleConfig(**{**config.__dict__, "vectorise": False}))
+    alone = train_ensemble(_Poisoned, x, y, TrainConfig(**{**config.__dict__, "vectorise": False}))
     assert (
         torch.equal(alone.states[healthy]["linear.weight"], ens.states[healthy]["linear.weight"])
         or float((alone.states[healthy]["linear.weight"] - ens.states[healthy]["linear.weight"]).abs().max()) < TOL64
@@ -140,7 +143,7 @@ def test_nan_member_is_reported_and_others_survive(vectorise, toy_classification
 def test_killed_run_resumes_to_the_same_numbers(vectorise, toy_classification, tmp_path):
     x, y = toy_classification
     factory = mlp_factory(5, 3, (8,))
-    config = EnsembleConfig(
+    config = TrainConfig(
         members=3, epochs=4, batch_size=64, dtype="float64", seed=2, vectorise=vectorise, checkpoint_every=1
     )
     reference = train_ensemble(factory, x, y, config)
@@ -166,7 +169,7 @@ def test_killed_run_resumes_to_the_same_numbers(vectorise, toy_classification, t
 def test_degenerate_ensembles(toy_classification):
     x, y = toy_classification
     factory = mlp_factory(5, 3, (8,))
-    ens = train_ensemble(factory, x, y, EnsembleConfig(members=2, epochs=2, dtype="float64"))
+    ens = train_ensemble(factory, x, y, TrainConfig(members=2, epochs=2, dtype="float64"))
     single = ens.subset(1)
     module = single.modules()[0]
     with torch.no_grad():
@@ -182,11 +185,11 @@ def test_degenerate_ensembles(toy_classification):
 def test_bad_configs_and_models(toy_classification):
     x, y = toy_classification
     with pytest.raises(InvalidInputError, match="M >= 1"):
-        train_ensemble(mlp_factory(5, 3), x, y, EnsembleConfig(members=0))
+        train_ensemble(mlp_factory(5, 3), x, y, TrainConfig(members=0))
     with pytest.raises(InvalidInputError, match="without random layers"):
-        train_ensemble(mlp_factory(5, 3, dropout=0.5), x, y, EnsembleConfig(members=2, epochs=1))
-    with pytest.raises(InvalidInputError, match="integer vector"):
-        train_ensemble(mlp_factory(5, 3), x, y.double(), EnsembleConfig(members=1, epochs=1))
+        train_ensemble(mlp_factory(5, 3, dropout=0.5), x, y, TrainConfig(members=2, epochs=1))
+    with pytest.raises(InvalidInputError, match="regression network must output 2 values"):
+        train_ensemble(mlp_factory(5, 3), x, y.double(), TrainConfig(members=1, epochs=1))
     states = [mlp_factory(5, 3, (4,))().state_dict(), mlp_factory(5, 3, (6,))().state_dict()]
     with pytest.raises(InvalidInputError, match="member 1 does not match member 0"):
         DeepEnsemble(mlp_factory(5, 3, (4,)), states, [MemberReport(0), MemberReport(1)], "classification")

@@ -8,15 +8,13 @@ import torch
 from torch import nn
 from torch.func import stack_module_state
 
-from eb_ensembles.ensemble import (
-    EnsembleConfig,
-    _stacked_mlp_value_and_grad,
-    _StackedAdam,
-    init_member,
-    member_loss,
-    train_ensemble,
-)
 from eb_ensembles.models import MLP, mlp_factory
+from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.likelihood import member_loss
+from eb_ensembles.training.members import init_member
+from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad
+from eb_ensembles.training.stacked_adam import StackedAdam
+from eb_ensembles.training.train import train_ensemble
 
 TOL64 = 1e-10  # as in test_eb_ensembles_ensemble.py: bmm vs mm round-off only
 
@@ -59,7 +57,7 @@ def test_closed_form_mlp_gradients_equal_autograd(task, activation, hidden):
     params, buffers = stack_module_state(models)
     params = {k: v.detach() for k, v in params.items()}
     grads = {k: torch.full_like(v, float("nan")) for k, v in params.items()}  # every entry must be overwritten
-    fn = _stacked_mlp_value_and_grad(models[0], task)
+    fn = stacked_mlp_value_and_grad(models[0], task)
     assert fn is not None
     losses = fn(params, buffers, x, y, grads)
     torch.testing.assert_close(losses, torch.stack(ref_losses), atol=1e-12, rtol=0)
@@ -69,10 +67,10 @@ def test_closed_form_mlp_gradients_equal_autograd(task, activation, hidden):
 
 
 def test_closed_form_path_declines_other_modules():
-    assert _stacked_mlp_value_and_grad(MLP(4, 2, (8,), dropout=0.1), "classification") is None
-    assert _stacked_mlp_value_and_grad(nn.Sequential(nn.Linear(3, 2), nn.ReLU()), "classification") is None
-    assert _stacked_mlp_value_and_grad(nn.Sequential(nn.Linear(3, 2, bias=False)), "classification") is None
-    assert _stacked_mlp_value_and_grad(nn.Linear(3, 2), "classification") is None
+    assert stacked_mlp_value_and_grad(MLP(4, 2, (8,), dropout=0.1), "classification") is None
+    assert stacked_mlp_value_and_grad(nn.Sequential(nn.Linear(3, 2), nn.ReLU()), "classification") is None
+    assert stacked_mlp_value_and_grad(nn.Sequential(nn.Linear(3, 2, bias=False)), "classification") is None
+    assert stacked_mlp_value_and_grad(nn.Linear(3, 2), "classification") is None
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.05])
@@ -83,7 +81,7 @@ def test_stacked_adam_matches_torch_adam_exactly(weight_decay):
     grads_seq = [{k: torch.randn(s, generator=gen) * 10 ** (i % 3 - 1) for k, s in shapes.items()} for i in range(7)]
     reference = {k: v.clone().requires_grad_(True) for k, v in start.items()}
     torch_adam = torch.optim.Adam(list(reference.values()), lr=3e-2, weight_decay=weight_decay)
-    ours = _StackedAdam(start, lr=3e-2, weight_decay=weight_decay)
+    ours = StackedAdam(start, lr=3e-2, weight_decay=weight_decay)
     for grads in grads_seq:
         for k, tensor in reference.items():
             tensor.grad = grads[k].clone()
@@ -96,12 +94,12 @@ def test_stacked_adam_matches_torch_adam_exactly(weight_decay):
         assert torch.equal(ours.params[k], tensor.detach()), k
         assert torch.equal(ours.exp_avg_sq[_offset(ours, k)], torch_adam.state[tensor]["exp_avg_sq"].flatten())
     # state round trip
-    clone = _StackedAdam(start, lr=3e-2, weight_decay=weight_decay)
+    clone = StackedAdam(start, lr=3e-2, weight_decay=weight_decay)
     clone.load_state_dict(ours.state_dict())
     assert clone.step_count == 7 and torch.equal(clone.exp_avg, ours.exp_avg)
 
 
-def _offset(adam: _StackedAdam, name: str) -> slice:
+def _offset(adam: StackedAdam, name: str) -> slice:
     start = 0
     for k, v in adam.params.items():
         if k == name:
@@ -122,8 +120,8 @@ def test_vectorised_equals_loop_deeper_mlps(task, activation, hidden, weight_dec
     x, y = toy_classification if task == "classification" else toy_regression
     out = 3 if task == "classification" else 2
     factory = mlp_factory(x.shape[1], out, hidden, activation)
-    config = EnsembleConfig(
-        members=3, epochs=3, batch_size=24, lr=1e-2, weight_decay=weight_decay, task=task, dtype="float64", seed=4
+    config = TrainConfig(
+        members=3, epochs=3, batch_size=24, lr=1e-2, weight_decay=weight_decay, dtype="float64", seed=4
     )
     vectorised = train_ensemble(factory, x, y, config)
     config.vectorise = False

@@ -9,12 +9,15 @@ __version__ = "0.1.0"
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import CORRUPTIONS, DATASETS, Dataset, corrupt, load_dataset, make_mnist1d, make_ood
 from eb_ensembles.eb import EMResult, PointMassPrior, npmle_em
-from eb_ensembles.ensemble import DeepEnsemble, EnsembleConfig, MemberReport, init_member, train_ensemble
+from eb_ensembles.ensemble import DeepEnsemble
 from eb_ensembles.evaluation import evaluate_classification, evaluate_regression, ood_scores
-from eb_ensembles.experiments import EXPERIMENTS, run_e1, run_e2, run_e5
+from eb_ensembles.experiments import EXPERIMENTS, run_e1, run_e2, run_e5, run_experiment
 from eb_ensembles.methods import METHODS, MethodConfig, UncertaintyMethod, build_method, register_method
 from eb_ensembles.models import MLP, gaussian_head, mlp_factory
-from eb_ensembles.runs import TrainRunConfig, evaluate_run, load_run, train_run
+from eb_ensembles.runs import RunConfig, evaluate_run, load_run, train_run
+from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.members import MemberReport, init_member
+from eb_ensembles.training.train import train_ensemble
 
 __all__ = [
     "CORRUPTIONS",
@@ -25,12 +28,12 @@ __all__ = [
     "Dataset",
     "DeepEnsemble",
     "EMResult",
-    "EnsembleConfig",
     "InvalidInputError",
     "MemberReport",
     "MethodConfig",
     "PointMassPrior",
-    "TrainRunConfig",
+    "RunConfig",
+    "TrainConfig",
     "UncertaintyMethod",
     "__version__",
     "build_method",
@@ -51,6 +54,7 @@ __all__ = [
     "run_e1",
     "run_e2",
     "run_e5",
+    "run_experiment",
     "train_ensemble",
     "train_run",
 ]

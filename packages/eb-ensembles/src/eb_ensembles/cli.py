@@ -16,7 +16,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXPERIMENT_NAMES = ("E1", "E2", "E5")
 _CONFIG_HELP = "TOML file setting any option of this command (command-line options win)."
 
 
@@ -78,33 +77,37 @@ def train(
     seed: int = typer.Option(0, help="Run seed (members derive their own)."),
     device: str | None = typer.Option(None, help="cpu, cuda or mps (default: cpu tensors on cpu)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
 ) -> None:
     """Train an ensemble of MLPs and save one checkpoint per member."""
-    from eb_ensembles.ensemble import EnsembleConfig
-    from eb_ensembles.runs import TrainRunConfig, train_run
+    from eb_ensembles.methods import MethodConfig
+    from eb_ensembles.runs import RunConfig, train_run
+    from eb_ensembles.training.config import TrainConfig
 
     setup_logging(verbose)
-    run_config = TrainRunConfig(
+    run_config = RunConfig(
         dataset=dataset,
         holdout_classes=_ints(holdout, "--holdout"),
-        hidden=_ints(hidden, "--hidden"),
-        ensemble=EnsembleConfig(
-            members=members,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            vectorise=vectorise,
-            seed=seed,
-            checkpoint_every=checkpoint_every,
-            dtype=dtype,
+        method=MethodConfig(
+            hidden=_ints(hidden, "--hidden"),
+            train=TrainConfig(
+                members=members,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                vectorise=vectorise,
+                seed=seed,
+                checkpoint_every=checkpoint_every,
+                dtype=dtype,
+            ),
         ),
     )
-    summary = train_run(run_config, out, resume=resume, device=device)
+    summary = train_run(run_config, out, resume=resume, overwrite=overwrite, device=device)
     rows = {
         f"member {r['index']}": {"status": r["status"], "epochs": r["epochs"], "train_nll": r["train_nll"]}
         for r in summary["members"]
@@ -120,6 +123,7 @@ def evaluate(
     out: Path = typer.Option(Path("runs/eb-ensembles-eval"), "--out", help="Where metrics.json goes."),
     fast: bool = typer.Option(False, "--fast", help="Fewer corruptions and OOD points."),
     seed: int | None = typer.Option(None, help="Seed of corruptions and OOD sets (default: the run's seed)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the evaluation already in --out."),
     device: str | None = typer.Option(None, help="cpu, cuda or mps for the members' forward passes."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
@@ -130,7 +134,7 @@ def evaluate(
     from eb_ensembles.runs import evaluate_run
 
     setup_logging(verbose)
-    result = evaluate_run(run, out, fast=fast, seed=seed, device=device)
+    result = evaluate_run(run, out, fast=fast, seed=seed, device=device, overwrite=overwrite)
     test = result["test"]
     typer.echo(_table({f"ensemble M={result['members']}": test}, tuple(test)[:6]))
 
@@ -142,49 +146,34 @@ def experiment(
     out: Path = typer.Option(Path("runs/eb-ensembles-experiment"), "--out", help="Run directory."),
     seed: int = typer.Option(0, help="Seed."),
     fast: bool = typer.Option(False, "--fast", help="Smoke-test budget (seconds)."),
-    members: int = typer.Option(
-        20, help="E1: ensemble size; E5: the largest M of the M-curve (1,2,5,10,... up to it)."
+    members: int | None = typer.Option(
+        None, help="E1: ensemble size (default 20); E5: the largest M of the M-curve 1,2,5,10,... (default 10)."
     ),
     dataset: str = typer.Option("digits", help="E5 only: digits or mnist1d."),
     device: str | None = typer.Option(None, help="E5 training device: cpu, cuda or mps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
     ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
 ) -> None:
-    """Run experiment E1, E2 or E5; writes metrics.json and PNG figures."""
-    from eb_ensembles.experiments.e5 import E5_DATASETS
+    """Run one experiment of EXPERIMENTS; writes metrics.json and PNG figures."""
+    from eb_ensembles.experiments import check_experiment_options, run_experiment
 
     setup_logging(verbose)
-    name = name.upper()
-    if name not in EXPERIMENT_NAMES:
-        raise UserError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENT_NAMES)}")
-    if members < 1:
-        raise UserError(f"--members must be >= 1, got {members}")
-    if name == "E5" and dataset not in E5_DATASETS:
-        raise UserError(f"E5 runs on {', '.join(E5_DATASETS)}, got --dataset {dataset!r}")
-    run = RunDir(out)
-    options = {"name": name, "seed": seed, "fast": fast, "members": members, "dataset": dataset}
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    spec = check_experiment_options(name, members=members, dataset=dataset)
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
+    options = {"name": spec.name, "seed": seed, "fast": fast, "members": members, "dataset": dataset}
     run.write_config(options, seed=seed, device=device, packages=("eb-ensembles",))
-    if name == "E1":
-        from eb_ensembles.experiments.e1 import run_e1
-
-        result = run_e1(out, seed=seed, members=members, fast=fast)
-        keys = ("eb_gap", "max_residual", "max_abs_posterior_minus_prior", "max_abs_bma_minus_ensemble")
-        typer.echo("\n".join(f"{k:<36}{result[k]:.3e}" for k in keys))
-    elif name == "E2":
-        from eb_ensembles.experiments.e2 import run_e2
-
-        result = run_e2(out, seed=seed, fast=fast)
-        keys = ("log_sup", "shared_log_marginal_final", "shared_mass_on_argmax", "kw_log_marginal_final")
-        typer.echo("\n".join(f"{k:<36}{result[k]:.6g}" for k in keys))
+    spec, result = run_experiment(spec.name, out, seed=seed, fast=fast, members=members, dataset=dataset, device=device)
+    if spec.summary_keys:
+        typer.echo("\n".join(f"{k:<36}{result[k]:.6g}" for k in spec.summary_keys))
+        run.write_summary(result)
     else:
-        from eb_ensembles.experiments.e5 import run_e5
-
-        sizes = tuple(m for m in (1, 2, 5, 10, 20, 50) if m < members) + (members,)
-        result = run_e5(out, seed=seed, dataset=dataset, fast=fast, sizes=sizes, device=device)
-        typer.echo(_table(result["table"], ("acc", "nll", "brier", "ece", "auroc_heldout_entropy")))
-    run.write_summary(result if name != "E5" else {"table": result["table"], "eb": result["eb"]})
+        typer.echo(_table(result["table"], spec.table_columns))
+        run.write_summary({k: result[k] for k in ("table", "eb") if k in result})
 
 
 @app.command()
@@ -192,8 +181,9 @@ def experiment(
 def demo(
     out: Path = typer.Option(Path("runs/eb-ensembles-demo"), "--out", help="Run directory."),
     seed: int = typer.Option(0, help="Seed."),
-    fast: bool = typer.Option(False, "--fast", help="Finish in seconds (smoke test)."),
+    fast: bool = typer.Option(False, "--fast", help="Finish in seconds (smoke test; its numbers mean nothing)."),
     device: str | None = typer.Option(None, help="E5 training device: cpu, cuda or mps."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
     config: str | None = typer.Option(
         None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
     ),
@@ -203,7 +193,9 @@ def demo(
     from eb_ensembles.demo import run_demo
 
     setup_logging(verbose)
-    run = RunDir(out)
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config({"seed": seed, "fast": fast}, seed=seed, device=device, packages=("eb-ensembles",))
     result = run_demo(out, seed=seed, fast=fast, device=device)
     e1 = result["E1"]

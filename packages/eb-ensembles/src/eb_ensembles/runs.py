@@ -1,6 +1,6 @@
 """Train and evaluate an ensemble as a run directory (what ``eb-ensembles train`` and ``evaluate`` do).
 
-A training run folder holds ``config.json`` (the :class:`TrainRunConfig`), ``members/member_XXX.safetensors`` (one
+A training run folder holds ``config.json`` (the :class:`RunConfig`), ``members/member_XXX.safetensors`` (one
 per member, written as each finishes), ``partial_*.safetensors`` while training, ``metrics.jsonl`` (one line per
 member) and ``summary.json`` (member reports and EB diagnostics).
 """
@@ -15,76 +15,97 @@ from typing import Any
 import torch
 
 from eb_ensembles.checks import InvalidInputError
-from eb_ensembles.data import CORRUPTIONS, DATASETS, load_dataset
-from eb_ensembles.ensemble import DeepEnsemble, EnsembleConfig, train_ensemble
+from eb_ensembles.data import CORRUPTIONS, DATASETS, Dataset, load_dataset
+from eb_ensembles.ensemble import DeepEnsemble
 from eb_ensembles.evaluation import evaluate_classification, evaluate_regression
-from eb_ensembles.models import mlp_factory
+from eb_ensembles.methods.base import MethodConfig, method_config_dict, network_factory
+from eb_ensembles.training.train import train_ensemble
 from sixlab_shared import RunDir, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainRunConfig", "evaluate_run", "load_run", "train_run"]
+__all__ = ["RunConfig", "evaluate_run", "load_run", "train_run"]
+
+
+def _rewind(run: RunDir, resume: bool) -> None:
+    """On resume, drop the member rows a previous attempt logged (members are indexed from 0; all are re-logged)."""
+    if resume:
+        run.rewind_metrics(-1)
 
 
 @dataclass
-class TrainRunConfig:
+class RunConfig:
     """Everything a training run needs (written to ``config.json``; ``evaluate`` rebuilds the run from it).
+
+    The top of the config chain: ``RunConfig`` → :class:`~eb_ensembles.methods.MethodConfig` →
+    :class:`~eb_ensembles.training.config.TrainConfig`. The task comes from the dataset.
 
     Attributes:
         dataset: one of :data:`eb_ensembles.data.DATASETS`.
         holdout_classes: classes kept out of training (near OOD); classification only.
-        hidden: MLP hidden widths.
-        ensemble: the :class:`~eb_ensembles.ensemble.EnsembleConfig` (members, epochs, seed, ...).
+        method: the method config (network, likelihood; ``method.train`` holds members, epochs, seed, ...).
     """
 
     dataset: str = "digits"
     holdout_classes: tuple[int, ...] = ()
-    hidden: tuple[int, ...] = (100,)
-    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+
+    def __post_init__(self) -> None:
+        self.holdout_classes = tuple(int(c) for c in self.holdout_classes)
+        if isinstance(self.method, dict):
+            self.method = MethodConfig(**self.method)
+        self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`InvalidInputError` for an unknown dataset or a bad ensemble config."""
+        """Raise :class:`InvalidInputError` for an unknown dataset or a bad method config."""
         if self.dataset not in DATASETS:
             raise InvalidInputError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if any(h < 1 for h in self.hidden):
-            raise InvalidInputError(f"hidden widths must be >= 1, got {list(self.hidden)}")
-        self.ensemble.validate()
+        self.method.validate()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        out = asdict(self)
-        out["holdout_classes"], out["hidden"] = list(self.holdout_classes), list(self.hidden)
-        return out
+        return {
+            "dataset": self.dataset,
+            "holdout_classes": list(self.holdout_classes),
+            "method": method_config_dict(self.method),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainRunConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            dataset=data["dataset"],
-            holdout_classes=tuple(data["holdout_classes"]),
-            hidden=tuple(data["hidden"]),
-            ensemble=EnsembleConfig(**data["ensemble"]),
-        )
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            UserError: the dict is not a run config (e.g. a config.json from an older version or another verb).
+        """
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise InvalidInputError(f"config.json is not an eb-ensembles training run config ({err})") from None
 
 
-def _dataset_and_factory(config: TrainRunConfig):
-    data = load_dataset(config.dataset, config.ensemble.seed, holdout_classes=config.holdout_classes)
-    out = data.num_classes if data.task == "classification" else 2
-    return data, mlp_factory(data.in_features, out, config.hidden)
+def _dataset(config: RunConfig) -> Dataset:
+    return load_dataset(config.dataset, config.method.train.seed, holdout_classes=config.holdout_classes)
 
 
 def train_run(
-    config: TrainRunConfig, out: str | Path, *, resume: bool = False, device: str | None = None, on_epoch_end=None
+    config: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | None = None,
+    on_epoch_end=None,
 ) -> dict[str, Any]:
     """Train an ensemble into the run folder ``out`` and return its summary.
 
     Raises:
-        UserError: bad config; ``out`` holds a run and ``resume`` is False; ``resume`` with a different config.
+        UserError: bad config; ``out`` holds a run and neither ``resume`` nor ``overwrite``; ``resume`` with a
+            different config.
     """
-    config.ensemble.task = "regression" if config.dataset in ("cubic", "gap") else "classification"
     config.validate()
-    data, factory = _dataset_and_factory(config)  # validates holdout classes before anything is written
-    run = RunDir(out, resume=resume)
+    data = _dataset(config)  # validates holdout classes before anything is written
+    factory = network_factory(data, config.method)
+    run = RunDir(out, resume=resume, overwrite=overwrite, flags=("--resume", "--overwrite"))
     if resume:
         previous = run.read_config()
         if previous != config.to_dict():
@@ -93,17 +114,20 @@ def train_run(
                 "pass the same options (or --config) as the original run"
             )
     else:
-        run.write_config(config.to_dict(), seed=config.ensemble.seed, device=device, packages=("eb-ensembles",))
+        run.write_config(config.to_dict(), seed=config.method.train.seed, device=device, packages=("eb-ensembles",))
+    noise_std = config.method.noise_std if data.task == "regression" else None
     ensemble = train_ensemble(
         factory,
         data.x_train,
         data.y_train,
-        config.ensemble,
+        config.method.train,
+        noise_std=noise_std,
         checkpoint_dir=run.path,
         resume=resume,
         device=device,
         on_epoch_end=on_epoch_end,
     )
+    _rewind(run, resume)
     for report in ensemble.reports:
         run.log_metrics(step=report.index, **{f"member/{k}": v for k, v in asdict(report).items()})
     prior = ensemble.prior()
@@ -120,7 +144,7 @@ def train_run(
     return summary
 
 
-def load_run(run_dir: str | Path) -> tuple[TrainRunConfig, DeepEnsemble]:
+def load_run(run_dir: str | Path) -> tuple[RunConfig, DeepEnsemble]:
     """Load a finished training run: its config and ensemble.
 
     Raises:
@@ -129,13 +153,20 @@ def load_run(run_dir: str | Path) -> tuple[TrainRunConfig, DeepEnsemble]:
     path = Path(run_dir)
     if not (path / "config.json").is_file():
         raise InvalidInputError(f"--run {str(path)!r} holds no training run (no config.json); run `train` first")
-    config = TrainRunConfig.from_dict(RunDir(path, resume=True).read_config())
-    _, factory = _dataset_and_factory(config)
-    return config, DeepEnsemble.load(path, factory, config.ensemble.task)
+    config = RunConfig.from_dict(RunDir(path, resume=True).read_config())
+    data = _dataset(config)
+    noise_std = config.method.noise_std if data.task == "regression" else None
+    return config, DeepEnsemble.load(path, network_factory(data, config.method), data.task, noise_std=noise_std)
 
 
 def evaluate_run(
-    run_dir: str | Path, out: str | Path, *, fast: bool = False, seed: int | None = None, device: str | None = None
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    fast: bool = False,
+    seed: int | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a training run on its dataset's test split, shifts and OOD sets; write ``metrics.json`` to ``out``.
 
@@ -147,12 +178,14 @@ def evaluate_run(
         device: where the members run (default: CPU); metrics are computed on CPU.
 
     Raises:
-        UserError: ``run_dir`` holds no run; ``out`` holds a run already.
+        UserError: ``run_dir`` holds no run; ``out`` holds a run already (and not ``overwrite``).
     """
     config, ensemble = load_run(run_dir)
-    data, _ = _dataset_and_factory(config)
-    seed = config.ensemble.seed if seed is None else seed
-    run = RunDir(out)
+    data = _dataset(config)
+    seed = config.method.train.seed if seed is None else seed
+    if seed < 0:
+        raise InvalidInputError(f"seed must be >= 0, got {seed}")
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config({"run": str(run_dir), "fast": fast, "train": config.to_dict()}, seed=seed, device=device)
     target = torch.device(device) if device is not None else torch.device("cpu")
 

@@ -24,6 +24,7 @@ from eb_ensembles.evaluation import evaluate_classification
 from eb_ensembles.methods import MethodConfig, build_method, method_config_dict
 from eb_ensembles.metrics import average_probs, reliability_bins
 from eb_ensembles.plots import plot_curves, plot_reliability, plot_weights
+from eb_ensembles.training.config import TrainConfig
 from sixlab_shared import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ def run_e5(
     sizes: tuple[int, ...] = (1, 2, 5, 10),
     epochs: int | None = None,
     hidden: tuple[int, ...] = (100,),
-    map_weight_decay: float = 1e-3,
+    prior_precision: float = 1.0,
+    methods: tuple[str, ...] = ("map",),
     vectorise: bool = True,
     holdout_classes: tuple[int, ...] = (8, 9),
     device: str | None = None,
@@ -58,7 +60,8 @@ def run_e5(
         sizes: ensemble sizes M for the metrics-vs-M curves; the largest is trained.
         epochs: training epochs (default: 40 digits, 60 MNIST-1D; 5 when fast).
         hidden: MLP hidden widths.
-        map_weight_decay: Adam weight decay of the MAP row.
+        prior_precision: α of the Gaussian weight prior of the MAP and BNN rows (MAP weight decay α / N).
+        methods: registered methods evaluated beside the ensemble (each a row; ``ensemble`` itself is always in).
         vectorise: train members with ``torch.func.vmap``.
         holdout_classes: classes kept out of training (near-OOD set).
         device: training device (``None``: CPU); evaluation runs on CPU.
@@ -80,25 +83,20 @@ def run_e5(
     corruptions = ("gaussian_noise", "shift") if fast else CORRUPTIONS
     severities = (1, 3, 5) if fast else (1, 2, 3, 4, 5)
 
-    base = MethodConfig(
-        hidden=tuple(hidden), members=m_max, epochs=epochs, batch_size=64, lr=1e-3, vectorise=vectorise, device=device
-    )
-    ensemble = build_method("ensemble", base).fit(data, seed=seed)
-    map_config = MethodConfig(**{**base.__dict__, "weight_decay": map_weight_decay, "members": 1})
-    map_method = build_method("map", map_config).fit(data, seed=seed)
+    train = TrainConfig(members=m_max, epochs=epochs, batch_size=64, lr=1e-3, vectorise=vectorise, seed=seed)
+    base = MethodConfig(hidden=tuple(hidden), prior_precision=prior_precision, device=device, train=train)
+    ensemble = build_method("ensemble", base).fit(data)
     ens = ensemble.ensemble
-    assert ens is not None and map_method.ensemble is not None
+    assert ens is not None
 
     def evaluate(samples) -> dict:
         return evaluate_classification(
             samples, data, seed=seed, corruptions=corruptions, severities=severities, n_ood=300 if fast else 1000
         )
 
-    rows = {
-        "map": evaluate(map_method.predict_samples),
-        "single": evaluate(ens.subset(1).member_probs),
-        f"ensemble_M{ens.num_members}": evaluate(ens.member_probs),
-    }
+    rows = {"single": evaluate(ens.subset(1).member_probs), f"ensemble_M{ens.num_members}": evaluate(ens.member_probs)}
+    for name in methods:
+        rows[name] = evaluate(build_method(name, base).fit(data).predict_samples)
     vs_m: dict[str, dict[str, float]] = {}
     for m in sizes:
         if m > ens.num_members:
@@ -132,7 +130,7 @@ def run_e5(
         "num_classes": data.num_classes,
         "holdout_classes": list(holdout_classes),
         "config": method_config_dict(base),
-        "map_weight_decay": map_weight_decay,
+        "prior_precision": prior_precision,
         "methods": rows,
         "vs_members": vs_m,
         "eb": eb,
