@@ -59,3 +59,132 @@ def classifier_path(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("classifier") / "clf.safetensors"
     save_classifier(train_classifier(load_dataset("digits"), seed=0, steps=150), path)
     return path
+
+
+# -- tiny text-to-image pipelines built from configs (no download) ---------------------------------------------------
+def _tiny_tokenizer():
+    """A byte-level CLIP tokenizer with one token per byte (no merges), max length 16."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPTokenizer
+
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(chars)}
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
+
+
+def _tiny_text_encoder(tokenizer, projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=16,
+        projection_dim=32,
+        bos_token_id=len(tokenizer) - 2,
+        eos_token_id=len(tokenizer) - 1,
+        pad_token_id=len(tokenizer) - 1,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def tiny_vae(seed: int = 0):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+    )
+
+
+def build_tiny_pipeline(kind: str, folder, seed: int = 0):
+    """A random SD 1.5-like (DDIM scheduler) or SDXL-like (Euler scheduler, two text encoders) pipeline with
+    16×16 images and 8×8 latents, saved with ``save_pretrained``."""
+    from diffusers import (
+        DDIMScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = _tiny_tokenizer()
+    schedule = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+    if kind == "sd":
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+        pipe = StableDiffusionPipeline(
+            vae=tiny_vae(seed),
+            text_encoder=_tiny_text_encoder(tokenizer, False),
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=DDIMScheduler(**schedule, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    else:
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=64,
+            attention_head_dim=(2, 4),
+            norm_num_groups=8,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=32 + 6 * 8,
+            use_linear_projection=True,
+        )
+        pipe = StableDiffusionXLPipeline(
+            vae=tiny_vae(seed),
+            text_encoder=_tiny_text_encoder(tokenizer, False),
+            text_encoder_2=_tiny_text_encoder(tokenizer, True),
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer,
+            unet=unet,
+            scheduler=EulerDiscreteScheduler(**schedule, steps_offset=1),
+        )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory: pytest.TempPathFactory):
+    return build_tiny_pipeline("sd", tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory):
+    return build_tiny_pipeline("sdxl", tmp_path_factory.mktemp("tiny_sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_dir(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("tiny_vae")
+    tiny_vae(seed=7).save_pretrained(folder)
+    return folder

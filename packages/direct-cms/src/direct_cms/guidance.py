@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from direct_cms.conditioning import TextCond, cat_cond, null_like
 from sixlab_shared import UserError
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ def cfg_combine(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance: floa
 class UNetEps(nn.Module):
     """ε-model face of a diffusers ``UNet2DModel`` (class labels as ``cond``) or any module with that signature.
 
-    ``UNet2DConditionModel`` teachers (text-to-image) pass ``cond`` as ``encoder_hidden_states`` instead; set
-    ``cond_kwarg="encoder_hidden_states"``.
+    A :class:`~direct_cms.conditioning.TextCond` ``cond`` (text-to-image teachers, ``UNet2DConditionModel``) is
+    passed as ``encoder_hidden_states`` plus, for SDXL, ``added_cond_kwargs`` (pooled embedding and time ids),
+    cast to the network's dtype.
 
     Args:
         unet: the network; called as ``unet(x, t, **{cond_kwarg: cond}).sample`` (or returning a tensor).
@@ -52,7 +54,15 @@ class UNetEps(nn.Module):
         self.cond_kwarg = cond_kwarg
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        kwargs = {} if cond is None else {self.cond_kwarg: cond}
+        if isinstance(cond, TextCond):
+            dtype = getattr(self.unet, "dtype", None)
+            if dtype is not None and torch.is_autocast_enabled(x.device.type):
+                dtype = None  # autocast picks the compute dtype
+            kwargs = cond.unet_kwargs(dtype)
+            if dtype is not None:
+                x = x.to(dtype)
+        else:
+            kwargs = {} if cond is None else {self.cond_kwarg: cond}
         out = self.unet(x, t, **kwargs)
         return out.sample if hasattr(out, "sample") else out
 
@@ -63,8 +73,9 @@ class GuidedTeacher:
     Args:
         eps_model: the teacher ε-model ``(x, t, cond) -> ε̂``.
         guidance: w ≥ 0; w = 1 skips the unconditional pass, w = 0 skips the conditional one.
-        null_cond: the unconditional ``cond`` for one sample (e.g. ``tensor(10)``, the null class), broadcast
-            over the batch; required when ``guidance != 1``.
+        null_cond: the unconditional ``cond`` for one sample (e.g. ``tensor(10)``, the null class, or a
+            :class:`~direct_cms.conditioning.TextCond` of batch 1: the empty-prompt embedding for SD 1.5, zeros for
+            SDXL), broadcast over the batch; required when ``guidance != 1``.
 
     Raises:
         UserError: ``guidance < 0``, or guidance is used without a ``null_cond``.
@@ -80,10 +91,9 @@ class GuidedTeacher:
         self.null_cond = null_cond
         self.network_calls = 0
 
-    def _uncond(self, cond: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+    def _uncond(self, cond, batch: int, device: torch.device):
         assert self.null_cond is not None
-        null = self.null_cond.to(device)
-        return null.expand(batch, *null.shape) if null.ndim == 0 or null.shape[0] != batch else null
+        return null_like(self.null_cond, cond, batch, device)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Guided ε̂ at ``(x, t)``; cond and uncond run as one batched call when both are needed."""
@@ -96,6 +106,6 @@ class GuidedTeacher:
             self.network_calls += 1
             return self.eps_model(x, t, uncond)
         self.network_calls += 2
-        eps = self.eps_model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))
-        eps_cond, eps_uncond = eps.chunk(2)
-        return cfg_combine(eps_cond, eps_uncond, self.guidance)
+        eps = self.eps_model(torch.cat([x, x]), torch.cat([t, t]), cat_cond(cond, uncond))
+        eps_cond, eps_uncond = eps.float().chunk(2)
+        return cfg_combine(eps_cond, eps_uncond, self.guidance).to(eps.dtype)

@@ -69,12 +69,14 @@ class DirectCMScheduler(SchedulerMixin, ConfigMixin):
         num_train_timesteps: T of the DDPM schedule.
         beta_start: first β.
         beta_end: last β.
-        beta_schedule: ``linear`` or ``scaled_linear`` (as diffusers).
+        beta_schedule: any β schedule of diffusers' ``DDPMScheduler`` (``linear``, ``scaled_linear``,
+            ``squaredcos_cap_v2``, ``sigmoid``); ᾱ is computed by ``DDPMScheduler`` itself.
         trained_betas: explicit β values (overrides the three above).
         num_original_inference_steps: N, the distillation grid (passed here, never patched on the config).
         sigma_data: σ_d of the boundary scalings.
         timestep_scaling: s of the boundary scalings.
         prediction_type: only ``epsilon``.
+        rescale_betas_zero_snr: must be false (recorded so that a zero-SNR config is refused, not ignored).
     """
 
     order = 1
@@ -92,21 +94,24 @@ class DirectCMScheduler(SchedulerMixin, ConfigMixin):
         sigma_data: float = 0.5,
         timestep_scaling: float = 10.0,
         prediction_type: str = "epsilon",
+        rescale_betas_zero_snr: bool = False,
     ) -> None:
         if prediction_type != "epsilon":
             raise ValueError(f"DirectCMScheduler supports prediction_type='epsilon' only, got {prediction_type!r}")
-        if trained_betas is not None:
-            betas = torch.tensor(trained_betas, dtype=torch.float64)
-        elif beta_schedule == "linear":
-            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32).double()
-        elif beta_schedule == "scaled_linear":
-            betas = (
-                torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
-            ).double()
-        else:
-            raise NotImplementedError(f"beta_schedule {beta_schedule!r} is not implemented for DirectCMScheduler")
-        # same float32 β → ᾱ path as diffusers' DDPMScheduler, then float64 for the coefficients
-        alphas_cumprod = torch.cumprod(1.0 - betas.float(), dim=0).double()
+        if rescale_betas_zero_snr:
+            raise ValueError("DirectCMScheduler cannot use a zero-terminal-SNR schedule (x̂₀ is undefined at α_T = 0)")
+        from diffusers import DDPMScheduler
+
+        # ᾱ from diffusers' own β → ᾱ code for this β config (every beta_schedule diffusers supports)
+        ddpm = DDPMScheduler(
+            num_train_timesteps=num_train_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            beta_schedule=beta_schedule,
+            trained_betas=trained_betas,
+        )
+        betas = ddpm.betas.double()
+        alphas_cumprod = ddpm.alphas_cumprod.double()
         self.grid = TimeGrid(alphas_cumprod, num_original_inference_steps, betas=betas)
         self.init_noise_sigma = 1.0
         self.num_inference_steps: int | None = None

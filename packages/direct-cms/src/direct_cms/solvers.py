@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from direct_cms.conditioning import index_cond
 from direct_cms.grid import TimeGrid, expand_to
 from direct_cms.parameterization import predict_x0
 
@@ -160,6 +161,6 @@ def solve(
             continue
         index = active.nonzero(as_tuple=True)[0]
         t_now = torch.full((index.numel(),), tau, dtype=torch.int64, device=sample.device)
-        sub_cond = None if cond is None else cond[index]
+        sub_cond = index_cond(cond, index)
         x = x.index_copy(0, index, solver.step(eps_fn, x[index], t_now, sub_cond))
     return x

@@ -71,7 +71,8 @@ class Teacher:
     """A loaded teacher: network, DDPM scheduler, and what it was trained on."""
 
     network: nn.Module
-    scheduler: DDPMScheduler
+    scheduler: Any
+    """A DDPM-like diffusers scheduler (ᾱ is read from it)."""
     dataset: str | None
     num_classes: int
 
@@ -173,8 +174,8 @@ def load_teacher(source: str | Path, subfolder_unet: str = UNET_DIR) -> Teacher:
         return Teacher(network.eval().requires_grad_(False), scheduler, meta.get("dataset"), meta["num_classes"])
     if path.exists() and not path.is_dir():
         raise UserError(f"teacher {str(source)!r} is a file; pass a folder holding unet/ and scheduler/")
+    scheduler = _load_checked_scheduler(source)
     try:
-        scheduler = DDPMScheduler.from_pretrained(str(source), subfolder=SCHEDULER_DIR)
         unet_config = UNet2DConditionModel.load_config(str(source), subfolder=subfolder_unet)
         cls = UNet2DConditionModel if unet_config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
         network = cls.from_pretrained(str(source), subfolder=subfolder_unet)
@@ -187,6 +188,24 @@ def load_teacher(source: str | Path, subfolder_unet: str = UNET_DIR) -> Teacher:
     TimeGrid.from_scheduler(scheduler, 1)
     num_classes = int(getattr(network.config, "num_class_embeds", None) or 1) - 1
     return Teacher(network.eval().requires_grad_(False), scheduler, None, num_classes)
+
+
+def _load_checked_scheduler(source: str | Path) -> Any:
+    """The teacher's own scheduler class from its config, refused (before any weights load) when not usable."""
+    import diffusers
+
+    from direct_cms.text_teacher import check_scheduler_config
+
+    try:
+        config = DDPMScheduler.load_config(str(source), subfolder=SCHEDULER_DIR)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"could not load teacher {str(source)!r} (a local folder with unet/ and scheduler/, or a Hugging Face "
+            "id such as stabilityai/stable-diffusion-xl-base-1.0); run `direct-cms train-teacher` or download it "
+            f"first (HF_HUB_OFFLINE is {'set' if _offline() else 'not set'})"
+        ) from err
+    check_scheduler_config(config)
+    return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
 def _offline() -> bool:
