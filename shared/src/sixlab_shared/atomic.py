@@ -1,6 +1,8 @@
 """Atomic file writes: write a temporary file beside the target, fsync it, rename it over the target.
 
-A crash at any point leaves either the old file or the new one, never a half-written file.
+A crash at any point leaves either the old file or the new one, never a half-written file. The new file gets the
+permissions a plain ``open(path, "w")`` would give it (the user's umask, or the mode of the file it replaces), not
+the 0600 of a temporary file, so results can be shared.
 """
 
 from __future__ import annotations
@@ -12,6 +14,44 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from sixlab_shared.errors import UserError
+
+
+def _current_umask() -> int:
+    # Linux reports it without changing it (os.umask would, briefly, for every thread of the process).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """The mode ``path`` would have if written in place: that of the file it replaces, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_current_umask()
+
+
+def _set_mode(fd: int, mode: int) -> None:
+    if hasattr(os, "fchmod"):  # not on Windows before Python 3.13, where files are not created 0600 anyway
+        os.fchmod(fd, mode)
+
+
+def _prepare_target(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{str(path)!r} is a folder; expected the path of a file to write")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UserError(f"cannot write {str(path)!r}: {str(path.parent)!r} is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -40,14 +80,15 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         >>> target.read_bytes()
         b'data'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _prepare_target(path)
+    mode = _final_mode(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
+            _set_mode(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -61,14 +102,15 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any
 
     ``writer(tmp_path)`` writes a temporary file in the same folder; it is fsynced and renamed over ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _prepare_target(path)
+    mode = _final_mode(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         writer(tmp)
         with open(tmp, "rb+") as handle:
+            _set_mode(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -48,24 +48,10 @@ def read_toml_config(path: str | os.PathLike[str], *, allowed: set[str] | None =
 def config_option_callback(ctx: Any, param: Any, value: str | None) -> str | None:
     """Click/typer callback for an eager ``--config`` option: loads the file into the command's defaults.
 
-    Use it as ``typer.Option(None, "--config", is_eager=True, callback=config_option_callback)``. Values from the
-    file become the defaults of the command's other options, so explicit command-line options still win.
-
-    Raises:
-        BadParameter: the file is missing, invalid, or sets an option the command does not have (click
-            prints it as one line and exits with status 2).
+    Kept for commands written before :func:`sixlab_shared.cli.config_option`, which uses the same loader: values
+    from the file become the defaults of the command's other options (explicit options still win), and a missing,
+    invalid, unknown-key or wrong-type file is one line on stderr and exit status 2.
     """
-    if not value:
-        return value
-    # Imported here so the shared package does not depend on a CLI library (extra `sixlab-shared[cli]`). Recent
-    # typer vendors its own click, whose parser only recognises typer's exception classes.
-    from typer import BadParameter
+    from sixlab_shared.cli import _load_config_file  # typer is an optional dependency of the shared package
 
-    # Hidden options (expose_value=False, e.g. typer's --install-completion) are not settable from a file.
-    allowed = {p.name for p in ctx.command.params if p.name and p.expose_value and p.name != param.name}
-    try:
-        values = read_toml_config(value, allowed=allowed)
-    except UserError as err:
-        raise BadParameter(str(err), ctx=ctx, param=param) from err
-    ctx.default_map = {**(ctx.default_map or {}), **values}
-    return value
+    return _load_config_file(ctx, param, value)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from sixlab_shared.atomic import _json_default, atomic_write_json
+from sixlab_shared.atomic import _json_default, atomic_write_json, atomic_write_text
 from sixlab_shared.checkpoint import load_checkpoint, save_checkpoint
 from sixlab_shared.device import is_main_process
 from sixlab_shared.errors import UserError
@@ -70,6 +70,9 @@ class RunDir:
         resume: continue an existing run: ``metrics.jsonl`` is appended to, ``config.json`` must already exist.
         overwrite: allow starting a fresh run in a folder that already holds ``config.json``. Without it (and
             without ``resume``), that is an error, so a finished run is never clobbered by accident.
+        flags: the command-line flags of the calling command that deal with an existing run, named in the error
+            message (a command without ``--resume`` passes ``("--overwrite",)`` so the message never suggests a
+            flag it does not have).
 
     Raises:
         UserError: the folder holds a run and neither ``resume`` nor ``overwrite`` was given; ``resume`` was
@@ -84,7 +87,14 @@ class RunDir:
         0.5
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        flags: tuple[str, ...] = ("--resume", "--overwrite"),
+    ) -> None:
         self.path = Path(path)
         self.resume = resume
         self.is_writer = is_main_process()
@@ -94,9 +104,11 @@ class RunDir:
         if resume and not has_run:
             raise UserError(f"--resume given but {str(self.path)!r} holds no run (no {CONFIG_FILE}); drop --resume")
         if has_run and not resume and not overwrite:
-            raise UserError(
-                f"{str(self.path)!r} already holds a run; pass --resume to continue it or choose another --out"
-            )
+            hints = {"--resume": "--resume to continue it", "--overwrite": "--overwrite to replace it"}
+            how = "".join(f"pass {hints.get(flag, flag)}, " for flag in flags)
+            raise UserError(f"{str(self.path)!r} already holds a run; {how}or choose another --out")
+        if resume:
+            self.read_config()  # a corrupt config.json is one line now, not a traceback later
         if self.is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
             if has_run and overwrite and not resume:
@@ -129,8 +141,61 @@ class RunDir:
         atomic_write_json(self.path / CONFIG_FILE, record)
 
     def read_config(self) -> dict[str, Any]:
-        """The ``config`` part of ``config.json``."""
-        return json.loads((self.path / CONFIG_FILE).read_text())["config"]
+        """The ``config`` part of ``config.json``.
+
+        Raises:
+            UserError: the file is missing, not UTF-8 JSON, or holds no ``config`` object.
+        """
+        target = self.path / CONFIG_FILE
+        try:
+            record = json.loads(target.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise UserError(f"{str(self.path)!r} holds no run ({CONFIG_FILE} is missing)") from err
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserError(f"{str(target)!r} is corrupt ({type(err).__name__}); the run cannot be resumed") from err
+        if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+            raise UserError(f"{str(target)!r} is corrupt (no 'config' object); the run cannot be resumed")
+        return record["config"]
+
+    def rewind_metrics(self, step: int, *, drop_unstepped: bool = False) -> int:
+        """Cut ``metrics.jsonl`` back to a checkpoint: drop every row whose ``step`` is above ``step``.
+
+        Call it on ``--resume`` before logging again, so rows written after the last checkpoint (which the resumed
+        run writes anew) are not repeated. A torn last line is dropped too. The file is rewritten atomically.
+
+        Args:
+            step: the checkpoint's step; rows with ``step <= step`` are kept.
+            drop_unstepped: also drop rows that carry no ``step`` (e.g. per-member summaries written after training).
+
+        Returns:
+            The number of rows dropped.
+
+        Example:
+            >>> import tempfile
+            >>> run = RunDir(tempfile.mkdtemp() + "/run")
+            >>> for s in (1, 2, 3):
+            ...     run.log_metrics(step=s, loss=1.0 / s)
+            >>> run.rewind_metrics(2)
+            1
+            >>> [row["step"] for row in run.read_metrics()]
+            [1, 2]
+        """
+        rows = self.read_metrics()
+        target = self.path / METRICS_FILE
+        if not self.is_writer or not target.is_file():
+            return 0
+        kept = [
+            row
+            for row in rows
+            if ("step" in row and row["step"] is not None and row["step"] <= step)
+            or (("step" not in row or row["step"] is None) and not drop_unstepped)
+        ]
+        original_lines = target.read_text(encoding="utf-8").splitlines()
+        dropped = len(original_lines) - len(kept)
+        if dropped:
+            text = "".join(json.dumps(row, default=_json_default) + "\n" for row in kept)
+            atomic_write_text(target, text)
+        return dropped
 
     def log_metrics(self, step: int | None = None, **metrics: Any) -> None:
         """Append one line to ``metrics.jsonl`` and flush it to the OS, so a killed process keeps it.
