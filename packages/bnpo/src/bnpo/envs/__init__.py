@@ -6,6 +6,7 @@ id                        environment                             horizon
 ``bnpo/Room-v0``          Room(V), ``n_rooms=6`` by default       5 steps
 ``bnpo/Line-v0``          Line, positions 0..9, K_true = 2        20 steps
 ``bnpo/Landmarks-v0``     7x7 grid, 4 hidden landmarks            30 steps
+``bnpo/LandmarksGoal-v0`` downstream: reach hidden landmark 2     50 steps
 ========================  ======================================  ==========
 
 ``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from bnpo.envs.landmarks import LandmarksEnv, LandmarksExpert
+from bnpo.envs.landmarks import LandmarksEnv, LandmarksExpert, LandmarksGoalEnv
 from bnpo.envs.line import LineEnv, LineExpert
 from bnpo.envs.room import RoomEnv, RoomExpert
 
@@ -24,11 +25,14 @@ ENV_IDS = {
     "bnpo/Line-v0": ("bnpo.envs.line:LineEnv", 20),
     "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
 }
+DOWNSTREAM_ENV_IDS = {
+    "bnpo/LandmarksGoal-v0": ("bnpo.envs.landmarks:LandmarksGoalEnv", 50),
+}
 
 
 def register_envs() -> None:
     """Register the bnpo environments with gymnasium (idempotent; done on ``import bnpo``)."""
-    for env_id, (entry_point, horizon) in ENV_IDS.items():
+    for env_id, (entry_point, horizon) in {**ENV_IDS, **DOWNSTREAM_ENV_IDS}.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, max_episode_steps=horizon)
 
@@ -49,6 +53,8 @@ def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
         return RoomExpert(base.n_rooms, epsilon=epsilon or 0.0, seed=seed)
     if isinstance(base, LineEnv):
         return LineExpert(epsilon=epsilon or 0.0, seed=seed)
+    if isinstance(base, LandmarksGoalEnv):
+        raise ValueError("LandmarksGoal is a downstream task with no scripted expert; collect data on Landmarks")
     if isinstance(base, LandmarksEnv):
         return LandmarksExpert(
             epsilon=0.05 if epsilon is None else epsilon, seed=seed, n_actions=int(base.action_space.n)
@@ -57,9 +63,11 @@ def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
 
 
 __all__ = [
+    "DOWNSTREAM_ENV_IDS",
     "ENV_IDS",
     "LandmarksEnv",
     "LandmarksExpert",
+    "LandmarksGoalEnv",
     "LineEnv",
     "LineExpert",
     "RoomEnv",

@@ -112,3 +112,45 @@ class LandmarksExpert:
         if x != tx:
             return 0 if tx > x else 1
         return 2 if ty > y else 3
+
+
+class LandmarksGoalEnv(LandmarksEnv):
+    """The downstream task on the Landmarks grid (reference §4 "Downstream"): reach one hidden goal landmark.
+
+    Same grid, landmarks, observation (x, y) and actions as :class:`LandmarksEnv` (so options fitted on Landmarks
+    data apply), but the reward is sparse: 1 on stepping onto landmark ``goal`` (``reset(options={"goal": g})``
+    overrides it for one episode), which ends the episode (``terminated``, ``info["is_success"] = True``); 0
+    otherwise. The start cell is uniform over the cells other than the goal. The registered horizon is 50 steps.
+    """
+
+    def __init__(
+        self,
+        size: int = SIZE,
+        landmarks: tuple[tuple[int, int], ...] = LANDMARKS,
+        memoryless: bool = True,
+        goal: int = 2,
+    ) -> None:
+        super().__init__(size=size, landmarks=landmarks, memoryless=memoryless)
+        if not 0 <= goal < len(self.landmarks):
+            raise ValueError(f"goal must index a landmark (0..{len(self.landmarks) - 1}), got {goal}")
+        self.goal = goal
+        self._goal = goal
+
+    def _info(self) -> dict[str, Any]:
+        return {"is_success": self._pos == self.landmarks[self._goal]}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        gym.Env.reset(self, seed=seed)
+        self._goal = int((options or {}).get("goal", self.goal))
+        cells = [(x, y) for x in range(self.size) for y in range(self.size) if (x, y) != self.landmarks[self._goal]]
+        self._pos = cells[int(self.np_random.integers(0, len(cells)))]
+        return self._obs(), self._info()
+
+    def step(self, action):
+        action = int(action)
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be in 0..{self.action_space.n - 1}, got {action}")
+        dx, dy = MOVES[action] if action < 4 else (0, 0)
+        self._pos = (min(max(self._pos[0] + dx, 0), self.size - 1), min(max(self._pos[1] + dy, 0), self.size - 1))
+        reached = self._pos == self.landmarks[self._goal]
+        return self._obs(), float(reached), reached, False, self._info()
