@@ -144,7 +144,7 @@ def config_option() -> Any:
     return typer.Option(None, "--config", help=HELP["config"], is_eager=True, callback=_load_config_file)
 
 
-def _load_config_file(ctx: typer.Context, param: Any, value: str | None) -> str | None:
+def _load_config_file(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     if not value:
         return value
     names = {p.name for p in ctx.command.params if p.name and p.expose_value and p.name != param.name}

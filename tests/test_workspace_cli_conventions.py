@@ -1,0 +1,60 @@
+"""The five CLIs share their common options: same names, same help text, same seed default (issue 12).
+
+Read from each package's typer app (the command tree click builds), not from rendered help boxes, so the check does
+not depend on terminal width. Rules:
+- every verb has ``--config`` (TOML setting any of its options) with the shared help;
+- every ``demo`` has ``--out``, ``--seed``, ``--device``, ``--threads``, ``--config`` and ``--fast``;
+- wherever a verb has one of the shared options, it is spelled and explained exactly as ``sixlab_shared.cli`` does,
+  and ``--seed`` defaults to 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import typer
+
+from sixlab_shared.cli import HELP
+
+PAPER_PACKAGES = ("dgm-eval", "direct-cms", "fusemix", "bnpo", "eb-ensembles")
+SHARED = {"--out": "out", "--seed": "seed", "--device": "device", "--threads": "threads", "--config": "config"}
+DEMO_NEEDS = ("--out", "--seed", "--device", "--threads", "--config", "--fast")
+
+
+def _verbs(package: str) -> dict:
+    app = importlib.import_module(f"{package.replace('-', '_')}.cli").app
+    group = typer.main.get_command(app)
+    return dict(group.commands)  # type: ignore[attr-defined]
+
+
+def _options(command) -> dict[str, object]:
+    found = {}
+    for param in command.params:
+        for opt in getattr(param, "opts", []):
+            found[opt] = param
+    return found
+
+
+@pytest.mark.parametrize("package", PAPER_PACKAGES)
+def test_shared_options_are_spelled_and_explained_alike(package):
+    problems = []
+    for verb, command in sorted(_verbs(package).items()):
+        options = _options(command)
+        if "--config" not in options:
+            problems.append(f"{verb}: no --config")
+        if verb == "demo":
+            problems += [f"demo: no {opt}" for opt in DEMO_NEEDS if opt not in options]
+        for opt, key in SHARED.items():
+            param = options.get(opt)
+            if param is not None and " ".join((param.help or "").split()) != HELP[key]:
+                problems.append(f"{verb} {opt}: help {param.help!r} is not the shared {HELP[key]!r}")
+        if "--fast" in options and " ".join((options["--fast"].help or "").split()) != HELP["fast"]:
+            problems.append(f"{verb} --fast: help differs from the shared text")
+        seed = options.get("--seed")
+        if seed is not None and seed.default != 0:
+            problems.append(f"{verb} --seed: default {seed.default!r}, the shared default is 0")
+        for legacy in ("-o", "--output"):
+            if legacy in options:
+                problems.append(f"{verb}: {legacy} (the shared spelling is --out)")
+    assert not problems, f"{package}: " + "; ".join(problems)
