@@ -83,11 +83,13 @@ class StudentTeacher(nn.Module):
             config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=present, init_lora_weights=True)
             self.network = inject_adapter_in_model(config, network)
             self.lora_config = {"rank": rank, "alpha": alpha or rank, "target_modules": present}
+            self.peft_config = config
             self._teacher_network = None
         else:
             self._teacher_network = copy.deepcopy(network).requires_grad_(False).eval()
             self.network = network.requires_grad_(True)
             self.lora_config = None
+            self.peft_config = None
         self.student_eps = UNetEps(self.network, cond_kwarg)
 
     @contextlib.contextmanager

@@ -144,9 +144,16 @@ def train_teacher(config: TeacherConfig, data: Dataset | None = None) -> tuple[T
 
 
 def save_teacher(teacher: Teacher, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Save ``unet/`` and ``scheduler/`` under ``folder`` (diffusers ``save_pretrained``)."""
+    """Save ``unet/`` and ``scheduler/`` under ``folder`` (diffusers ``save_pretrained``).
+
+    A network carrying a student's peft adapters is saved without them (the teacher's own weights), so a saved
+    teacher never holds peft-injected keys.
+    """
+    from direct_cms.lora import has_lora, without_lora
+
     folder = Path(folder)
-    teacher.network.save_pretrained(folder / UNET_DIR)
+    network = without_lora(teacher.network, merge=False) if has_lora(teacher.network) else teacher.network
+    network.save_pretrained(folder / UNET_DIR)
     teacher.scheduler.save_pretrained(folder / SCHEDULER_DIR)
     import json
 
