@@ -2,9 +2,10 @@
 
 The paper's student (reference §2, the target list of diffusers' ``train_lcm_distill_lora_sdxl.py``): rank 64,
 α 64, adapters on 14 module groups of the UNet. Students are saved as diffusers saves LoRA
-(``get_peft_model_state_dict(unet)`` through ``save_lora_weights`` with the adapter config as metadata), so ``pipe.load_lora_weights(folder)`` loads them with no "No LoRA keys" warning.
-A network saved as a pipeline or teacher never carries peft-injected keys (``base_layer``/``lora_``):
-:func:`without_lora` returns a plain copy, with the adapters merged into the weights or dropped.
+(``get_peft_model_state_dict(unet)`` through ``save_lora_weights``, the adapter config as metadata), so
+``pipe.load_lora_weights(folder)`` loads them into the UNet (no "No LoRA keys" warning for the UNet). A network
+saved as a pipeline or teacher never carries peft-injected keys (``base_layer``/``lora_``): :func:`without_lora`
+returns a plain copy, with the adapters merged into the weights or dropped.
 """
 
 from __future__ import annotations
