@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from dgm_eval.cli import app
@@ -49,6 +51,17 @@ def test_compute_writes_table_json_csv_and_config(image_sets):
     assert (out / "results.csv").read_text().splitlines()[0].startswith("gen,fd,kd_mean,kd_std,precision")
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["encoder"]["name"] == "random" and config["nearest_k"] == 3
+    resolved = config.pop("resolved")  # what the options resolved to: nothing left null that has a value
+    enc = resolved["encoder"]
+    assert enc["weights"] == "random(seed=0)" and enc["dim"] > 0 and enc["class"].endswith("Encoder")
+    assert set(enc["preprocessing"]) >= {"size", "mode", "filter", "antialias", "mean", "std"}
+    assert resolved["precision"] == "fp32" and resolved["device"] == "cpu" and resolved["cache_dir"]
+    assert torch.__version__.startswith(resolved["versions"]["torch"])
+    assert resolved["versions"]["dgm-eval"] and resolved["versions"]["transformers"]
+    from dgm_eval.evaluation import ComputeConfig, EncoderConfig
+
+    rebuilt = ComputeConfig(**{**config, "encoder": EncoderConfig(**config["encoder"])})
+    assert dataclasses.asdict(rebuilt) == config  # config.json round-trips to the config dataclass
     with np.load(out / "realism.npz") as realism:
         assert realism["run00"].shape == (30,) and realism["run01"].shape == (30,)
     assert data["vendi_per_class"][gens[0]].keys() == {"0"}  # a flat folder is one class, never NaN

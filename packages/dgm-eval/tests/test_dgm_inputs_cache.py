@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgm_eval.api import compute_metrics, image_features
+from dgm_eval.api import compute_metrics
 from dgm_eval.cache import FeatureCache
 from dgm_eval.encoders import load_encoder
 from dgm_eval.extraction import extract_features
+from dgm_eval.features import image_features
 from dgm_eval.inputs import ImageSource, InputError, open_input
 
 

@@ -8,13 +8,12 @@ Public API:
     metrics: one function per metric (``dgm_eval.metrics``).
 """
 
-__version__ = "0.1.0"
-
-from dgm_eval import metrics  # noqa: E402
-from dgm_eval.api import DEFAULT_METRICS, METRIC_NAMES, compute_metrics  # noqa: E402
-from dgm_eval.encoders import list_encoders, load_encoder  # noqa: E402
-from dgm_eval.extraction import extract_features  # noqa: E402
-from dgm_eval.inputs import ImageSource  # noqa: E402
+from dgm_eval import metrics
+from dgm_eval._version import __version__
+from dgm_eval.api import DEFAULT_METRICS, METRIC_NAMES, compute_metrics
+from dgm_eval.encoders import list_encoders, load_encoder
+from dgm_eval.extraction import extract_features
+from dgm_eval.inputs import ImageSource
 
 __all__ = [
     "DEFAULT_METRICS",

@@ -1,5 +1,5 @@
-"""The Python API behind the CLI: metric names, up-front checks, :func:`compute_metrics`, and feature extraction
-with the cache.
+"""The Python API behind the CLI: metric names, up-front checks and :func:`compute_metrics` (features through
+the cache are in :mod:`dgm_eval.features`).
 
 Example:
     >>> import numpy as np
@@ -14,15 +14,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from dgm_eval import __version__
-from dgm_eval.cache import FeatureCache, cache_key
-from dgm_eval.inputs import ImageSource, SavedFeatures, SavedStats
 from dgm_eval.metrics import (
     GaussianStats,
     authpct,
@@ -271,119 +267,3 @@ def compute_metrics(
 def scalar_results(results: dict[str, Any]) -> dict[str, float]:
     """The scalar entries of :func:`compute_metrics`'s result (what the table and ``results.csv`` show)."""
     return {key: float(value) for key, value in results.items() if isinstance(value, (int, float, np.floating))}
-
-
-# -- features of an input, through the cache --------------------------------------------------------------------
-
-
-@dataclass
-class Features:
-    """Features of one input and what came with them.
-
-    Attributes:
-        features: ``(N, D)`` float64 (None when the input is saved statistics).
-        stats: saved statistics (reference only), else None.
-        labels: class labels per row or None. probs: ``(N, C)`` class probabilities (inception) or None.
-        skipped: unreadable files skipped. cached: whether the features came from the cache.
-    """
-
-    description: str
-    features: np.ndarray | None = None
-    stats: GaussianStats | None = None
-    labels: np.ndarray | None = None
-    probs: np.ndarray | None = None
-    skipped: int = 0
-    cached: bool = False
-
-    def __len__(self) -> int:
-        if self.features is not None:
-            return int(self.features.shape[0])
-        return 0 if self.stats is None or self.stats.n is None else int(self.stats.n)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def image_features(
-    source: ImageSource,
-    encoder: Any,
-    *,
-    cache: FeatureCache | None = None,
-    selection: dict[str, Any] | None = None,
-    strict: bool = False,
-    with_logits: bool = False,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    device: str | torch.device | None = None,
-    precision: str = "fp32",
-) -> Features:
-    """Features of an image source, from the cache when its key matches, else extracted (and cached).
-
-    The key covers the selected images' content, ``encoder.preprocess_id()``, ``selection`` (seed, cap),
-    ``with_logits`` and the package version (see :mod:`dgm_eval.cache`).
-    """
-    from dgm_eval.extraction import extract_features
-    from sixlab_shared import is_main_process
-
-    key = cache_key(
-        content=source.content_hash(),
-        encoder=encoder.preprocess_id(),
-        selection=selection or {},
-        logits=with_logits,
-        strict=strict,
-        version=__version__,
-    )
-    cache = cache or FeatureCache(enabled=False)
-    hit = cache.load(key)
-    if hit is not None and "features" in hit:
-        logger.info("%s: features from cache %s", source.description, cache.path(key))
-        return Features(
-            source.description,
-            hit["features"].astype(np.float64),
-            labels=hit.get("labels"),
-            probs=hit.get("probs"),
-            skipped=int(hit.get("skipped", 0)),
-            cached=True,
-        )
-    source.validate(strict=strict)
-    out = extract_features(
-        source,
-        encoder,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        with_logits=with_logits,
-    )
-    feats, logits = out if with_logits else (out, None)
-    probs = None if logits is None else _softmax(np.asarray(logits, np.float64))
-    result = Features(
-        source.description,
-        np.asarray(feats, np.float64),
-        labels=source.selected_labels(),
-        probs=probs,
-        skipped=len(source.skipped),
-    )
-    if is_main_process():
-        cache.save(key, features=feats, labels=result.labels, probs=probs, skipped=np.int64(result.skipped))
-    return result
-
-
-def saved_features(saved: SavedFeatures, *, nsample: int | None, seed: int) -> Features:
-    """Features read from an ``.npz``, with the same seeded cap as images."""
-    feats, labels, logits = saved.features, saved.labels, saved.logits
-    if nsample is not None and nsample < feats.shape[0]:
-        idx = np.sort(np.random.default_rng(seed).choice(feats.shape[0], nsample, replace=False))
-        feats = feats[idx]
-        labels = None if labels is None else labels[idx]
-        logits = None if logits is None else logits[idx]
-    probs = None if logits is None else _softmax(np.asarray(logits, np.float64))
-    return Features(saved.description, feats, labels=labels, probs=probs)
-
-
-def saved_stats(saved: SavedStats) -> Features:
-    """Statistics read from an ``.npz`` (reference side only)."""
-    return Features(saved.description, stats=GaussianStats.load(saved.path))

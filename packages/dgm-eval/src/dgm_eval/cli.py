@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dgm_eval import __version__
+from dgm_eval._version import __version__
 from sixlab_shared import UserError, config_option_callback, exit_on_user_error, setup_logging
 
 app = typer.Typer(
@@ -107,6 +107,9 @@ def compute(
     cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Cache folder (default $DGM_EVAL_CACHE or ~/.cache/dgm-eval)."
     ),
+    verify_cache: bool = typer.Option(
+        False, "--verify-cache", help="Re-hash every input file (default: trust unchanged path, size and mtime)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
     config: str | None = CONFIG_OPTION,
     verbose: int = VERBOSE_OPTION,
@@ -137,6 +140,7 @@ def compute(
         strict=strict,
         cache=cache,
         cache_dir=None if cache_dir is None else str(cache_dir),
+        verify_cache=verify_cache,
         overwrite=overwrite,
     )
     results = run_compute(cfg)

@@ -17,20 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from dgm_eval import __version__
+from dgm_eval._version import __version__
 from dgm_eval.api import (
     NEEDS_TEST,
-    Features,
     MetricError,
     check_metric_inputs,
     compute_metrics,
-    image_features,
     parse_metrics,
-    saved_features,
-    saved_stats,
     scalar_results,
 )
 from dgm_eval.cache import FeatureCache
+from dgm_eval.features import (
+    Features,
+    encoder_identity,
+    image_features,
+    library_versions,
+    saved_features,
+    saved_stats,
+)
 from dgm_eval.inputs import ImageSource, InputError, SavedFeatures, SavedStats, open_input
 from dgm_eval.metrics import FeatureError, StatsAccumulator
 from sixlab_shared import (
@@ -82,6 +86,7 @@ class ComputeConfig:
     strict: bool = False
     cache: bool = True
     cache_dir: str | None = None
+    verify_cache: bool = False
     overwrite: bool = False
 
 
@@ -147,7 +152,22 @@ def _features_of(
         num_workers=cfg.encoder.num_workers,
         device=cfg.encoder.device,
         precision=cfg.encoder.precision,
+        verify_cache=cfg.verify_cache,
     )
+
+
+def resolved_settings(cfg: ComputeConfig, encoder: Any, cache: FeatureCache) -> dict[str, Any]:
+    """What the options resolved to (``config.json``'s ``resolved``): the encoder's identity (weights id, file
+    hash, preprocessing, model config), precision, device, cache folder and library versions."""
+    from sixlab_shared import get_device
+
+    return {
+        "encoder": None if encoder is None else encoder_identity(encoder),
+        "precision": cfg.encoder.precision,
+        "device": str(get_device(cfg.encoder.device)),
+        "cache_dir": str(cache.folder) if cache.enabled else None,
+        "versions": library_versions(),
+    }
 
 
 RESULT_FILES = ("results.json", "results.csv", "config.json")
@@ -230,12 +250,17 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
         results[path]["n_ref"] = len(ref_f)
     if test_f is not None:
         skipped[test_f.description] = test_f.skipped
-    write_results(out, cfg, results, skipped=skipped)
+    write_results(out, cfg, results, skipped=skipped, resolved=resolved_settings(cfg, encoder, cache))
     return results
 
 
 def write_results(
-    out: Path, cfg: Any, results: dict[str, dict[str, Any]], *, skipped: dict[str, int] | None = None
+    out: Path,
+    cfg: Any,
+    results: dict[str, dict[str, Any]],
+    *,
+    skipped: dict[str, int] | None = None,
+    resolved: dict[str, Any] | None = None,
 ) -> None:
     """Write ``config.json`` (resolved config + environment), ``results.json``, ``results.csv`` and extras.
 
@@ -245,6 +270,8 @@ def write_results(
         return
     run = RunDir(out, overwrite=True)
     config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    if resolved is not None:
+        config["resolved"] = resolved
     run.write_config(config, seed=getattr(cfg, "seed", None), packages=("dgm-eval",))
     table = {gen: scalar_results(values) for gen, values in results.items()}
     extras: dict[str, Any] = {}

@@ -19,6 +19,7 @@ import logging
 import os
 import struct
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,14 +282,29 @@ class ImageSource:
         if len(self) == 0:
             raise InputError(f"{self.description!r}: none of its images could be read")
 
-    def content_hash(self) -> str:
-        """SHA-256 over the bytes of the selected images in order (file bytes, or pixel bytes and shapes)."""
+    def content_hash(self, file_digest: Callable[[Path], str] | None = None) -> str:
+        """SHA-256 over the content of the selected images, in order.
+
+        Args:
+            file_digest: ``path -> hex digest`` of a file's bytes (e.g. a
+                :class:`~dgm_eval.cache.FileHashIndex`'s ``digest``, which skips unchanged files); default reads
+                and hashes every file. Folders: one digest per selected file. ADM ``.npz``: the file's digest and
+                the selected indices. Arrays: pixel bytes and shapes.
+        """
+        from dgm_eval.cache import sha256_file
+
+        file_digest = file_digest or sha256_file
         digest = hashlib.sha256()
         digest.update(self.kind.encode())
+        if self.kind == "npz" and self.npz_path is not None:
+            digest.update(file_digest(self.npz_path).encode())
+            selected = np.arange(self._all_len()) if self.indices is None else self.indices
+            digest.update(np.asarray(selected, np.int64).tobytes())
+            return digest.hexdigest()
         for i in range(len(self)):
             j = self._position(i)
             if self.kind == "folder":
-                digest.update(self.files[j].read_bytes())
+                digest.update(file_digest(self.files[j]).encode())
             else:
                 img = np.asarray(self._images()[j])
                 digest.update(str(img.shape).encode())
