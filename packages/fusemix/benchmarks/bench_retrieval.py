@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from fusemix.retrieval import recall_at_k, retrieval_ranks  # noqa: E402
+from fusemix.recall_metrics import recall_at_k, retrieval_ranks  # noqa: E402
 
 
 def _reset_peak() -> int | None:

@@ -43,7 +43,7 @@ def test_layout_index_maps_and_values(shapes_manifest, shapes_cache) -> None:
     torch.testing.assert_close(items["latents"], direct)
     torch.testing.assert_close(texts["latents"], load_encoder(BOW).encode(split.captions))
     meta = read_cache_metadata(latent_cache_path(shapes_cache, CONV, "shapes", "val", "items"))
-    assert meta["encoder_fingerprint"] == CONV.fingerprint() and meta["split"] == "val" and meta["format"] == 1
+    assert meta["encoder_fingerprint"] == CONV.fingerprint() and meta["split"] == "val" and meta["format"] == 2
     paired = load_paired_latents(shapes_cache, CONV, BOW, "shapes", "val")
     assert paired.n_pairs == len(split.captions) == 5 * len(split.item_ids)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -48,10 +49,15 @@ def test_cache_verb(shapes_manifest, tmp_path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:5] == ["split", "side", "encoded", "skipped", "reused"]
-    assert lines[1].split()[:5] == ["val", "items", "12", "0", "False"]
+    assert lines[0].split()[:6] == ["split", "side", "encoded", "skipped", "distinct", "reused"]
+    assert lines[1].split()[:6] == ["val", "items", "12", "0", "-", "False"]
+    # the text row counts captions (12 images x 5), not distinct strings; those are counted apart
+    with open(shapes_manifest, newline="") as handle:
+        val_captions = [row["caption"] for row in csv.DictReader(handle) if row["split"] == "val"]
+    assert len(val_captions) == 60
+    assert lines[2].split()[:6] == ["val", "texts", "60", "0", str(len(set(val_captions))), "False"]
     again = runner.invoke(app, args)
-    assert again.stdout.splitlines()[1].split()[4] == "True"
+    assert again.stdout.splitlines()[1].split()[5] == "True"
 
 
 def test_train_evaluate_retrieve(trained, shapes_cache, tmp_path) -> None:
@@ -98,7 +104,9 @@ def test_demo_fast(tmp_path) -> None:
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert {r["method"] for r in summary["rows"]} == {"fusemix", "no-mixup"}
     assert {r["size"] for r in summary["rows"]} == {20, 60}
-    _user_error(runner.invoke(app, ["demo", "--fast", "--out", str(tmp_path / "demo")]), "already holds a run")
+    again = runner.invoke(app, ["demo", "--fast", "--out", str(tmp_path / "demo")])
+    _user_error(again, "already holds a run; pass --overwrite to replace it, or choose another --out")
+    assert "--resume" not in again.stderr  # the demo has no --resume
 
 
 def test_encoders_list() -> None:
@@ -130,6 +138,10 @@ def test_user_errors_write_nothing(shapes_manifest, shapes_cache, trained, tmp_p
         runner.invoke(app, _train_args(shapes_cache, tmp_path / "r", "--batch-size", "500")), "lower --batch-size"
     )
     _user_error(runner.invoke(app, _train_args(shapes_cache, tmp_path / "r", "--alpha", "0")), "use --no-mixup")
+    _user_error(runner.invoke(app, _train_args(shapes_cache, tmp_path / "r", "--steps", "-5")), "--steps must be >= 1")
+    epochs = [a for a in _train_args(shapes_cache, tmp_path / "r", "--epochs", "-1") if a not in ("--steps", "10")]
+    _user_error(runner.invoke(app, epochs), "--epochs must be >= 1, got -1")
+    _user_error(runner.invoke(app, _train_args(shapes_cache, tmp_path / "r", "--val-split", "test")), "test split")
     assert not (tmp_path / "r").exists()
     checkpoint = trained / "checkpoints" / "best.safetensors"
     _user_error(runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "x.safetensors"), "--cache-dir",
@@ -180,5 +192,9 @@ def test_evaluate_never_writes_into_a_run(trained, shapes_cache) -> None:
     before = {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()}
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(trained / "checkpoints" / "best.safetensors"),
                                  "--cache-dir", str(shapes_cache), "--out", str(trained)])  # fmt: skip
-    _user_error(result, "already holds results")
+    _user_error(result, "holds a training run")
+    checkpoint = str(trained / "checkpoints" / "best.safetensors")
+    overwrite = runner.invoke(app, ["evaluate", "--checkpoint", checkpoint, "--cache-dir", str(shapes_cache),
+                                    "--out", str(trained), "--overwrite"])  # fmt: skip
+    _user_error(overwrite, "holds a training run")
     assert {p: p.read_bytes() for p in trained.rglob("*") if p.is_file()} == before

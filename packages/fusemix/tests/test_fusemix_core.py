@@ -13,7 +13,7 @@ from fusemix.captions import clean_caption
 from fusemix.loss import Temperature, symmetric_infonce
 from fusemix.mixup import fusemix, mix_halves, mixup_alpha, sample_lambda
 from fusemix.optim import learning_rate, parameter_groups
-from fusemix.retrieval import chance_recall, ranks_from_similarity, recall_at_k, retrieval_metrics, retrieval_ranks
+from fusemix.recall_metrics import chance_recall, ranks_from_similarity, recall_at_k, retrieval_metrics, retrieval_ranks
 
 
 def _sim_from_orders(orders: list[list[int]], n_txt: int) -> torch.Tensor:

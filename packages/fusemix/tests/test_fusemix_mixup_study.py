@@ -14,7 +14,7 @@ import torch
 
 from fusemix.cache import PairedLatents
 from fusemix.encoders import resolve_encoder
-from fusemix.evaluation import evaluate_retrieval
+from fusemix.evaluate import evaluate_retrieval
 from fusemix.train import TrainConfig, train
 
 

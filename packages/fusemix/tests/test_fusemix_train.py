@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
+import re
 import subprocess
 import sys
 
@@ -13,7 +15,7 @@ import torch
 
 from fusemix.adapters import AdapterConfig, FusionModel
 from fusemix.checkpoint import load_fusion_checkpoint, load_state_strict, save_fusion_checkpoint
-from fusemix.retrieval import chance_recall
+from fusemix.recall_metrics import chance_recall
 from fusemix.train import TrainConfig, train
 from sixlab_shared import UserError, load_checkpoint
 
@@ -91,6 +93,13 @@ def test_resume_continues_exactly(shapes_cache, tmp_path, monkeypatch) -> None:
     for key in full["model"]:
         torch.testing.assert_close(cut["model"][key], full["model"][key], rtol=0, atol=0)
 
+    # metrics.jsonl was cut back to the checkpoint's step: the rows of steps 5-6 are not repeated
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r.get("loss/train"), r.get("val/r_mean")) for r in map(json.loads, lines)]
+
+    assert rows("cut") == rows("full") and len({r[:1] + r[2:] for r in rows("cut")}) == len(rows("cut"))
+
 
 def test_selection_reads_validation_only(shapes_cache, tmp_path, monkeypatch) -> None:
     requested = []
@@ -134,9 +143,27 @@ def test_bad_settings_fail_before_writing(shapes_cache, tmp_path) -> None:
         train(_config(shapes_cache, preset="huge"), tmp_path / "x")
     with pytest.raises(UserError, match="--train-items 99"):
         train(_config(shapes_cache, train_items=99), tmp_path / "x")
-    with pytest.raises(UserError, match="no items latents for encoder 'dinov2-s'"):
+    with pytest.raises(UserError, match=r"no items latents of encoder 'dinov2-s' .*\(cached: frozen-conv\)"):
         train(_config(shapes_cache, item_encoder="dinov2-s"), tmp_path / "x")
+    for overrides, message in (
+        ({"steps": -5}, "--steps must be >= 1, got -5"),
+        ({"steps": None, "epochs": -1}, "--epochs must be >= 1, got -1"),
+        ({"eval_every": 0}, "--eval-every must be >= 1"),
+        ({"lr": 0.0}, "--lr must be > 0"),
+        ({"val_split": "test"}, "--val-split 'test' would select the model on the test split"),
+        ({"val_split": "train"}, "--val-split 'train' is the training split"),
+        ({"dataset": "nope"}, "run `fusemix cache --dataset nope --split train"),
+        ({"val_split": "extra"}, "or pass --val-split '' to train without a validation split"),
+    ):
+        with pytest.raises(UserError, match=re.escape(message)):
+            train(_config(shapes_cache, **overrides), tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_encoders_are_read_from_the_cache(shapes_cache) -> None:
+    train_data, val_data = train_module.load_training_data(_config(shapes_cache, item_encoder=None, text_encoder=None))
+    assert train_data.item_spec.name == "frozen-conv" and train_data.text_spec.name == "frozen-bow"
+    assert val_data is not None and val_data.items.shape[1] == train_data.items.shape[1]
 
 
 def test_subset_keeps_all_captions_of_chosen_items(shapes_cache) -> None:

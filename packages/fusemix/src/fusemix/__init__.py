@@ -13,12 +13,12 @@ from fusemix.data.manifest import PairedManifest, PairedSplit, read_manifest, wr
 from fusemix.data.shapes import make_shapes_dataset
 from fusemix.demo import DemoConfig, run_demo
 from fusemix.encoders import EncoderSpec, load_encoder, register_encoder, registered_encoders, resolve_encoder
-from fusemix.evaluation import embed_latents, evaluate_retrieval
+from fusemix.evaluate import embed_latents, evaluate_retrieval
 from fusemix.loss import Temperature, symmetric_infonce
 from fusemix.mixup import MixedBatch, fusemix, mix_halves, mixup_alpha, sample_lambda
 from fusemix.optim import build_optimizer, learning_rate, parameter_groups
-from fusemix.retrieval import chance_recall, ranks_from_similarity, recall_at_k, retrieval_metrics, retrieval_ranks
-from fusemix.retrieve import Hit, retrieve
+from fusemix.query import Hit, retrieve
+from fusemix.recall_metrics import chance_recall, ranks_from_similarity, recall_at_k, retrieval_metrics, retrieval_ranks
 from fusemix.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"

@@ -38,11 +38,12 @@ from safetensors.torch import save_file
 from fusemix.data.items import UnreadableItemError, load_item
 from fusemix.data.manifest import PairedManifest, PairedSplit
 from fusemix.encoders import EncoderSpec, load_encoder
+from fusemix.encoders.weights import weights_fingerprint
 from sixlab_shared import UserError, atomic_write_json, atomic_write_with, progress
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 _META = "fusemix_cache"
 SIDES = ("items", "texts")
 
@@ -66,17 +67,23 @@ class ExtractionReport:
     n_skipped: int
     skipped: list[str]
     reused: bool
+    n_distinct: int | None = None
+    """Texts only: distinct caption strings, each encoded once (``n_inputs`` counts every caption)."""
 
 
 def _key(spec: EncoderSpec, dataset: str, split: PairedSplit, side: str) -> dict[str, Any]:
+    """What a finished cache file must match to be reused: the encoder's settings *and* weights, and the side's
+    own content (items: ids and resolved paths; texts: captions and their item ids)."""
     return {
         "format": CACHE_FORMAT_VERSION,
         "side": side,
         "encoder": spec.to_dict(),
         "encoder_fingerprint": spec.fingerprint(),
+        "weights": weights_fingerprint(spec),
         "dataset": dataset,
         "split": split.name,
-        "data_fingerprint": split.fingerprint(),
+        "data_fingerprint": split.item_fingerprint() if side == "items" else split.text_fingerprint(),
+        "ids_fingerprint": split.ids_fingerprint(),
     }
 
 
@@ -244,12 +251,16 @@ def extract_split(
             meta = read_cache_metadata(out_path)
             if _same_key(meta, key):
                 reports[side] = ExtractionReport(
-                    out_path, meta["n_inputs"], meta["n_encoded"], len(meta["skipped"]), meta["skipped"], True
-                )
+                    out_path, meta["n_inputs"], meta["n_encoded"], len(meta["skipped"]), meta["skipped"], True,
+                    meta.get("n_distinct"),
+                )  # fmt: skip
                 continue
             if not overwrite:
+                what = "other weights" if meta.get("weights") != key["weights"] else "other content"
+                if what == "other weights" and key["weights"].startswith("unresolved:"):
+                    what += f" (the weights of {spec.model!r} are not in the local Hugging Face cache)"
                 raise UserError(
-                    f"cache {str(out_path)!r} was built from other content for dataset {dataset!r} split "
+                    f"cache {str(out_path)!r} was built from {what} for dataset {dataset!r} split "
                     f"{manifest_split.name!r}; pass --overwrite to rebuild it or use another --dataset name"
                 )
         if side == "items":
@@ -283,12 +294,12 @@ def extract_split(
                 "item2txt_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)]),
                 "item2txt_index": order,
             }
-            extra = {"captions": manifest_split.captions}
-            n_inputs = len(unique)
+            extra = {"captions": manifest_split.captions, "n_distinct": len(unique)}
+            n_inputs = len(manifest_split.captions)
         meta = {
             **key,
             "n_inputs": n_inputs,
-            "n_encoded": int(latents.shape[0]),
+            "n_encoded": int(tensors["latents"].shape[0]),
             "skipped": skipped,
             "dim": int(latents.shape[1]),
             **extra,
@@ -300,7 +311,9 @@ def extract_split(
         barrier()
         if skipped:
             logger.warning("%s: skipped %d unreadable item(s)", out_path, len(skipped))
-        reports[side] = ExtractionReport(out_path, n_inputs, int(latents.shape[0]), len(skipped), skipped, False)
+        reports[side] = ExtractionReport(
+            out_path, n_inputs, meta["n_encoded"], len(skipped), skipped, False, meta.get("n_distinct")
+        )
     return reports
 
 
@@ -406,7 +419,7 @@ def load_paired_latents(
             tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
         loaded[side] = (meta, tensors)
     (item_meta, item_t), (text_meta, text_t) = loaded["items"], loaded["texts"]
-    if item_meta["data_fingerprint"] != text_meta["data_fingerprint"]:
+    if item_meta.get("ids_fingerprint") != text_meta.get("ids_fingerprint"):
         raise UserError(
             f"the item and text caches of dataset {dataset!r} split {split!r} were built from different manifests; "
             "rebuild both with `fusemix cache`"
@@ -429,4 +442,54 @@ def load_paired_latents(
         captions=kept_captions,
         item_spec=item_spec,
         text_spec=text_spec,
+    )
+
+
+def cached_encoder(
+    cache_dir: str | os.PathLike[str], dataset: str, split: str, side: str, name: str | None = None
+) -> EncoderSpec:
+    """The encoder whose latents of ``side`` are cached for ``dataset``/``split``, read from the cache's metadata,
+    so training and evaluation need not be told the encoders again.
+
+    Args:
+        cache_dir: root of the cache.
+        dataset: dataset name in the cache.
+        split: split name.
+        side: ``items`` or ``texts``.
+        name: an encoder name (registry name or ``hf:...`` string) to choose among several cached ones.
+
+    Raises:
+        UserError: nothing cached for that split (the message says how to cache it), or several encoders cached
+            and ``name`` does not pick exactly one (the message lists them).
+    """
+    cache_dir = Path(cache_dir)
+    found: dict[str, EncoderSpec] = {}
+    if cache_dir.is_dir():
+        for path in sorted(cache_dir.glob(f"*/{dataset}/{split}.{side}.safetensors")):
+            meta = read_cache_metadata(path)
+            if meta.get("side") == side and "encoder" in meta:
+                spec = EncoderSpec.from_dict(meta["encoder"])
+                found[spec.slug()] = spec
+    candidates = [s for s in found.values() if name is None or s.name == name]
+    if len(candidates) > 1 and name is not None and not name.startswith("hf:"):
+        from fusemix.encoders.spec import registered_encoders
+
+        registered = registered_encoders().get(name)  # the registry's own settings break the tie
+        candidates = [s for s in candidates if registered is not None and s.fingerprint() == registered.fingerprint()]
+    if len(candidates) == 1:
+        return candidates[0]
+    flag = "--item-encoder" if side == "items" else "--text-encoder"
+    if not found:
+        raise UserError(
+            f"no {side} latents of dataset {dataset!r} split {split!r} under {str(cache_dir)!r}; "
+            f"run `fusemix cache --dataset {dataset} --split {split} ...` first"
+        )
+    names = ", ".join(sorted({s.name for s in found.values()}))
+    if not candidates:
+        raise UserError(
+            f"no {side} latents of encoder {name!r} for dataset {dataset!r} split {split!r} (cached: {names})"
+        )
+    raise UserError(
+        f"{side} latents of dataset {dataset!r} split {split!r} are cached for {len(candidates)} encoders or "
+        f"settings ({names}); choose one with {flag}"
     )

@@ -10,7 +10,6 @@ import typer
 
 from fusemix import __version__
 from sixlab_shared import (
-    RunDir,
     UserError,
     config_option_callback,
     exit_on_user_error,
@@ -105,12 +104,13 @@ def cache(
         parsed, dataset, item_spec, text_spec, cache_dir, splits=split or None, device=get_device(device),
         shard_size=shard_size, strict=strict, overwrite=overwrite,
     )  # fmt: skip
-    typer.echo(f"{'split':<10} {'side':<6} {'encoded':>8} {'skipped':>8} {'reused':>7}  file")
+    typer.echo(f"{'split':<10} {'side':<6} {'encoded':>8} {'skipped':>8} {'distinct':>8} {'reused':>7}  file")
     for split_name, sides in reports.items():
         for side, report in sides.items():
+            distinct = "-" if report.n_distinct is None else report.n_distinct
             typer.echo(
-                f"{split_name:<10} {side:<6} {report.n_encoded:>8} {report.n_skipped:>8} {str(report.reused):>7}  "
-                f"{report.path}"
+                f"{split_name:<10} {side:<6} {report.n_encoded:>8} {report.n_skipped:>8} {distinct:>8} "
+                f"{str(report.reused):>7}  {report.path}"
             )
 
 
@@ -120,8 +120,12 @@ def train_command(
     cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
     dataset: str = typer.Option(..., "--dataset", help="Dataset name used when caching."),
     out: Path = typer.Option(..., "--out", help="Run directory."),
-    item_encoder: str = typer.Option("dinov2-g", "--item-encoder", help="Item encoder the latents came from."),
-    text_encoder: str = typer.Option("bge-large", "--text-encoder", help="Text encoder the latents came from."),
+    item_encoder: str = typer.Option(
+        None, "--item-encoder", help="Item encoder the latents came from (default: the one cached for the split)."
+    ),
+    text_encoder: str = typer.Option(
+        None, "--text-encoder", help="Text encoder the latents came from (default: the one cached for the split)."
+    ),
     train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
     val_split: str = typer.Option("val", "--val-split", help="Split for model selection ('' for none)."),
     preset: str = typer.Option("paper", "--preset", help="Adapter preset: paper, base or cpu."),
@@ -142,7 +146,7 @@ def train_command(
     steps: int = typer.Option(None, "--steps", help="Total steps instead of epochs (cosine over steps)."),
     eval_every: int = typer.Option(None, "--eval-every", help="Validation interval in steps (default: each epoch)."),
     train_items: int = typer.Option(None, "--train-items", help="Uniform subset of training items."),
-    seed: int = typer.Option(42, "--seed", help="Seed of data order, lambda, dropout and initialisation."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data order, lambda, dropout and initialisation."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh in a folder holding a run."),
     device: str = _DEVICE,
@@ -162,7 +166,7 @@ def train_command(
         weight_decay=weight_decay, epochs=epochs, steps=steps, eval_every=eval_every, train_items=train_items,
         seed=seed, device=device,
     )  # fmt: skip
-    train_config.adapter_settings()  # validate the preset before anything is written
+    train_config.validate()  # before anything is written
     result = train(train_config, out, resume=resume, overwrite=overwrite)
     if not is_main_process():  # under accelerate/torchrun only the main process reports
         return
@@ -182,36 +186,22 @@ def evaluate(
     dataset: str = typer.Option(None, "--dataset", help="Dataset (default: the one trained on)."),
     out: Path = typer.Option(None, "--out", help="Folder for metrics JSON (optional)."),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Similarity rows per chunk (bounds memory)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
     device: str = _DEVICE,
     threads: int = _THREADS,
     config: str = _CONFIG,
     verbose: int = _VERBOSE,
 ) -> None:
     """Recall@1/5/10 both ways with several captions per item, chance levels beside."""
-    from fusemix.cache import load_paired_latents
-    from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
-    from fusemix.evaluation import evaluate_retrieval
+    from fusemix.evaluate import evaluate_checkpoint
     from sixlab_shared import get_device
 
     _setup(verbose, threads)
-    torch_device = get_device(device)
-    if out is not None and ((out / "summary.json").exists() or (out / "config.json").exists()):
-        raise UserError(f"{str(out)!r} already holds results; choose another --out")
-    model, state = load_fusion_checkpoint(checkpoint, device=torch_device)
-    item_spec, text_spec = checkpoint_encoders(state)
-    data = load_paired_latents(cache_dir, item_spec, text_spec, dataset or state["dataset"], split)
-    for side, adapter in (("items", model.item_adapter), ("texts", model.text_adapter)):
-        got, want = getattr(data, side).shape[1], adapter.config.in_dim
-        if got != want:
-            raise UserError(
-                f"{side} latents of split {split!r} are {got}-d but the checkpoint's adapter takes {want}-d"
-            )
-    metrics = evaluate_retrieval(model, data, device=torch_device, chunk_size=chunk_size)
+    metrics = evaluate_checkpoint(
+        checkpoint, cache_dir, split, dataset=dataset, device=get_device(device), chunk_size=chunk_size, out=out,
+        overwrite=overwrite,
+    )  # fmt: skip
     typer.echo(_recall_table(metrics))
-    if out is not None:
-        run = RunDir(out)
-        run.write_config({"checkpoint": str(checkpoint), "split": split, "dataset": dataset or state["dataset"]})
-        run.write_summary(metrics)
 
 
 @app.command()
@@ -229,7 +219,7 @@ def retrieve(
     verbose: int = _VERBOSE,
 ) -> None:
     """Query the trained space: a caption against cached items, or an item against cached captions."""
-    from fusemix.retrieve import retrieve as run_retrieve
+    from fusemix.query import retrieve as run_retrieve
     from sixlab_shared import get_device
 
     _setup(verbose, None)

@@ -20,7 +20,7 @@ from fusemix.checkpoint import load_fusion_checkpoint
 from fusemix.data.manifest import read_manifest
 from fusemix.data.shapes import make_shapes_dataset
 from fusemix.encoders import resolve_encoder
-from fusemix.evaluation import evaluate_retrieval
+from fusemix.evaluate import evaluate_retrieval
 from fusemix.train import TrainConfig, _subset_items, train
 from sixlab_shared import RunDir, get_device
 
@@ -92,7 +92,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
     if max(config.sizes) > config.train_pool:
         raise UserError(f"demo sizes {config.sizes} exceed the training pool of {config.train_pool} images")
     started = time.perf_counter()
-    run = RunDir(out, overwrite=overwrite)
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config(dataclasses.asdict(config), seed=None, device=config.device, packages=("fusemix",))
     out = Path(out)
     manifest_path = make_shapes_dataset(

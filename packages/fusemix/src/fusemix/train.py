@@ -26,14 +26,13 @@ from typing import Any
 import torch
 
 from fusemix.adapters import ADAPTER_PRESETS, AdapterConfig, FusionModel, count_parameters
-from fusemix.cache import PairedLatents, load_paired_latents
+from fusemix.cache import PairedLatents, cached_encoder, load_paired_latents
 from fusemix.checkpoint import load_state_strict
-from fusemix.encoders import resolve_encoder
-from fusemix.evaluation import evaluate_retrieval
+from fusemix.evaluate import evaluate_retrieval
 from fusemix.loss import symmetric_infonce
 from fusemix.mixup import fusemix, mixup_alpha
 from fusemix.optim import build_optimizer, learning_rate, set_learning_rate
-from sixlab_shared import RunDir, UserError, derive_seed, get_device, make_generator, progress, seed_everything
+from sixlab_shared import RunDir, UserError, derive_seed, get_device, make_generator, progress, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +45,11 @@ class TrainConfig:
     """Root of the latent cache written by ``fusemix cache``."""
     dataset: str
     """Dataset name used when caching."""
-    item_encoder: str
-    """Item (image, ...) encoder name or ``hf:<id>@<pooling>``, as when caching."""
-    text_encoder: str
-    """Text encoder name or ``hf:<id>@<pooling>``."""
+    item_encoder: str | None = None
+    """Item (image, audio) encoder name or ``hf:<id>@<pooling>``, as when caching; ``None`` reads it from the
+    cache (needed only when several encoders are cached for the split)."""
+    text_encoder: str | None = None
+    """Text encoder name or ``hf:<id>@<pooling>``; ``None`` reads it from the cache."""
     train_split: str = "train"
     """Split trained on."""
     val_split: str | None = "val"
@@ -94,12 +94,50 @@ class TrainConfig:
     """Validation every this many steps (default: once per epoch)."""
     train_items: int | None = None
     """Train on a uniform random subset of this many items (all their captions), for data-efficiency studies."""
-    seed: int = 42
+    seed: int = 0
     """Seed of everything random (data order, lambda, dropout, initialisation, subset)."""
     device: str | None = None
     """``cpu``, ``cuda``, ``mps`` or ``None`` for automatic."""
     eval_chunk: int = 256
     """Similarity rows per evaluation chunk."""
+
+    def validate(self) -> None:
+        """Check every setting that can be checked without data.
+
+        Raises:
+            UserError: an out-of-range number, an unknown preset or schedule, or a validation split that is the
+                training split or the test split (model selection must never see the test split, reference §6.2).
+        """
+        self.adapter_settings()
+        if self.alpha_schedule not in ("constant", "cosine", "exp"):
+            raise UserError(f"--alpha-schedule must be constant, cosine or exp, got {self.alpha_schedule!r}")
+        if self.mixup and self.alpha <= 0:
+            raise UserError(f"--alpha must be > 0 with mixup (got {self.alpha}); use --no-mixup to turn mixup off")
+        if self.batch_size < 2:
+            raise UserError(f"--batch-size must be >= 2, got {self.batch_size}")
+        for name in ("epochs", "steps", "eval_every", "train_items", "eval_chunk"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.warmup_steps < 0:
+            raise UserError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        for name in ("lr", "min_lr", "warmup_start_lr", "init_temperature"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.val_split is not None and self.val_split == self.train_split:
+            raise UserError(
+                f"--val-split {self.val_split!r} is the training split; choose a held-out split, or --val-split '' "
+                "to train without validation (the last checkpoint is kept)"
+            )
+        if self.val_split is not None and self.val_split == "test":
+            raise UserError(
+                "--val-split 'test' would select the model on the test split; choose a validation split, or "
+                "--val-split '' to train without validation (the last checkpoint is kept)"
+            )
 
     def adapter_settings(self) -> dict[str, Any]:
         """The preset with the overrides applied.
@@ -155,14 +193,19 @@ def load_training_data(config: TrainConfig) -> tuple[PairedLatents, PairedLatent
     Raises:
         UserError: missing caches, encoder mismatch, or latent sizes that differ between the splits.
     """
-    item_spec = resolve_encoder(config.item_encoder, "image")
-    text_spec = resolve_encoder(config.text_encoder, "text")
+    item_spec = cached_encoder(config.cache_dir, config.dataset, config.train_split, "items", config.item_encoder)
+    text_spec = cached_encoder(config.cache_dir, config.dataset, config.train_split, "texts", config.text_encoder)
     train_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.train_split)
     if config.train_items is not None:
         train_data = _subset_items(train_data, config.train_items, config.seed)
     val_data = None
     if config.val_split:
-        val_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.val_split)
+        try:
+            val_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.val_split)
+        except UserError as err:
+            raise UserError(
+                f"{err}; or pass --val-split '' to train without a validation split (the last checkpoint is kept)"
+            ) from err
         for side in ("items", "texts"):
             a, b = getattr(train_data, side).shape[1], getattr(val_data, side).shape[1]
             if a != b:
@@ -199,19 +242,14 @@ def train(
     """
     from accelerate import Accelerator
 
-    if config.alpha_schedule not in ("constant", "cosine", "exp"):
-        raise UserError(f"--alpha-schedule must be constant, cosine or exp, got {config.alpha_schedule!r}")
-    if config.mixup and config.alpha <= 0:
-        raise UserError(f"--alpha must be > 0 with mixup (got {config.alpha}); use --no-mixup to turn mixup off")
-    if config.batch_size < 2:
-        raise UserError(f"--batch-size must be >= 2, got {config.batch_size}")
+    config.validate()
     settings = config.adapter_settings()
     device = get_device(config.device)
     train_data, val_data = data if data is not None else load_training_data(config)
 
     accelerator = Accelerator(cpu=device.type == "cpu")
     device = accelerator.device if device.type != "cpu" else device
-    world, rank = accelerator.num_processes, accelerator.process_index
+    world = accelerator.num_processes
     loaded = 2 * config.batch_size if config.mixup else config.batch_size  # contrastive batch is B either way
     steps_per_epoch = train_data.n_pairs // (loaded * world)  # drop_last
     if steps_per_epoch < 1:
@@ -219,12 +257,30 @@ def train(
             f"a step loads {loaded} pairs per process ({'2 x ' if config.mixup else ''}--batch-size "
             f"{config.batch_size}) but the training split has {train_data.n_pairs}; lower --batch-size"
         )
+
+    run = RunDir(out, resume=resume, overwrite=overwrite)
+    # initialisation and dropout draw from torch's global generator: seed it for this run only, then restore it
+    with seeded(config.seed, devices=[device] if device.type == "cuda" else []):
+        return _train_loop(config, run, accelerator, device, settings, train_data, val_data, resume, show_progress)
+
+
+def _train_loop(
+    config: TrainConfig,
+    run: RunDir,
+    accelerator: Any,
+    device: torch.device,
+    settings: dict[str, Any],
+    train_data: PairedLatents,
+    val_data: PairedLatents | None,
+    resume: bool,
+    show_progress: bool | None,
+) -> TrainResult:
+    world, rank = accelerator.num_processes, accelerator.process_index
+    loaded = 2 * config.batch_size if config.mixup else config.batch_size
+    steps_per_epoch = train_data.n_pairs // (loaded * world)
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     max_epochs = math.ceil(total_steps / steps_per_epoch)
     eval_every = config.eval_every or steps_per_epoch
-
-    run = RunDir(out, resume=resume, overwrite=overwrite)
-    seed_everything(config.seed)
     item_cfg = AdapterConfig(in_dim=train_data.items.shape[1], **settings)
     text_cfg = AdapterConfig(in_dim=train_data.texts.shape[1], **settings)
     model = FusionModel(item_cfg, text_cfg, config.init_temperature)
@@ -241,6 +297,7 @@ def train(
         load_state_strict(model, state["model"], str(run.checkpoint_path("last")))
         optimizer.load_state_dict(state["optimizer"])
         start_step, best, last = state["step"], state.get("best"), state.get("last")
+        run.rewind_metrics(start_step)  # rows logged after the checkpoint are written again below
     else:
         run.write_config(dataclasses.asdict(config), seed=config.seed, device=device, packages=("fusemix",))
     logger.info(

@@ -16,10 +16,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 
+from fusemix.captions import clean_caption
 from sixlab_shared import UserError
 
 REQUIRED_COLUMNS = ("item_path", "caption")
@@ -35,14 +37,27 @@ class PairedSplit:
     captions: list[str]
     txt2item: list[int]
 
-    def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of ids, paths and captions: a cache built from other content is never reused."""
+    def item_fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the item ids and their resolved paths: the key of the item-side cache.
+
+        Captions are not part of it, so editing a caption never re-encodes the items; paths are absolute, so the
+        key does not depend on the working directory.
+        """
         digest = hashlib.sha256()
         for item_id, path in zip(self.item_ids, self.item_paths, strict=True):
             digest.update(f"i\0{item_id}\0{path}\n".encode())
-        for caption, item in zip(self.captions, self.txt2item, strict=True):
-            digest.update(f"t\0{item}\0{caption}\n".encode())
         return digest.hexdigest()[:16]
+
+    def text_fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of every caption with the id of its item: the key of the text-side cache."""
+        digest = hashlib.sha256()
+        for caption, item in zip(self.captions, self.txt2item, strict=True):
+            digest.update(f"t\0{self.item_ids[item]}\0{caption}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def ids_fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the item ids alone: both sides of one split must agree on it."""
+        return hashlib.sha256("\0".join(self.item_ids).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +80,23 @@ class PairedManifest:
         return self.splits[name]
 
 
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a leading UTF-8 byte-order mark is accepted and dropped
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"manifest {str(path)!r} is not UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "re-save it as UTF-8"
+        ) from err
+
+
 def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    text = path.read_text(encoding="utf-8")
+    text = _decode(path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # records are separated by "\n" only: str.splitlines would also split on U+2028, U+0085, ... inside strings
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -80,14 +107,25 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
                 raise UserError(f"manifest {str(path)!r} line {number}: expected a JSON object")
             rows.append((number, {k: "" if v is None else str(v) for k, v in record.items()}))
         return rows
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise UserError(
-            f"manifest {str(path)!r} lacks column(s) {', '.join(missing)}; expected a header with "
-            "item_id,item_path,caption,split"
-        )
-    return [(number, {k: v or "" for k, v in row.items()}) for number, row in enumerate(reader, start=2)]
+    # the csv module reads quoted fields holding newlines; newline="" hands it the line endings untouched
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        fieldnames = [name.strip() for name in reader.fieldnames or []]
+        reader.fieldnames = fieldnames
+        missing = [c for c in REQUIRED_COLUMNS if c not in fieldnames]
+        if missing:
+            raise UserError(
+                f"manifest {str(path)!r} lacks column(s) {', '.join(missing)}; expected a header with "
+                "item_id,item_path,caption,split"
+            )
+        rows = []
+        for row in reader:
+            # the line a record starts on (a quoted caption may span several lines)
+            number = reader.line_num - sum(str(v).count("\n") for v in row.values() if v)
+            rows.append((number, {k: v or "" for k, v in row.items() if isinstance(k, str)}))
+        return rows
+    except csv.Error as err:
+        raise UserError(f"manifest {str(path)!r} line {reader.line_num}: not valid CSV ({err})") from err
 
 
 def read_manifest(path: str | os.PathLike[str], *, check_files: bool = True) -> PairedManifest:
@@ -105,7 +143,7 @@ def read_manifest(path: str | os.PathLike[str], *, check_files: bool = True) -> 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"manifest {str(path)!r} does not exist; pass a CSV or JSONL file to --manifest")
-    root = path.parent
+    root = path.parent.resolve()
     items: dict[str, dict[str, tuple[int, Path]]] = {}
     captions: dict[str, list[tuple[str, str]]] = {}
     split_of: dict[str, str] = {}
@@ -119,7 +157,9 @@ def read_manifest(path: str | os.PathLike[str], *, check_files: bool = True) -> 
         split = row.get("split", "").strip() or "train"
         if not caption:
             raise UserError(f"{where}: empty caption for item {item_id!r}")
-        full = Path(item_path) if Path(item_path).is_absolute() else root / item_path
+        if not clean_caption(caption):
+            raise UserError(f"{where}: caption {caption!r} of item {item_id!r} is empty after cleaning")
+        full = (Path(item_path) if Path(item_path).is_absolute() else root / item_path).resolve()
         if item_id in split_of and split_of[item_id] != split:
             raise UserError(f"{where}: item {item_id!r} is in split {split_of[item_id]!r} and {split!r}")
         split_of[item_id] = split

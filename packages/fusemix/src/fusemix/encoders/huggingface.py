@@ -6,6 +6,8 @@ transformers is imported inside the constructor only: training on cached latents
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,53 @@ def imagenet_preprocess(image: Any, size: int) -> np.ndarray:
     return array.transpose(2, 0, 1)
 
 
+def _unavailable_message(spec: EncoderSpec, location: str, err: BaseException | None) -> str:
+    reason = ""
+    if err is not None:
+        text = str(err).strip()
+        reason = f" ({text.splitlines()[0] if text else type(err).__name__})"
+    return (
+        f"could not load {spec.modality} encoder {spec.name!r} from {location!r}{reason}; its weights are "
+        f"not available here: download them once with `huggingface-cli download {location}` while online, "
+        f"or pass a local folder holding them as hf:/path/to/folder@{spec.pooling}"
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host accepts a TCP connection within ``timeout`` seconds (no request is made)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_local_only(location: str, spec: EncoderSpec) -> bool:
+    """Load a hub id from the local cache only when it is there; otherwise fail at once when offline.
+
+    Without this, transformers retries an unreachable hub for about a minute, warning twice per file.
+
+    Raises:
+        UserError: the model is not in the local cache and the hub is unreachable or ``HF_HUB_OFFLINE`` is set.
+    """
+    from huggingface_hub import constants
+
+    from fusemix.encoders.weights import hub_revision
+
+    if hub_revision(location, spec.revision) is not None:
+        return True
+    offline = os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+    if offline or constants.HF_HUB_OFFLINE or not _hub_reachable():
+        raise UserError(_unavailable_message(spec, location, None).replace(" its weights", " offline, its weights"))
+    return False
+
+
 class HFEncoder:
     """A transformers model with the spec's pooling: ``encode(inputs) -> (B, D)`` float32 CPU latents.
 
@@ -85,19 +134,19 @@ class HFEncoder:
         model_class = getattr(transformers, spec.hf_class, None)
         if model_class is None:
             raise UserError(f"encoder {spec.name!r}: transformers has no class {spec.hf_class!r}")
+        kwargs = {"revision": spec.revision} if spec.revision else {}
+        if not Path(location).is_dir():
+            kwargs["local_files_only"] = _hub_local_only(location, spec)
         try:
-            self.model = model_class.from_pretrained(location).eval().requires_grad_(False).to(self.device)
+            self.model = model_class.from_pretrained(location, **kwargs).eval().requires_grad_(False).to(self.device)
             if spec.modality == "text":
-                self.tokenizer = transformers.AutoTokenizer.from_pretrained(location)
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(location, **kwargs)
+            elif spec.modality == "audio":
+                self.processor = transformers.AutoFeatureExtractor.from_pretrained(location, **kwargs)
             elif spec.image_preprocessing == "processor":
-                self.processor = transformers.AutoImageProcessor.from_pretrained(location)
+                self.processor = transformers.AutoImageProcessor.from_pretrained(location, **kwargs)
         except (OSError, ValueError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise UserError(
-                f"could not load {spec.modality} encoder {spec.name!r} from {location!r} ({reason}); its weights are "
-                f"not available here: download them once with `huggingface-cli download {location}` while online, "
-                f"or pass a local folder holding them as hf:/path/to/folder@{spec.pooling}"
-            ) from err
+            raise UserError(_unavailable_message(spec, location, err)) from err
         config = self.model.config
         self.dim = int(getattr(config, "hidden_size", 0) or getattr(config, "projection_dim", 0))
         if spec.dim is not None and self.dim and self.dim != spec.dim:

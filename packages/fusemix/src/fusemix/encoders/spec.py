@@ -58,6 +58,8 @@ class EncoderSpec:
     """Apply :func:`fusemix.captions.clean_caption` before encoding text."""
     batch_size: int = 64
     """Inputs encoded per forward pass during extraction."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) of ``model``; ``None`` is the default branch."""
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():
@@ -74,6 +76,9 @@ class EncoderSpec:
     def fingerprint(self) -> str:
         """12 hex digits of SHA-256 over every field that changes a latent (``name``/``batch_size`` excluded)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "batch_size")}
+        for key in ("revision",):  # fields added later leave the fingerprints of existing caches unchanged
+            if fields[key] is None:
+                del fields[key]
         fields["caption_cleaning_version"] = CAPTION_CLEANING_VERSION if self.modality == "text" else None
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 

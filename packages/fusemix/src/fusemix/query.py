@@ -10,7 +10,7 @@ import torch
 from fusemix.cache import load_paired_latents
 from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
 from fusemix.encoders import load_encoder
-from fusemix.evaluation import embed_latents
+from fusemix.evaluate import check_latent_sizes, embed_latents
 from sixlab_shared import UserError
 
 
@@ -45,13 +45,15 @@ def retrieve(
         split: gallery split.
         query: a caption; it is encoded with the checkpoint's text encoder (loaded for this query only) and
             matched against the split's items.
-        item_id: instead of ``query``, a cached item whose captions in the split are ranked.
+        item_id: instead of ``query``, a cached item; the split's distinct captions are ranked (a caption shared
+            by several items is listed once).
         k: number of hits.
         dataset: gallery dataset (default: the one trained on).
         device: where to compute.
 
     Raises:
-        UserError: neither or both of ``query``/``item_id``, an unknown item id, missing caches, ``k < 1``.
+        UserError: neither or both of ``query``/``item_id``, an unknown item id, missing caches, ``k < 1``, cached
+            latents whose sizes differ from the checkpoint's adapters.
     """
     if (query is None) == (item_id is None):
         raise UserError("give exactly one of --query (a caption) or --item-id (a cached item)")
@@ -60,6 +62,7 @@ def retrieve(
     model, state = load_fusion_checkpoint(checkpoint, device=device)
     item_spec, text_spec = checkpoint_encoders(state)
     data = load_paired_latents(cache_dir, item_spec, text_spec, dataset or state["dataset"], split)
+    check_latent_sizes(model, data, split)
     with torch.no_grad():
         if query is not None:
             encoder = load_encoder(text_spec, device)
@@ -67,6 +70,11 @@ def retrieve(
                 latent = encoder.encode([query])
             finally:
                 encoder.close()
+            if latent.shape[1] != model.text_adapter.config.in_dim:
+                raise UserError(
+                    f"the text encoder gives {latent.shape[1]}-d latents but the checkpoint's adapter takes "
+                    f"{model.text_adapter.config.in_dim}-d"
+                )
             q = model.encode_texts(latent.to(device))
             gallery = embed_latents(model, data.items, "items", device=device)
             keys, paths = data.item_ids, data.item_paths
@@ -75,8 +83,12 @@ def retrieve(
                 raise UserError(f"item {item_id!r} is not in the cached {split!r} split")
             row = data.item_ids.index(item_id)
             q = model.encode_items(data.items[row : row + 1].to(device))
-            gallery = embed_latents(model, data.texts, "texts", device=device)
-            keys, paths = data.captions, [""] * len(data.captions)
+            # a caption shared by several items (templates, "a dog") is one gallery entry, listed once
+            first = {caption: i for i, caption in reversed(list(enumerate(data.captions)))}
+            rows = sorted(first.values())
+            gallery = embed_latents(model, data.texts[rows], "texts", device=device)
+            keys = [data.captions[i] for i in rows]
+            paths = [""] * len(keys)
         scores = (gallery @ q[0]).cpu()
     top = torch.argsort(-scores, stable=True)[: min(k, scores.numel())]
     return [Hit(rank + 1, float(scores[i]), keys[i], paths[i]) for rank, i in enumerate(top.tolist())]
