@@ -132,3 +132,59 @@ def test_fd_infinity_accepts_saved_reference_statistics(rng, tmp_path):
     assert fd_infinity(tmp_path / "ref.npz", fake, seed=1) == pytest.approx(expected, rel=1e-10)
     with pytest.raises(FeatureError, match="feature dimensions differ"):
         fd_infinity(tmp_path / "ref.npz", fake[:, :4])
+
+
+def _dense_reference_fd(x_r: np.ndarray, x_g: np.ndarray, rank: int) -> float:
+    """Independent float64 FD: scipy eigh square root of Σ_R, eigvalsh of √Σ_R Σ_G √Σ_R, the top ``rank``
+    eigenvalues only (the rest are zero in exact arithmetic when a set has N <= D)."""
+    import scipy.linalg
+
+    mu_r, mu_g = x_r.mean(0), x_g.mean(0)
+    s_r, s_g = np.cov(x_r, rowvar=False), np.cov(x_g, rowvar=False)
+    w, v = scipy.linalg.eigh(s_r)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = scipy.linalg.eigvalsh(root @ s_g @ root)[::-1][:rank]
+    return float(((mu_r - mu_g) ** 2).sum() + np.trace(s_r) + np.trace(s_g) - 2 * np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+@pytest.mark.parametrize(("n_r", "n_g", "d"), [(60, 40, 100), (40, 60, 100), (250, 50, 100), (80, 80, 80)])
+def test_gram_form_equals_the_dense_fd_when_n_le_d(rng, n_r, n_g, d):
+    from dgm_eval.metrics.fd import _SqrtFactor, fd_from_statistics
+
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    x_r = rng.normal(size=(n_r, d)) @ mix + 3.0
+    x_g = rng.normal(size=(n_g, d)) @ mix * 1.2 + 3.1
+    expected = _dense_reference_fd(x_r, x_g, min(n_r, n_g) - 1)
+    for value in (frechet_distance(x_r, x_g), frechet_distance(x_g, x_r), frechet_distance_eff(x_r, x_g)):
+        assert value == pytest.approx(expected, rel=1e-8)
+    # saved statistics on one side, rows on the other: G Σ_R Gᵀ form
+    stats_r = GaussianStats(torch.from_numpy(x_r.mean(0)), torch.from_numpy(np.cov(x_r, rowvar=False)), n_r)
+    assert frechet_distance(stats_r, x_g) == pytest.approx(expected, rel=1e-8)
+    # the dense path (what ran before) agrees where its √ of round-off allows
+    sa, sb = (
+        GaussianStats(*(torch.from_numpy(t) for t in (x_r.mean(0), np.cov(x_r, rowvar=False)))),
+        GaussianStats(*(torch.from_numpy(t) for t in (x_g.mean(0), np.cov(x_g, rowvar=False)))),
+    )
+    assert fd_from_statistics(sa, sb, factor=_SqrtFactor(sa.cov)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_fd_infinity_gram_equals_dense_subsets(rng):
+    from dgm_eval.metrics.fd import _SqrtFactor, fd_from_statistics, feature_statistics
+    from dgm_eval.metrics.fd_infinity import fd_infinity_sizes, fit_fd_infinity
+
+    d = 90
+    x_r = rng.normal(size=(70, d)) + 0.5
+    x_g = rng.normal(size=(80, d)) * 1.1
+    sizes = fd_infinity_sizes(80)
+    gen = torch.Generator().manual_seed(4)
+    draws = [torch.randperm(80, generator=gen)[: int(n)] for n in sizes]
+    g = torch.from_numpy(x_g)
+    expected = fit_fd_infinity(
+        sizes, [_dense_reference_fd(x_r, x_g[idx.numpy()], min(70, len(idx)) - 1) for idx in draws]
+    )
+    assert fd_infinity(x_r, x_g, seed=4) == pytest.approx(expected, rel=1e-8)
+    sr = feature_statistics(x_r)
+    dense = fit_fd_infinity(
+        sizes, [fd_from_statistics(sr, feature_statistics(g[i]), factor=_SqrtFactor(sr.cov)) for i in draws]
+    )
+    assert fd_infinity(sr, x_g, seed=4) == pytest.approx(dense, rel=1e-5)

@@ -2,6 +2,7 @@
 
 FD of N generated samples is biased by about b/N; fitting FD_N = a + b/N over several N and reading the
 intercept a removes the bias. Subsets are drawn with the given seed (the public code's draws are unseeded).
+When N_G <= D every subset's FD comes from Gram matrices computed once (:class:`~dgm_eval.metrics.fd_gram.GramFD`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 
 from dgm_eval.metrics.checks import FeatureError, as_features
-from dgm_eval.metrics.fd import _SqrtFactor, as_statistics, fd_from_statistics, feature_statistics
+from dgm_eval.metrics.fd import _is_stats_like, _SqrtFactor, as_statistics, fd_from_statistics, feature_statistics
+from dgm_eval.metrics.fd_gram import GramFD
 
 
 def fit_fd_infinity(sample_sizes: Any, fds: Any) -> float:
@@ -62,11 +64,15 @@ def fd_infinity(
     g = as_features(fake, "fake", device=stats_r.mean.device, min_rows=4)
     if g.shape[1] != stats_r.dim:
         raise FeatureError(f"feature dimensions differ (real has D={stats_r.dim}, fake has D={g.shape[1]})")
-    factor = _SqrtFactor(stats_r.cov)
     sizes = fd_infinity_sizes(int(g.shape[0]), num_points=num_points)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    fds = []
-    for n in sizes:
-        idx = torch.randperm(g.shape[0], generator=gen)[: int(n)].to(g.device)
-        fds.append(fd_from_statistics(stats_r, feature_statistics(g[idx]), factor=factor))
+    draws = [torch.randperm(g.shape[0], generator=gen)[: int(n)].to(g.device) for n in sizes]
+    if g.shape[0] <= g.shape[1]:  # N_G <= D: every subset through one set of Gram matrices, no O(D³) per subset
+        rows_r = None if _is_stats_like(real) else as_features(real, "real", device=g.device)
+        ref = rows_r if rows_r is not None and rows_r.shape[0] <= g.shape[1] else (stats_r.mean, stats_r.cov)
+        gram = GramFD(ref, g)
+        fds = [gram.fd(idx) for idx in draws]
+    else:
+        factor = _SqrtFactor(stats_r.cov)
+        fds = [fd_from_statistics(stats_r, feature_statistics(g[idx]), factor=factor) for idx in draws]
     return fit_fd_infinity(sizes, fds)
