@@ -8,8 +8,19 @@ from pathlib import Path
 import typer
 
 from bnpo import __version__
+from bnpo.downstream import DownstreamConfig
 from bnpo.fit import FitConfig
-from bnpo.workflows import collect_job, demo_job, evaluate_job, fit_job, format_table, segment_job, summary_rows
+from bnpo.workflows import (
+    collect_job,
+    demo_job,
+    evaluate_job,
+    fit_job,
+    format_table,
+    rl_job,
+    rl_rows,
+    segment_job,
+    summary_rows,
+)
 from sixlab_shared import UserError, config_option_callback, exit_on_user_error, setup_logging
 
 app = typer.Typer(
@@ -24,6 +35,17 @@ CONFIG_OPTION = typer.Option(
 )
 VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
 DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available).")
+
+
+def _json_object(text: str) -> dict:
+    """``--env-kwargs`` as a dict, or a one-line error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--env-kwargs must be a JSON object, got {text!r} ({err.msg})") from err
+    if not isinstance(value, dict):
+        raise UserError(f"--env-kwargs must be a JSON object, got {text!r}")
+    return value
 
 
 def _version_callback(value: bool) -> None:
@@ -60,12 +82,7 @@ def collect(
 ) -> None:
     """Collect expert (or random) trajectories from a gymnasium environment into a .npz dataset."""
     setup_logging(verbose)
-    try:
-        kwargs = json.loads(env_kwargs)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--env-kwargs must be a JSON object, got {env_kwargs!r} ({err.msg})") from err
-    if not isinstance(kwargs, dict):
-        raise UserError(f"--env-kwargs must be a JSON object, got {env_kwargs!r}")
+    kwargs = _json_object(env_kwargs)
     data = collect_job(
         env,
         out,
@@ -200,6 +217,48 @@ def evaluate(
     """Exact held-out log-likelihood, K and usage, and (with ground truth) matched accuracy and boundary F1."""
     setup_logging(verbose)
     typer.echo(format_table(summary_rows(evaluate_job(model, data, out, seq_len=seq_len))))
+
+
+@app.command()
+@exit_on_user_error
+def rl(
+    env: str = typer.Argument(..., help="gymnasium id with Discrete actions, e.g. bnpo/LandmarksGoal-v0."),
+    out: Path = typer.Option(..., "--out", help="Run directory (curves.json, curves.png, summary.json)."),
+    options: Path = typer.Option(
+        None, "--options", help="Fitted model (checkpoint or run directory) whose options join the actions."
+    ),
+    no_options: bool = typer.Option(False, "--no-options", help="Primitive actions only (the baseline)."),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="With --options, also run the primitive-only baseline."
+    ),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds: --seed, --seed + 1, ..."),
+    steps: int = typer.Option(20_000, "--steps", help="Primitive environment steps per run."),
+    option_steps: int = typer.Option(15, "--option-steps", help="Cap on the primitive steps of one option call."),
+    env_kwargs: str = typer.Option("{}", "--env-kwargs", help="JSON keyword arguments for gym.make."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+    seed: int = typer.Option(0, "--seed", help="First seed."),
+    config: str = CONFIG_OPTION,
+    verbose: int = VERBOSE_OPTION,
+) -> None:
+    """Downstream SMDP PPO (Stable-Baselines3) with and without learned options; success-vs-steps AUC over seeds."""
+    setup_logging(verbose)
+    if (options is None) == (not no_options):
+        raise UserError("pass exactly one of --options MODEL or --no-options")
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    rl_config = DownstreamConfig(steps=steps, seeds=list(range(seed, seed + seeds)), option_steps=option_steps)
+    summary = rl_job(
+        env,
+        out,
+        rl_config,
+        options=options,
+        baseline=baseline,
+        env_kwargs=_json_object(env_kwargs),
+        overwrite=overwrite,
+    )
+    typer.echo(format_table(rl_rows(summary)))
 
 
 @app.command()

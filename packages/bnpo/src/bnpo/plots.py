@@ -88,3 +88,34 @@ def plot_training(path: str | os.PathLike[str], history: Sequence[dict[str, Any]
     fig.tight_layout()
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+def plot_downstream(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
+    """Success rate against primitive environment steps, mean ± std over seeds, one line per condition.
+
+    Args:
+        path: PNG to write (atomically).
+        result: :func:`bnpo.downstream.compare` output.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    labels = {"options": "primitive actions + options", "primitive": "primitive actions only"}
+    for condition in ("options", "primitive"):
+        if condition not in result:
+            continue
+        runs = result[condition]["runs"]
+        steps = np.asarray(runs[0]["curve"]["steps"])
+        rates = np.array([r["curve"]["success"] for r in runs])
+        mean, std = rates.mean(0), rates.std(0)
+        label = f"{labels[condition]}: AUC {result[condition]['auc_mean']:.3f} ± {result[condition]['auc_std']:.3f}"
+        ax.plot(steps, mean, label=label)
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    seeds = len(next(result[c] for c in ("options", "primitive") if c in result)["runs"])
+    ax.set_xlabel("primitive environment steps")
+    ax.set_ylabel("success rate of training episodes")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{result['env']}: mean ± std over {seeds} seeds", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

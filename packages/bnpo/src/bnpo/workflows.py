@@ -16,9 +16,10 @@ import gymnasium as gym
 
 from bnpo import metrics
 from bnpo.data import Dataset, collect, load_dataset
+from bnpo.downstream import DownstreamConfig
 from bnpo.envs import ENV_IDS, make_expert
 from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_indices
-from bnpo.plots import plot_segmentation, plot_training
+from bnpo.plots import plot_downstream, plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seed_everything
 
 logger = logging.getLogger(__name__)
@@ -245,6 +246,69 @@ def demo_job(out: str | os.PathLike[str], *, env: str = "room", fast: bool = Fal
     return summary
 
 
+def rl_job(
+    env_id: str,
+    out: str | os.PathLike[str],
+    config: DownstreamConfig,
+    *,
+    options: str | os.PathLike[str] | None = None,
+    baseline: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Downstream SMDP PPO on ``env_id`` over ``config.seeds``: with the options of the model at ``options`` (and,
+    with ``baseline``, primitive actions only as well), or primitive actions only when ``options`` is None.
+
+    Writes ``config.json``, ``curves.json`` (every run's episodes and curve), ``curves.png`` (success against
+    primitive steps, mean ± std over seeds) and ``summary.json`` (AUC per condition).
+
+    Raises:
+        UserError: the env cannot be made, the model does not exist or does not fit the env, bad settings, or
+            ``out`` holds a run without ``overwrite``.
+    """
+    from bnpo.downstream import compare, make_env
+    from bnpo.options import check_compatible
+
+    model = None
+    if options is not None:
+        model_file = checkpoint_file(options)
+        if not model_file.is_file():
+            raise UserError(f"--options {str(options)!r} is neither a checkpoint nor a run directory holding one")
+        model = load_model(model_file)
+    probe = make_env(env_id, env_kwargs)
+    if model is not None:
+        check_compatible(probe, model)
+    elif not isinstance(probe.action_space, gym.spaces.Discrete):
+        raise UserError(f"bnpo rl needs a Discrete action space, {env_id!r} has {probe.action_space}")
+    probe.close()
+    conditions = ("options", "primitive") if model is not None and baseline else ("options",) if model else ()
+    conditions = conditions or ("primitive",)
+    _output_folder(out)
+    run = RunDir(out, overwrite=overwrite)
+    run.write_config(
+        {"rl": dataclasses.asdict(config), "env": env_id, "env_kwargs": env_kwargs or {}, "options": str(options)},
+        seed=config.seeds[0],
+    )
+    result = compare(env_id, model, config, env_kwargs=env_kwargs, conditions=conditions)
+    atomic_write_json(run.file("curves.json"), result)
+    plot_downstream(run.file("curves.png"), result)
+    summary = {"env": env_id, "seeds": config.seeds, "steps": config.steps}
+    for condition in conditions:
+        summary[condition] = {k: result[condition][k] for k in ("auc", "auc_mean", "auc_std")}
+    run.write_summary(summary)
+    return summary
+
+
+def rl_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of ``bnpo rl``'s table: AUC mean ± std per condition."""
+    rows = [("env", summary["env"]), ("seeds", str(len(summary["seeds"]))), ("primitive_steps", str(summary["steps"]))]
+    for condition in ("options", "primitive"):
+        if condition in summary:
+            part = summary[condition]
+            rows.append((f"auc_{condition}", f"{part['auc_mean']:.3f} ± {part['auc_std']:.3f}"))
+    return rows
+
+
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) rows of the CLI's result table."""
     rows = []
@@ -271,4 +335,14 @@ def format_table(rows: list[tuple[str, str]]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-__all__ = ["collect_job", "demo_job", "evaluate_job", "fit_job", "format_table", "segment_job", "summary_rows"]
+__all__ = [
+    "collect_job",
+    "demo_job",
+    "evaluate_job",
+    "fit_job",
+    "format_table",
+    "rl_job",
+    "rl_rows",
+    "segment_job",
+    "summary_rows",
+]

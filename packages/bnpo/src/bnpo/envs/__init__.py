@@ -6,7 +6,7 @@ id                        environment                             horizon
 ``bnpo/Room-v0``          Room(V), ``n_rooms=6`` by default       5 steps
 ``bnpo/Line-v0``          Line, positions 0..9, K_true = 2        20 steps
 ``bnpo/Landmarks-v0``     7x7 grid, 4 hidden landmarks            30 steps
-``bnpo/LandmarksGoal-v0`` downstream: reach hidden landmark 2     50 steps
+``bnpo/LandmarksGoal-v0`` downstream: reach hidden landmark 2     20 steps
 ========================  ======================================  ==========
 
 ``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
@@ -26,7 +26,7 @@ ENV_IDS = {
     "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
 }
 DOWNSTREAM_ENV_IDS = {
-    "bnpo/LandmarksGoal-v0": ("bnpo.envs.landmarks:LandmarksGoalEnv", 50),
+    "bnpo/LandmarksGoal-v0": ("bnpo.envs.landmarks:LandmarksGoalEnv", 20),
 }
 
 

@@ -120,7 +120,7 @@ class LandmarksGoalEnv(LandmarksEnv):
     Same grid, landmarks, observation (x, y) and actions as :class:`LandmarksEnv` (so options fitted on Landmarks
     data apply), but the reward is sparse: 1 on stepping onto landmark ``goal`` (``reset(options={"goal": g})``
     overrides it for one episode), which ends the episode (``terminated``, ``info["is_success"] = True``); 0
-    otherwise. The start cell is uniform over the cells other than the goal. The registered horizon is 50 steps.
+    otherwise. The start cell is uniform over the cells other than the goal. The registered horizon is 20 steps.
     """
 
     def __init__(
