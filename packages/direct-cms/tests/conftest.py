@@ -188,3 +188,21 @@ def tiny_vae_dir(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("tiny_vae")
     tiny_vae(seed=7).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def captioned_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Five random RGB images of different sizes with captions in a datasets-style metadata.jsonl."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("captioned")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (h, w) in enumerate([(20, 24), (24, 16), (16, 16), (32, 20), (18, 30)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        rows.append({"file_name": f"img{i}.png", "text": f"picture number {i}"})
+    (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return folder

@@ -14,30 +14,88 @@ function of seed and step).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from direct_cms.data import draw_batch, load_dataset
+from direct_cms.captions import TextBatchSource, build_cache, load_captioned_folder
+from direct_cms.data import Batch, draw_batch, load_dataset
+from direct_cms.grid import TimeGrid
 from direct_cms.guidance import GuidedTeacher
+from direct_cms.lora import PAPER_LORA_TARGETS, save_lora
 from direct_cms.objectives import LOSSES, OBJECTIVES, cd_target, direct_target, pseudo_huber_loss, student_output
 from direct_cms.solvers import SOLVERS, make_solver
 from direct_cms.students import DEFAULT_LORA_TARGETS, STUDENT_KINDS, StudentTeacher
-from direct_cms.teacher import load_teacher
-from sixlab_shared import RunDir, UserError, derive_seed, progress
+from direct_cms.teacher import load_checked_scheduler, load_teacher, scheduler_from_config
+from sixlab_shared import RunDir, UserError, derive_seed, get_device, progress, save_checkpoint, seeded
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STUDENT_FILE", "DistillConfig", "distill", "load_student"]
+__all__ = ["PRESETS", "STUDENT_FILE", "DistillConfig", "distill", "load_student"]
 
 STUDENT_FILE = "student.safetensors"
-#: Settings a resumed run must share with its checkpoint.
-_RESUME_KEYS = ("objective", "num_intervals", "solver", "guidance", "student", "lora_rank", "lora_targets", "loss")
+#: Folder of a text-to-image student's LoRA in diffusers' format (``pipe.load_lora_weights(<out>/lora)``).
+LORA_DIR = "lora"
+#: Settings a resumed run must share with its checkpoint (everything that changes the result).
+_RESUME_KEYS = (
+    "teacher",
+    "vae",
+    "variant",
+    "revision",
+    "data",
+    "resolution",
+    "cache",
+    "objective",
+    "num_intervals",
+    "solver",
+    "guidance",
+    "loss",
+    "huber_c",
+    "student",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "ema_decay",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "weight_decay",
+    "grad_clip",
+    "optimizer",
+    "mixed_precision",
+    "seed",
+)
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+#: Named presets. ``paper``: the paper's SDXL setting (reference §2); its values replace every field left at its
+#: default (a field set explicitly keeps the user's value).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "num_intervals": 100,
+        "solver": "ddim",
+        "guidance": 9.0,
+        "lora_rank": 64,
+        "lora_alpha": 64.0,
+        "lora_targets": list(PAPER_LORA_TARGETS),
+        "lr": 1e-4,
+        "weight_decay": 1e-2,
+        "grad_clip": 1.0,
+        "batch_size": 16,
+        "steps": 250,
+        "seed": 24,
+        "checkpoint_every": 50,
+        "mixed_precision": "fp16",
+        "gradient_checkpointing": True,
+        "optimizer": "adamw8bit",
+        "resolution": 1024,
+    }
+}
 
 
 @dataclass
@@ -45,7 +103,22 @@ class DistillConfig:
     """Settings of ``direct-cms distill`` (identical for both objectives except ``objective``)."""
 
     teacher: str = ""
-    """Teacher folder (``train-teacher`` output) or diffusers model folder / Hugging Face id."""
+    """Teacher: a ``train-teacher`` folder, or a diffusers SD 1.5 / SDXL pipeline (Hugging Face id or folder)."""
+    data: str = ""
+    """Captioned image folder for SD/SDXL teachers (``metadata.jsonl`` imagefolder or ``.txt`` sidecars)."""
+    vae: str = ""
+    """VAE replacing the pipeline's (id or folder, e.g. ``madebyollin/sdxl-vae-fp16-fix``)."""
+    variant: str = ""
+    """Weight variant of the pipeline (e.g. ``fp16``)."""
+    revision: str = ""
+    """Hub revision of the pipeline."""
+    resolution: int = 512
+    """Square crop size in pixels for SD/SDXL data (paper: 1024)."""
+    cache: str = ""
+    """Latent + prompt-embedding cache file (safetensors; built on first use) so the VAE and text encoders are not
+    needed during training; empty: encode every batch."""
+    preset: str = ""
+    """A named preset (``paper``): sets every field left at its default to the paper's value."""
     objective: str = "cd"
     """``cd`` (one teacher step + stop-gradient target) or ``direct`` (teacher solve to t = 0)."""
     num_intervals: int = 20
@@ -61,11 +134,12 @@ class DistillConfig:
     student: str = "lora"
     """``lora`` (peft adapters, the paper's) or ``full`` fine-tuning."""
     lora_rank: int = 8
-    """LoRA rank."""
+    """LoRA rank (paper: 64)."""
     lora_alpha: float | None = None
     """LoRA α (default: the rank)."""
-    lora_targets: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
-    """Module-name suffixes that get LoRA adapters."""
+    lora_targets: list[str] = field(default_factory=list)
+    """Module-name suffixes that get LoRA adapters; empty: the built-in teachers' list, or the paper's 14 groups
+    for SD/SDXL."""
     ema_decay: float = 0.0
     """EMA decay of the CD target network; 0 = stop-gradient online target (the paper's LoRA scripts)."""
     steps: int = 200
@@ -80,8 +154,13 @@ class DistillConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Gradient-norm clip."""
+    optimizer: str = "adamw"
+    """``adamw`` (torch) or ``adamw8bit`` (bitsandbytes, the paper's; CUDA)."""
     mixed_precision: str = "no"
-    """accelerate mixed precision: ``no``, ``fp16`` or ``bf16``."""
+    """``no``, ``fp16`` or ``bf16``: frozen weights are stored in that dtype and autocast computes in it; the
+    trained (LoRA) weights stay float32."""
+    gradient_checkpointing: bool = False
+    """Recompute UNet activations in the backward pass (saves memory, costs time)."""
     checkpoint_every: int = 50
     """Write ``checkpoints/last.safetensors`` every M updates (and at the end)."""
     log_every: int = 10
@@ -89,9 +168,18 @@ class DistillConfig:
     tensorboard: bool = True
     """Also log to TensorBoard (``<out>/tensorboard``)."""
     seed: int = 0
-    """Seeds the data/noise/index stream (identical for both objectives)."""
+    """Seeds the data/noise/index stream (identical for both objectives) and the LoRA initialisation."""
     device: str | None = None
-    """``cpu``, ``cuda``, ``mps`` (default: accelerate's choice)."""
+    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: accelerate's choice)."""
+
+    def __post_init__(self) -> None:
+        if self.preset:
+            if self.preset not in PRESETS:
+                raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+            defaults = {f.name: f.default_factory() if callable(f.default_factory) else f.default for f in fields(self)}
+            for name, value in PRESETS[self.preset].items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, copy.deepcopy(value))
 
     def validate(self) -> None:
         """Check every option the user can get wrong (before anything is written).
@@ -107,17 +195,21 @@ class DistillConfig:
             raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.student not in STUDENT_KINDS:
             raise UserError(f"--student must be one of {', '.join(STUDENT_KINDS)}, got {self.student!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.guidance < 0:
             raise UserError(f"--guidance must be >= 0 (Imagen form, 1 = no guidance), got {self.guidance}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every", "lora_rank"):
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every", "lora_rank", "resolution"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.huber_c <= 0:
+            raise UserError("--lr, --grad-clip and --huber-c must be > 0 and --weight-decay >= 0")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise UserError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not self.teacher:
-            raise UserError("--teacher is required: a folder from `direct-cms train-teacher` or a diffusers model")
+            raise UserError("--teacher is required: a folder from `direct-cms train-teacher` or a diffusers pipeline")
 
 
 @contextlib.contextmanager
@@ -138,6 +230,89 @@ def _swapped_in(params: list[torch.nn.Parameter], values: list[torch.Tensor] | N
                 p.copy_(v)
 
 
+def _resolve_teacher(source: str) -> str:
+    """An existing local path as an absolute path (so a run stored with a relative ``--teacher`` reloads from any
+    working directory); Hub ids unchanged."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else source
+
+
+def _require_bitsandbytes() -> Any:
+    try:
+        import bitsandbytes
+    except ImportError as err:
+        raise UserError(
+            "--optimizer adamw8bit needs bitsandbytes: pip install 'direct-cms[bnb]' (CUDA), or use adamw"
+        ) from err
+    return bitsandbytes
+
+
+def _make_optimizer(name: str, params: list[torch.nn.Parameter], lr: float, weight_decay: float):
+    if name == "adamw8bit":
+        return _require_bitsandbytes().optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+class _Setup:
+    """Teacher, data stream and CFG null condition of a run (built-in or text-to-image).
+
+    The constructor does the cheap checks (teacher configs, data folder, optimiser); :meth:`load` loads weights.
+    """
+
+    def __init__(self, config: DistillConfig, text: bool) -> None:
+        from direct_cms.text_teacher import check_teacher_source
+
+        self.config = config
+        self.text = text
+        if text:
+            if not config.data:
+                raise UserError("--data is required for SD/SDXL teachers: a folder of captioned images")
+            _, scheduler_config = check_teacher_source(config.teacher, config.revision or None)
+            scheduler = scheduler_from_config(scheduler_config)
+            self.images = load_captioned_folder(config.data)
+        else:
+            if config.data or config.vae or config.variant or config.cache:
+                raise UserError("--data/--vae/--variant/--cache apply to SD/SDXL pipeline teachers only")
+            scheduler = load_checked_scheduler(config.teacher)
+        TimeGrid.from_scheduler(scheduler, config.num_intervals)  # N must divide T: refused before weights load
+        if config.optimizer == "adamw8bit":
+            _require_bitsandbytes()
+
+    def load(self) -> None:
+        """Load the teacher's weights, the data stream and the null condition."""
+        from direct_cms.text_teacher import load_text_teacher
+
+        config = self.config
+        if self.text:
+            self.teacher = load_text_teacher(
+                config.teacher,
+                vae=config.vae or None,
+                variant=config.variant or None,
+                revision=config.revision or None,
+            )
+            self.grid = self.teacher.grid(config.num_intervals)
+            cache = None
+            if config.cache:
+                cache = build_cache(self.teacher, self.images, config.resolution, config.seed, config.cache, config.vae)
+            self.source = TextBatchSource(self.teacher, self.images, config.resolution, cache)
+            self.null = self.teacher.null_cond(device="cpu")
+        else:
+            self.teacher = load_teacher(config.teacher)
+            self.grid = self.teacher.grid(config.num_intervals)
+            if self.teacher.dataset is None:
+                raise UserError(
+                    f"teacher {config.teacher!r} is a bare UNet without a built-in dataset; pass a `train-teacher` "
+                    "folder or a diffusers SD 1.5 / SDXL pipeline with --data"
+                )
+            self.data = load_dataset(self.teacher.dataset, seed=config.seed)
+            self.null = torch.tensor(self.data.null_class, dtype=torch.int64)
+
+    def draw(self, config: DistillConfig, step: int, micro: int, process: int) -> Batch:
+        if self.text:
+            return self.source.draw(config.batch_size, config.num_intervals, config.seed, step, micro, process)
+        return draw_batch(self.data, config.batch_size, config.num_intervals, config.seed, step, micro, process)
+
+
 def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Distil ``config.teacher`` into a student with ``config.objective``; write the run to ``out``.
 
@@ -145,53 +320,77 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
         The summary (also written to ``summary.json``): final loss, updates/s, teacher network calls per update.
 
     Raises:
-        UserError: invalid options, teacher not loadable, N not dividing T, a non-DDPM scheduler, ``out`` holding a
-            run without ``resume``/``overwrite``, or a checkpoint from a different configuration.
+        UserError: invalid options, teacher not loadable or refused (scheduler, prediction type), N not dividing T,
+            bad data, ``out`` holding a run without ``resume``/``overwrite``, a checkpoint from a different
+            configuration, or ``adamw8bit`` without bitsandbytes.
     """
     from accelerate import Accelerator
 
     # -- 1. validate everything before writing anything --------------------------------------------------------
     config.validate()
-    teacher = load_teacher(config.teacher)
-    grid = teacher.grid(config.num_intervals)
-    if teacher.dataset is None:
-        raise UserError(
-            f"teacher {config.teacher!r} has no built-in dataset; distilling text-to-image teachers needs a "
-            "prompt/latent data pipeline, not built yet"
-        )
-    data = load_dataset(teacher.dataset, seed=config.seed)
+    from direct_cms.text_teacher import is_pipeline_source
+
+    teacher_source = _resolve_teacher(config.teacher)
+    text = is_pipeline_source(teacher_source, config.revision or None)
+    targets = config.lora_targets or list(PAPER_LORA_TARGETS if text else DEFAULT_LORA_TARGETS)
+    config = DistillConfig(**{**asdict(config), "teacher": teacher_source, "lora_targets": targets})
+    device_check = get_device(config.device)  # one line for an unavailable device, before any weights load
+    setup = _Setup(config, text)
     run = RunDir(out, resume=resume, overwrite=overwrite)
     if resume:
         if not run.has_checkpoint():
             raise UserError(f"--resume given but {str(out)!r} has no checkpoints/last.safetensors; drop --resume")
         saved = run.read_config()
-        changed = [key for key in _RESUME_KEYS if saved.get(key) != asdict(config).get(key)]
+        mine = asdict(config)
+        changed = [key for key in _RESUME_KEYS if saved.get(key) != mine.get(key)]
         if changed:
             raise UserError(
                 f"checkpoint in {str(out)!r} was trained with different {', '.join(changed)}; resume with the same "
                 "settings or choose another --out"
             )
+    setup.load()
+    teacher, grid = setup.teacher, setup.grid
 
     # -- 2. accelerate, models, optimiser -----------------------------------------------------------------------
+    from accelerate.state import AcceleratorState
+
+    # a second run in one process may use another precision: drop accelerate's cached mixed-precision state (the
+    # distributed PartialState is kept)
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
-        cpu=config.device == "cpu",
+        cpu=device_check.type == "cpu",
         log_with="tensorboard" if config.tensorboard else None,
         project_dir=str(out),
     )
     device = accelerator.device
     if not resume:
         run.write_config(asdict(config), seed=config.seed, device=device, packages=("direct-cms", "diffusers", "peft"))
-    torch.manual_seed(derive_seed(config.seed, "student-init"))  # peft's LoRA A init reads the global RNG
-    models = StudentTeacher(
-        teacher.network, config.student, config.lora_rank, config.lora_alpha, config.lora_targets
-    ).to(device)
+    else:
+        run.rewind_metrics(int(run.load_checkpoint(device="cpu")["step"]))
+    with seeded(derive_seed(config.seed, "student-init")):  # peft's LoRA A init reads the global RNG
+        models = StudentTeacher(
+            teacher.network, config.student, config.lora_rank, config.lora_alpha, config.lora_targets
+        )
+    weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+    if weight_dtype != torch.float32:  # frozen weights in half precision, trained weights in float32
+        models.network.to(weight_dtype)
+        for p in models.trainable_parameters():
+            p.data = p.data.float()
+    if config.gradient_checkpointing:
+        if not hasattr(models.network, "enable_gradient_checkpointing"):
+            raise UserError(f"--gradient-checkpointing needs a diffusers UNet, not {type(models.network).__name__}")
+        models.network.enable_gradient_checkpointing()
+    models.to(device)
+    if setup.text and config.cache == "":  # on-the-fly encoding runs the VAE and text encoders on the device
+        for module in (teacher.pipe.vae, teacher.pipe.text_encoder, getattr(teacher.pipe, "text_encoder_2", None)):
+            if module is not None:
+                module.to(device)
     params = models.trainable_parameters()
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
     model, optimizer = accelerator.prepare(models, optimizer)
     core: StudentTeacher = accelerator.unwrap_model(model)
-    null = torch.tensor(data.null_class, dtype=torch.int64)
-    guided = GuidedTeacher(core.teacher_eps, config.guidance, null)
+    guided = GuidedTeacher(core.teacher_eps, config.guidance, setup.null)
     solver = make_solver(config.solver, grid)
     loss_fn = (lambda a, b: pseudo_huber_loss(a, b, config.huber_c)) if config.loss == "huber" else LOSSES["l2"]
     ema = [p.detach().clone() for p in params] if config.ema_decay > 0 else None
@@ -228,9 +427,7 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
         calls_before = guided.network_calls
         step_loss = 0.0
         for micro in range(config.grad_accum):
-            batch = draw_batch(
-                data, config.batch_size, grid.num_intervals, config.seed, step, micro, accelerator.process_index
-            )
+            batch = setup.draw(config, step, micro, accelerator.process_index)
             x0, cond, noise = batch.x0.to(device), batch.labels.to(device), batch.noise.to(device)
             t = grid.time_of_index(batch.index).to(device)
             x_t = grid.add_noise(x0, noise, t)
@@ -266,10 +463,10 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
     accelerator.wait_for_everyone()
 
     # -- 4. results ------------------------------------------------------------------------------------------------
-    from sixlab_shared import save_checkpoint
-
     if accelerator.is_main_process:
         save_checkpoint(run.file(STUDENT_FILE), {"student": core.trainable_state_dict(), "config": asdict(config)})
+        if setup.text and config.student == "lora":
+            save_lora(core.network, core.peft_config, run.file(LORA_DIR), teacher.kind)
     done = len(losses)
     summary = {
         "objective": config.objective,
@@ -302,7 +499,15 @@ def load_student(run_dir: str | Path, teacher_override: str | None = None) -> tu
         raise UserError(f"{str(run_dir)!r} holds no {STUDENT_FILE}; pass the --out folder of a finished `distill` run")
     state = load_checkpoint(path)
     config = DistillConfig(**state["config"])
-    teacher = load_teacher(teacher_override or config.teacher)
+    from direct_cms.text_teacher import is_pipeline_source, load_text_teacher
+
+    source = teacher_override or config.teacher
+    if is_pipeline_source(source, config.revision or None):
+        teacher = load_text_teacher(
+            source, vae=config.vae or None, variant=config.variant or None, revision=config.revision or None
+        )
+    else:
+        teacher = load_teacher(source)
     models = StudentTeacher(teacher.network, config.student, config.lora_rank, config.lora_alpha, config.lora_targets)
     models.load_trainable_state_dict(state["student"])
     return models.eval(), config, teacher

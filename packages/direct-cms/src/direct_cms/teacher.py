@@ -181,7 +181,7 @@ def load_teacher(source: str | Path, subfolder_unet: str = UNET_DIR) -> Teacher:
         return Teacher(network.eval().requires_grad_(False), scheduler, meta.get("dataset"), meta["num_classes"])
     if path.exists() and not path.is_dir():
         raise UserError(f"teacher {str(source)!r} is a file; pass a folder holding unet/ and scheduler/")
-    scheduler = _load_checked_scheduler(source)
+    scheduler = load_checked_scheduler(source)
     try:
         unet_config = UNet2DConditionModel.load_config(str(source), subfolder=subfolder_unet)
         cls = UNet2DConditionModel if unet_config.get("_class_name") == "UNet2DConditionModel" else UNet2DModel
@@ -197,12 +197,20 @@ def load_teacher(source: str | Path, subfolder_unet: str = UNET_DIR) -> Teacher:
     return Teacher(network.eval().requires_grad_(False), scheduler, None, num_classes)
 
 
-def _load_checked_scheduler(source: str | Path) -> Any:
-    """The teacher's own scheduler class from its config, refused (before any weights load) when not usable."""
+def scheduler_from_config(config: dict[str, Any]) -> Any:
+    """The scheduler class named in a (checked) config, built from it (no weights involved)."""
     import diffusers
 
+    return getattr(diffusers, config["_class_name"]).from_config(config)
+
+
+def load_checked_scheduler(source: str | Path) -> Any:
+    """The teacher's own scheduler class from its config, refused (before any weights load) when not usable."""
     from direct_cms.text_teacher import check_scheduler_config
 
+    path = Path(source)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"teacher {str(source)!r} is a file; pass a folder holding unet/ and scheduler/")
     try:
         config = DDPMScheduler.load_config(str(source), subfolder=SCHEDULER_DIR)
     except (OSError, ValueError) as err:
@@ -211,8 +219,10 @@ def _load_checked_scheduler(source: str | Path) -> Any:
             "id such as stabilityai/stable-diffusion-xl-base-1.0); run `direct-cms train-teacher` or download it "
             f"first (HF_HUB_OFFLINE is {'set' if _offline() else 'not set'})"
         ) from err
+    if "_class_name" not in config:
+        config = {**config, "_class_name": "DDPMScheduler"}
     check_scheduler_config(config)
-    return getattr(diffusers, config["_class_name"]).from_config(config)
+    return scheduler_from_config(config)
 
 
 def _offline() -> bool:

@@ -209,7 +209,7 @@ class TextTeacher:
         self,
         prompts: list[str],
         time_ids: torch.Tensor | None = None,
-        device: torch.device | str = "cpu",
+        device: torch.device | str | None = None,
     ) -> TextCond:
         """Encode prompts with the pipeline's ``encode_prompt`` (no CFG).
 
@@ -220,8 +220,9 @@ class TextTeacher:
 
         Returns:
             ``TextCond`` with ``prompt_embeds (B, L, D)`` (and ``pooled (B, P)``, ``time_ids (B, 6)`` for SDXL),
-            float32 on ``device``.
+            float32 on ``device`` (default: the text encoder's).
         """
+        device = device or self.pipe.text_encoder.device
         if self.kind == "sdxl":
             embeds, _, pooled, _ = self.pipe.encode_prompt(
                 prompt=list(prompts), device=device, num_images_per_prompt=1, do_classifier_free_guidance=False
@@ -237,7 +238,7 @@ class TextTeacher:
         return TextCond(embeds.float())
 
     @torch.no_grad()
-    def null_cond(self, device: torch.device | str = "cpu") -> TextCond:
+    def null_cond(self, device: torch.device | str | None = None) -> TextCond:
         """The unconditional branch of batch 1, as diffusers builds it without a negative prompt: zeros for SDXL
         (``force_zeros_for_empty_prompt``), the empty-prompt embedding ``(1, L, D)`` for SD 1.5."""
         if self.kind == "sdxl" and self.pipe.config.get("force_zeros_for_empty_prompt", True):
