@@ -142,8 +142,9 @@ def test_demo_fast(tmp_path):
     out = tmp_path / "demo"
     result = _ok(["demo", "--fast", "--out", str(out)])
     assert "ensemble_M3" in result.output and "map" in result.output and "E1 (" in result.output
+    assert "SMOKE RUN (--fast)" in result.output
     e5 = json.loads((out / "E5" / "metrics.json").read_text())
-    assert set(e5["table"]) == {"map", "single", "ensemble_M3"}
+    assert set(e5["table"]) == {"single", "ensemble_M3", "map", "mc_dropout", "vi", "laplace", "swag"}
     assert (out / "E1" / "e1_functions.png").is_file() and (out / "E5" / "e5_digits_shift.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["E1"]["eb_gap"] == pytest.approx(0.0, abs=1e-9)

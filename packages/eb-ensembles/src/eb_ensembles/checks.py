@@ -57,3 +57,24 @@ def check_labels(name: str, labels: torch.Tensor, n: int, num_classes: int) -> N
         raise InvalidInputError(
             f"`{name}` must lie in [0, {num_classes}), got values in [{int(labels.min())}, {int(labels.max())}]"
         )
+
+
+def check_log_probabilities(name: str, log_probs: torch.Tensor, *, atol: float = 1e-3) -> None:
+    """Raise unless ``log_probs`` holds log-probabilities over its last dimension (``logsumexp = 0``, all ≤ 0).
+
+    Probabilities (values in [0, 1] summing to 1) and raw logits each get a message saying what to pass instead.
+    """
+    if not torch.is_floating_point(log_probs):
+        raise InvalidInputError(f"`{name}` must be a floating-point tensor of log-probabilities, got {log_probs.dtype}")
+    if log_probs.numel() == 0:
+        raise InvalidInputError(f"`{name}` is empty (shape {tuple(log_probs.shape)}); pass at least one prediction")
+    if bool(torch.isnan(log_probs).any()) or bool(torch.isposinf(log_probs).any()):
+        raise InvalidInputError(f"`{name}` holds NaN or +inf values; pass finite log-probabilities")
+    worst = float(torch.logsumexp(log_probs.double(), -1).abs().max())
+    if worst <= atol:
+        return
+    if float(log_probs.min()) >= 0 and float((log_probs.double().sum(-1) - 1).abs().max()) <= atol:
+        raise InvalidInputError(f"`{name}` holds probabilities where log-probabilities are expected; pass their log")
+    raise InvalidInputError(
+        f"`{name}` rows must be log-probabilities (logsumexp 0), worst row is off by {worst:.3g}; apply log_softmax"
+    )

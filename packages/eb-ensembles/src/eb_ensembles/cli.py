@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from eb_ensembles import __version__
-from sixlab_shared import RunDir, UserError, config_option_callback, exit_on_user_error, setup_logging
+from sixlab_shared import RunDir, UserError, config_option_callback, exit_on_user_error, get_device, setup_logging
 
 app = typer.Typer(
     name="eb-ensembles",
@@ -42,6 +42,14 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise UserError(f"{option} must be comma-separated integers like '100,100', got {text!r}") from None
+
+
+def _check_common(seed: int | None, device: str | None) -> None:
+    """One-line errors for a negative seed or an unusable device, before any folder is made."""
+    if seed is not None and seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    if device is not None:
+        get_device(device)
 
 
 def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> str:
@@ -89,6 +97,7 @@ def train(
     from eb_ensembles.training.config import TrainConfig
 
     setup_logging(verbose)
+    _check_common(seed, device)
     run_config = RunConfig(
         dataset=dataset,
         holdout_classes=_ints(holdout, "--holdout"),
@@ -134,6 +143,7 @@ def evaluate(
     from eb_ensembles.runs import evaluate_run
 
     setup_logging(verbose)
+    _check_common(seed, device)
     result = evaluate_run(run, out, fast=fast, seed=seed, device=device, overwrite=overwrite)
     test = result["test"]
     typer.echo(_table({f"ensemble M={result['members']}": test}, tuple(test)[:6]))
@@ -161,8 +171,7 @@ def experiment(
     from eb_ensembles.experiments import check_experiment_options, run_experiment
 
     setup_logging(verbose)
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
+    _check_common(seed, device)
     spec = check_experiment_options(name, members=members, dataset=dataset)
     run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     options = {"name": spec.name, "seed": seed, "fast": fast, "members": members, "dataset": dataset}
@@ -193,8 +202,7 @@ def demo(
     from eb_ensembles.demo import run_demo
 
     setup_logging(verbose)
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
+    _check_common(seed, device)
     run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config({"seed": seed, "fast": fast}, seed=seed, device=device, packages=("eb-ensembles",))
     result = run_demo(out, seed=seed, fast=fast, device=device)
@@ -205,7 +213,9 @@ def demo(
         f"{e1['max_abs_bma_minus_ensemble']:.1e}, spread on data {e1['max_spread_on_training_points']:.1e} "
         f"vs off data {e1['mean_spread_outside_data_range']:.3f}"
     )
-    typer.echo("E5 digits (classes 8, 9 held out as OOD); BNN baselines not built yet:")
+    if fast:
+        typer.echo("SMOKE RUN (--fast): a few epochs and M <= 3; these numbers only show the pipeline runs.")
+    typer.echo("E5 digits (classes 8, 9 held out as OOD), one row per method:")
     typer.echo(_table(result["E5"]["table"], ("acc", "nll", "brier", "ece", "auroc_heldout_entropy", "shift_nll_sev5")))
     run.write_summary({"E1": e1, "E5": {"table": result["E5"]["table"], "eb": result["E5"]["eb"]}})
 

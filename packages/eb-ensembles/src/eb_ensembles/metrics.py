@@ -17,7 +17,13 @@ import math
 
 import torch
 
-from eb_ensembles.checks import InvalidInputError, check_labels, check_ndim, check_probabilities
+from eb_ensembles.checks import (
+    InvalidInputError,
+    check_labels,
+    check_log_probabilities,
+    check_ndim,
+    check_probabilities,
+)
 
 __all__ = [
     "accuracy",
@@ -123,6 +129,7 @@ def ensemble_nll(
     check_ndim("member_log_probs", member_log_probs, 3, "(M, N, K)")
     m, n, k = member_log_probs.shape
     check_labels("labels", labels, n, k)
+    check_log_probabilities("member_log_probs", member_log_probs)
     if log_weights is None:
         log_weights = torch.full((m,), -math.log(m), dtype=member_log_probs.dtype, device=member_log_probs.device)
     elif log_weights.shape != (m,):
@@ -142,7 +149,13 @@ def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _binned(confidences: torch.Tensor, accuracies: torch.Tensor, n_bins: int):
-    """Per-bin accuracy, confidence, proportion and count with torchmetrics' bucketing (n_bins + 1 buckets)."""
+    """Per-bin accuracy, confidence, proportion and count with torchmetrics' bucketing (n_bins + 1 buckets).
+
+    Binning runs in float32, as torchmetrics does (it casts confidences with ``.float()``): a float64 confidence
+    that sits on a bin edge (e.g. 0.4) lands in the same bin as there, because the float32 edge and the rounded
+    confidence compare alike.
+    """
+    confidences = confidences.float()
     boundaries = torch.linspace(0, 1, n_bins + 1, dtype=confidences.dtype, device=confidences.device)
     index = torch.bucketize(confidences, boundaries, right=True) - 1  # conf == 1.0 lands in bucket n_bins
     size = n_bins + 1
@@ -291,15 +304,19 @@ def agreement(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:
         raise InvalidInputError(
             f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ"
         )
+    check_probabilities("probs", probs)
+    check_probabilities("reference_probs", reference_probs)
     return float((probs.argmax(-1) == reference_probs.argmax(-1)).to(torch.float64).mean())
 
 
 def total_variation(probs: torch.Tensor, reference_probs: torch.Tensor) -> float:
-    """Mean total variation ``½ ‖p - p_ref‖₁`` over points, between two ``(N, K)`` predictives."""
+    """Mean total variation ``½ ‖p - p_ref‖₁`` over points, between two ``(N, K)`` predictives (probabilities)."""
     if probs.shape != reference_probs.shape:
         raise InvalidInputError(
             f"`probs` {tuple(probs.shape)} and `reference_probs` {tuple(reference_probs.shape)} differ"
         )
+    check_probabilities("probs", probs)
+    check_probabilities("reference_probs", reference_probs)
     return float(0.5 * (probs - reference_probs).abs().sum(-1).to(torch.float64).mean())
 
 
@@ -402,8 +419,11 @@ def _check_gaussians(means: torch.Tensor, variances: torch.Tensor) -> None:
     check_ndim("means", means, 2, "(M, N)")
     if variances.shape != means.shape:
         raise InvalidInputError(f"`variances` {tuple(variances.shape)} must match `means` {tuple(means.shape)}")
-    if not bool((variances > 0).all()):
-        raise InvalidInputError("`variances` must be strictly positive")
+    if not bool(torch.isfinite(variances).all()) or not bool((variances > 0).all()):
+        raise InvalidInputError(
+            f"`variances` must be finite and > 0, got min {float(variances.min()):.4g}; pass variances, not "
+            "log-variances or signed values"
+        )
 
 
 def mixture_moments(means: torch.Tensor, variances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -421,7 +441,22 @@ def mixture_moments(means: torch.Tensor, variances: torch.Tensor) -> tuple[torch
 
 
 def gaussian_nll(mean: torch.Tensor, variance: torch.Tensor, targets: torch.Tensor) -> float:
-    """Mean Gaussian NLL ``½ log(2π σ²) + (y-μ)² / (2σ²)`` over ``(N,)`` points, in nats."""
+    """Mean Gaussian NLL ``½ log(2π σ²) + (y-μ)² / (2σ²)`` over ``(N,)`` points, in nats.
+
+    Raises:
+        InvalidInputError: shapes differ, or a variance is not a finite positive number (e.g. a standard
+            deviation's negative, or a log-variance passed by mistake).
+    """
+    if not (mean.shape == variance.shape == targets.shape):
+        raise InvalidInputError(
+            f"`mean` {tuple(mean.shape)}, `variance` {tuple(variance.shape)} and `targets` {tuple(targets.shape)} "
+            "must have the same shape"
+        )
+    if not bool(torch.isfinite(variance).all()) or not bool((variance > 0).all()):
+        raise InvalidInputError(
+            f"`variance` must be finite and > 0, got min {float(variance.min()):.4g}; pass variances, not "
+            "log-variances or signed values"
+        )
     value = 0.5 * (torch.log(2 * math.pi * variance) + (targets - mean) ** 2 / variance)
     return float(value.to(torch.float64).mean())
 
