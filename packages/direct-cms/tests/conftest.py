@@ -206,3 +206,21 @@ def captioned_dir(tmp_path_factory: pytest.TempPathFactory):
         rows.append({"file_name": f"img{i}.png", "text": f"picture number {i}"})
     (folder / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A config-built CLIPModel with the tiny tokenizer and a 30-px image processor, saved as a folder."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    tokenizer = _tiny_tokenizer()
+    torch.manual_seed(0)
+    text = _tiny_text_encoder(tokenizer, False).config.to_dict()
+    vision = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2}
+    vision.update(image_size=30, patch_size=10)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

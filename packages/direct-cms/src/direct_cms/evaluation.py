@@ -72,7 +72,7 @@ def teacher_sample(
     out = []
     for start in range(0, x_T.shape[0], batch_size):
         x = x_T[start : start + batch_size]
-        t = torch.full((x.shape[0],), solver.grid.num_train_timesteps, dtype=torch.int64)
+        t = torch.full((x.shape[0],), solver.grid.num_train_timesteps, dtype=torch.int64, device=x.device)
         with torch.inference_mode():
             out.append(solve(solver, teacher, x, t, labels[start : start + batch_size]))
     return torch.cat(out)
@@ -89,6 +89,8 @@ def student_sample(
 ) -> torch.Tensor:
     """K-step multistep sampling with the pre-generated re-noising draws; ``(M, ...)``.
 
+    ``labels`` is any per-sample condition (class labels, or a :class:`~direct_cms.conditioning.TextCond`).
+
     Raises:
         UserError: K exceeds N or the stored re-noising draws.
     """
@@ -102,10 +104,10 @@ def student_sample(
         x = x_T[start : start + batch_size]
         cond = labels[start : start + batch_size]
         for i, tau in enumerate(scheduler.timesteps.tolist()):
-            t = torch.full((x.shape[0],), tau, dtype=torch.int64)
+            t = torch.full((x.shape[0],), tau, dtype=torch.int64, device=x.device)
             with torch.inference_mode():
                 eps = student_eps(x, t, cond)
-            noise = renoise[i, start : start + batch_size] if i < num_steps - 1 else None
+            noise = renoise[i, start : start + batch_size].to(x.device) if i < num_steps - 1 else None
             x = scheduler.step(eps, tau, x, noise=noise).prev_sample
         out.append(x)
     return torch.cat(out)
