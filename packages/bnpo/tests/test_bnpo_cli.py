@@ -81,9 +81,11 @@ def test_segment_and_evaluate(room_run, tmp_path) -> None:
 def test_demo_fast(tmp_path) -> None:
     result = _invoke("demo", "--fast", "--out", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
-    for name in ("summary.json", "segmentation.png", "training.png", "data.npz"):
+    for name in ("summary.json", "segmentation.png", "training.png", "data.npz", "downstream.png", "downstream.json"):
         assert (tmp_path / "demo" / name).is_file()
-    assert "K" in result.output
+    assert "K" in result.output and "auc_options" in result.output and "auc_primitive" in result.output
+    downstream = json.loads((tmp_path / "demo" / "summary.json").read_text())["downstream"]
+    assert downstream["env"] == "bnpo/Room-v0" and len(downstream["options"]["auc"]) == 2
 
 
 def _user_error(args: list[str]) -> str:
