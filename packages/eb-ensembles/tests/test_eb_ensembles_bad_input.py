@@ -36,7 +36,7 @@ def _one_line_exit_2(args, message):
 )
 def test_negative_seed_and_bad_device_are_one_line_and_make_no_folder(args, tmp_path):
     out = tmp_path / "out"
-    _one_line_exit_2([*args, "--seed", "-3", "--out", str(out)], "seed must be >= 0")
+    _one_line_exit_2([*args, "--seed", "-3", "--out", str(out)], "--seed must be an integer in [0, 2**32)")
     _one_line_exit_2([*args, "--device", "tpu", "--out", str(out)], "tpu")
     if not torch.cuda.is_available():
         _one_line_exit_2([*args, "--device", "cuda", "--out", str(out)], "CUDA is not available")

@@ -89,7 +89,7 @@ def test_same_seed_same_files(tmp_path):
 
 def test_train_regression_and_config_file(tmp_path):
     config = tmp_path / "train.toml"
-    config.write_text('dataset = "cubic"\nmembers = 2\nepochs = 2\nhidden = "8"\n')
+    config.write_text('dataset = "cubic"\nmembers = 2\nepochs = 2\nhidden = [8]\n')
     _ok(["train", "--config", str(config), "--out", str(tmp_path / "run")])
     ev = tmp_path / "eval"
     _ok(["evaluate", "--run", str(tmp_path / "run"), "--out", str(ev)])
@@ -100,7 +100,8 @@ def test_user_errors_write_nothing_and_lose_nothing(tmp_path):
     out = tmp_path / "x"
     _user_error(["train", "--dataset", "mnist", "--out", str(out)], "unknown dataset 'mnist'")
     _user_error(["train", "--members", "0", "--out", str(out)], "M >= 1")
-    _user_error(["train", "--hidden", "a,b", "--out", str(out)], "--hidden must be comma-separated integers")
+    # a non-integer width is a click usage error (exit 2; click prints its usage box, not one line)
+    assert runner.invoke(app, ["train", "--hidden", "a", "--out", str(out)]).exit_code == 2
     _user_error(["train", "--dataset", "digits", "--holdout", "12", "--out", str(out)], "not classes of 'digits'")
     _user_error(["experiment", "E9", "--out", str(out)], "unknown experiment 'E9'")
     _user_error(["experiment", "E5", "--dataset", "moons", "--out", str(out)], "E5 runs on digits, mnist1d")
@@ -148,3 +149,44 @@ def test_demo_fast(tmp_path):
     assert (out / "E1" / "e1_functions.png").is_file() and (out / "E5" / "e5_digits_shift.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["E1"]["eb_gap"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_config_coverage_every_field_reachable_with_the_dataclass_defaults():
+    from eb_ensembles.cli import TRAIN_EXCLUDED_METHOD_FIELDS
+    from eb_ensembles.methods import MethodConfig
+    from eb_ensembles.runs import RunConfig
+    from eb_ensembles.training.config import TrainConfig
+    from sixlab_shared.cli import config_coverage
+
+    assert config_coverage(app, "train", TrainConfig) == []
+    # `train` trains a deep ensemble: the BNN-only fields are used by experiment E5 / demo, device is --device
+    assert config_coverage(app, "train", MethodConfig, exclude=TRAIN_EXCLUDED_METHOD_FIELDS) == []
+    assert config_coverage(app, "train", RunConfig, exclude=("method",), aliases={}) == []
+
+
+@pytest.mark.parametrize("verb", ["train", "evaluate", "experiment", "demo"])
+def test_shared_options_on_every_verb(verb):
+    text = _ok([verb, "--help"]).output
+    for option in ("--out", "--seed", "--device", "--threads", "--config", "--verbose", "--overwrite"):
+        assert option in text, (verb, option)
+
+
+def test_resume_of_a_finished_run_does_not_repeat_metric_rows(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "blobs", "--members", "2", "--epochs", "1", "--hidden", "4", "--out", str(run)]
+    _ok(args)
+    before = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(before) == 2
+    _ok([*args, "--resume"])
+    assert (run / "metrics.jsonl").read_text().splitlines() == before
+    # --overwrite replaces the run (and may change its options)
+    _ok([*args[:-2], "--members", "1", "--out", str(run), "--overwrite"])
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_demo_already_holds_a_run_names_only_its_flags(tmp_path):
+    out = tmp_path / "e1"
+    _ok(["experiment", "E1", "--fast", "--members", "3", "--out", str(out)])
+    result = runner.invoke(app, ["experiment", "E1", "--fast", "--out", str(out)])
+    assert result.exit_code == 2 and "--overwrite" in result.stderr and "--resume" not in result.stderr
+    _ok(["experiment", "E1", "--fast", "--members", "3", "--out", str(out), "--overwrite"])

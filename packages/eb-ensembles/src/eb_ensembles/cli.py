@@ -1,13 +1,40 @@
-"""Command-line interface of eb-ensembles (thin: parses options and calls the library)."""
+"""Command-line interface of eb-ensembles: options map onto the config dataclasses, then one library call.
+
+``train`` builds the config chain :class:`~eb_ensembles.runs.RunConfig` → :class:`~eb_ensembles.methods.MethodConfig`
+→ :class:`~eb_ensembles.training.config.TrainConfig` from one ``--option`` per field
+(:func:`sixlab_shared.cli.config_options`; defaults and help come from the dataclasses). ``experiment`` dispatches
+through :data:`eb_ensembles.experiments.EXPERIMENTS`. The shared options (``--out --seed --device --threads
+--config -v``) come from :mod:`sixlab_shared.cli` and are checked while parsing, before any folder is made.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 from pathlib import Path
 
 import typer
 
 from eb_ensembles import __version__
-from sixlab_shared import RunDir, UserError, config_option_callback, exit_on_user_error, get_device, setup_logging
+from eb_ensembles.data import DATASETS
+from eb_ensembles.experiments import EXPERIMENTS, check_experiment_options, run_experiment
+from eb_ensembles.methods import MethodConfig
+from eb_ensembles.runs import RunConfig, evaluate_run, train_run
+from eb_ensembles.training.config import TrainConfig
+from sixlab_shared import RunDir, exit_on_user_error, setup_logging
+from sixlab_shared.cli import (
+    config_option,
+    config_options,
+    device_option,
+    fast_option,
+    out_option,
+    overwrite_option,
+    resume_option,
+    seed_option,
+    threads_option,
+    verbose_option,
+)
 
 app = typer.Typer(
     name="eb-ensembles",
@@ -16,7 +43,44 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_CONFIG_HELP = "TOML file setting any option of this command (command-line options win)."
+#: MethodConfig fields `train` does not expose: it trains a deep ensemble, which uses none of them (the BNN
+#: baselines run inside `experiment E5` and `demo`), and `device` is the shared --device option.
+TRAIN_EXCLUDED_METHOD_FIELDS = (
+    "train",
+    "device",
+    "prior_precision",
+    "samples",
+    "dropout",
+    "laplace_subset",
+    "swag_rank",
+    "swag_epochs",
+    "swag_lr",
+    "hmc_chains",
+    "hmc_warmup",
+    "hmc_draws",
+    "hmc_leapfrog",
+    "hmc_target_accept",
+)
+
+
+def attribute_help(config_cls: type) -> dict[str, str]:
+    """Each field's one-line help from the ``Attributes:`` section of a dataclass's docstring."""
+    doc = inspect.getdoc(config_cls) or ""
+    section = doc.split("Attributes:", 1)[1] if "Attributes:" in doc else ""
+    out: dict[str, str] = {}
+    current: list[str] = []
+    for line in section.splitlines():
+        match = re.match(r"^    (\w+(?:, \w+)*): (.*)$", line)
+        if match:
+            current = match.group(1).split(", ")
+            for name in current:
+                out[name] = match.group(2).strip()
+        elif line.startswith("        ") and current:
+            for name in current:
+                out[name] += " " + line.strip()
+        elif line.strip() and not line.startswith(" "):
+            break
+    return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in out.items()}
 
 
 def _version_callback(value: bool) -> None:
@@ -34,24 +98,6 @@ def _root(
     """eb-ensembles command-line tool."""
 
 
-def _ints(text: str, option: str) -> tuple[int, ...]:
-    text = text.strip()
-    if not text:
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UserError(f"{option} must be comma-separated integers like '100,100', got {text!r}") from None
-
-
-def _check_common(seed: int | None, device: str | None) -> None:
-    """One-line errors for a negative seed or an unusable device, before any folder is made."""
-    if seed is not None and seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-    if device is not None:
-        get_device(device)
-
-
 def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> str:
     width = max(len(name) for name in rows) + 2
     widths = [max(10, len(c)) + 2 for c in columns]
@@ -67,55 +113,32 @@ def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> str:
 
 @app.command()
 @exit_on_user_error
+@config_options(
+    RunConfig,
+    into="run_config",
+    exclude=("method",),
+    rename={"holdout_classes": "--holdout"},
+    help={**attribute_help(RunConfig), "dataset": f"One of {', '.join(DATASETS)}."},
+)
+@config_options(MethodConfig, into="method", exclude=TRAIN_EXCLUDED_METHOD_FIELDS, help=attribute_help(MethodConfig))
+@config_options(TrainConfig, into="train_config", help=attribute_help(TrainConfig))
 def train(
-    dataset: str = typer.Option("digits", help="cubic, gap, moons, circles, blobs, digits or mnist1d."),
-    members: int = typer.Option(5, help="Ensemble size M."),
-    epochs: int = typer.Option(30, help="Training epochs per member."),
-    batch_size: int = typer.Option(64, help="Minibatch size."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    weight_decay: float = typer.Option(0.0, help="L2 coefficient; 0 = maximum likelihood (the paper's setting)."),
-    hidden: str = typer.Option("100", help="Hidden widths, comma-separated."),
-    holdout: str = typer.Option("", help="Classes held out of training, comma-separated (e.g. '8,9')."),
-    vectorise: bool = typer.Option(
-        True, "--vectorise/--no-vectorise", help="Train all members at once (stacked parameters)."
-    ),
-    dtype: str = typer.Option("float32", help="float32 or float64."),
-    checkpoint_every: int = typer.Option(5, help="Save work in progress every N epochs."),
-    out: Path = typer.Option(Path("runs/eb-ensembles-train"), "--out", help="Run directory."),
-    seed: int = typer.Option(0, help="Run seed (members derive their own)."),
-    device: str | None = typer.Option(None, help="cpu, cuda or mps (default: cpu tensors on cpu)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --out."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
-    config: str | None = typer.Option(
-        None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
-    ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
+    out: Path = out_option(Path("runs/eb-ensembles-train")),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    resume: bool = resume_option(),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    train_config: TrainConfig,
+    method: MethodConfig,
+    run_config: RunConfig,
 ) -> None:
     """Train an ensemble of MLPs and save one checkpoint per member."""
-    from eb_ensembles.methods import MethodConfig
-    from eb_ensembles.runs import RunConfig, train_run
-    from eb_ensembles.training.config import TrainConfig
-
     setup_logging(verbose)
-    _check_common(seed, device)
-    run_config = RunConfig(
-        dataset=dataset,
-        holdout_classes=_ints(holdout, "--holdout"),
-        method=MethodConfig(
-            hidden=_ints(hidden, "--hidden"),
-            train=TrainConfig(
-                members=members,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                vectorise=vectorise,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-                dtype=dtype,
-            ),
-        ),
-    )
+    method = dataclasses.replace(method, train=train_config, device=device)
+    run_config = dataclasses.replace(run_config, method=method)
     summary = train_run(run_config, out, resume=resume, overwrite=overwrite, device=device)
     rows = {
         f"member {r['index']}": {"status": r["status"], "epochs": r["epochs"], "train_nll": r["train_nll"]}
@@ -129,21 +152,17 @@ def train(
 @exit_on_user_error
 def evaluate(
     run: Path = typer.Option(..., "--run", help="A training run directory written by `train`."),
-    out: Path = typer.Option(Path("runs/eb-ensembles-eval"), "--out", help="Where metrics.json goes."),
+    out: Path = out_option(Path("runs/eb-ensembles-eval")),
     fast: bool = typer.Option(False, "--fast", help="Fewer corruptions and OOD points."),
-    seed: int | None = typer.Option(None, help="Seed of corruptions and OOD sets (default: the run's seed)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the evaluation already in --out."),
-    device: str | None = typer.Option(None, help="cpu, cuda or mps for the members' forward passes."),
-    config: str | None = typer.Option(
-        None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
-    ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
+    seed: int = seed_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
-    """Evaluate a trained ensemble: test metrics, shift, OOD; writes metrics.json."""
-    from eb_ensembles.runs import evaluate_run
-
+    """Evaluate a trained ensemble (test metrics, shift, OOD; --seed seeds the corruptions and OOD sets)."""
     setup_logging(verbose)
-    _check_common(seed, device)
     result = evaluate_run(run, out, fast=fast, seed=seed, device=device, overwrite=overwrite)
     test = result["test"]
     typer.echo(_table({f"ensemble M={result['members']}": test}, tuple(test)[:6]))
@@ -152,26 +171,22 @@ def evaluate(
 @app.command()
 @exit_on_user_error
 def experiment(
-    name: str = typer.Argument(..., help="E1, E2 or E5."),
-    out: Path = typer.Option(Path("runs/eb-ensembles-experiment"), "--out", help="Run directory."),
-    seed: int = typer.Option(0, help="Seed."),
-    fast: bool = typer.Option(False, "--fast", help="Smoke-test budget (seconds)."),
+    name: str = typer.Argument(..., help=f"One of {', '.join(EXPERIMENTS)}."),
+    out: Path = out_option(Path("runs/eb-ensembles-experiment")),
+    seed: int = seed_option(),
+    fast: bool = fast_option(),
     members: int | None = typer.Option(
         None, help="E1: ensemble size (default 20); E5: the largest M of the M-curve 1,2,5,10,... (default 10)."
     ),
     dataset: str = typer.Option("digits", help="E5 only: digits or mnist1d."),
-    device: str | None = typer.Option(None, help="E5 training device: cpu, cuda or mps."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
-    config: str | None = typer.Option(
-        None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
-    ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Run one experiment of EXPERIMENTS; writes metrics.json and PNG figures."""
-    from eb_ensembles.experiments import check_experiment_options, run_experiment
-
     setup_logging(verbose)
-    _check_common(seed, device)
     spec = check_experiment_options(name, members=members, dataset=dataset)
     run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     options = {"name": spec.name, "seed": seed, "fast": fast, "members": members, "dataset": dataset}
@@ -188,21 +203,19 @@ def experiment(
 @app.command()
 @exit_on_user_error
 def demo(
-    out: Path = typer.Option(Path("runs/eb-ensembles-demo"), "--out", help="Run directory."),
-    seed: int = typer.Option(0, help="Seed."),
-    fast: bool = typer.Option(False, "--fast", help="Finish in seconds (smoke test; its numbers mean nothing)."),
-    device: str | None = typer.Option(None, help="E5 training device: cpu, cuda or mps."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
-    config: str | None = typer.Option(
-        None, "--config", is_eager=True, callback=config_option_callback, help=_CONFIG_HELP
-    ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="-v info, -vv debug."),
+    out: Path = out_option(Path("runs/eb-ensembles-demo")),
+    seed: int = seed_option(),
+    fast: bool = fast_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """E1 (exact EB on linear interpolators) and a small E5 on digits, with a methods x metrics table."""
     from eb_ensembles.demo import run_demo
 
     setup_logging(verbose)
-    _check_common(seed, device)
     run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config({"seed": seed, "fast": fast}, seed=seed, device=device, packages=("eb-ensembles",))
     result = run_demo(out, seed=seed, fast=fast, device=device)
