@@ -109,6 +109,19 @@ def test_demo_fast(tmp_path) -> None:
     assert "--resume" not in again.stderr  # the demo has no --resume
 
 
+def test_demo_fast_audio(tmp_path) -> None:
+    result = runner.invoke(app, ["demo", "--fast", "--modality", "audio", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert "clips method" in result.stdout and "60 clips: FuseMix - no-mixup" in result.stdout
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["modality"] == "audio" and summary["test_items"] == 30
+    best = max(r["t2i_r5"] for r in summary["rows"])
+    assert best > 2 * summary["chance"]["t2i_r5"]  # 20 steps on 60 clips already beat chance
+    _user_error(runner.invoke(app, ["demo", "--fast", "--modality", "video", "--out", str(tmp_path / "v")]),
+                "--modality must be image or audio")  # fmt: skip
+    assert not (tmp_path / "v").exists()
+
+
 def test_encoders_list() -> None:
     result = runner.invoke(app, ["encoders"])
     assert result.exit_code == 0 and "dinov2-g" in result.stdout and "minilm" in result.stdout
@@ -124,7 +137,7 @@ def test_user_errors_write_nothing(shapes_manifest, shapes_cache, trained, tmp_p
                                     *ENCODERS]), "line 2: empty caption for item 'x'")  # fmt: skip
     _user_error(runner.invoke(app, ["cache", "--manifest", str(shapes_manifest), "--dataset", "d", "--cache-dir",
                                     str(cache_dir), "--item-encoder", "nope", "--text-encoder", "frozen-bow"]),
-                "unknown image encoder 'nope'")  # fmt: skip
+                "unknown item encoder 'nope'")  # fmt: skip
     holdout = ["cache", "--manifest", str(shapes_manifest), "--dataset", "d", "--cache-dir", str(cache_dir),
                *ENCODERS, "--split", "holdout"]  # fmt: skip
     _user_error(runner.invoke(app, holdout), "has no split 'holdout'")

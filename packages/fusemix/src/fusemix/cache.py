@@ -74,7 +74,7 @@ class ExtractionReport:
 def _key(spec: EncoderSpec, dataset: str, split: PairedSplit, side: str) -> dict[str, Any]:
     """What a finished cache file must match to be reused: the encoder's settings *and* weights, and the side's
     own content (items: ids and resolved paths; texts: captions and their item ids)."""
-    return {
+    key = {
         "format": CACHE_FORMAT_VERSION,
         "side": side,
         "encoder": spec.to_dict(),
@@ -85,6 +85,7 @@ def _key(spec: EncoderSpec, dataset: str, split: PairedSplit, side: str) -> dict
         "data_fingerprint": split.item_fingerprint() if side == "items" else split.text_fingerprint(),
         "ids_fingerprint": split.ids_fingerprint(),
     }
+    return json.loads(json.dumps(key))  # as stored (tuples become lists), so a stored key compares equal
 
 
 def read_cache_metadata(path: Path) -> dict[str, Any]:

@@ -73,7 +73,12 @@ def cache(
     manifest: Path = typer.Option(..., "--manifest", help="CSV/JSONL manifest: item_id,item_path,caption,split."),
     dataset: str = typer.Option(..., "--dataset", help="Name of the dataset inside the cache."),
     cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
-    item_encoder: str = typer.Option("dinov2-g", "--item-encoder", help="Image encoder name or hf:<id>@<pooling>."),
+    item_encoder: str = typer.Option(
+        "dinov2-g", "--item-encoder", help="Image or audio encoder name, or hf:<id>@<pooling> (see --modality)."
+    ),
+    modality: str = typer.Option(
+        None, "--modality", help="image or audio: the items' modality for an hf: encoder (default: image)."
+    ),
     text_encoder: str = typer.Option("bge-large", "--text-encoder", help="Text encoder name or hf:<id>@<pooling>."),
     split: list[str] = typer.Option([], "--split", help="Split(s) to extract (repeat; default: all)."),
     shard_size: int = typer.Option(4096, "--shard-size", help="Inputs per resumable shard."),
@@ -93,9 +98,11 @@ def cache(
     from fusemix.encoders import resolve_encoder
 
     _setup(verbose, threads)
+    if modality not in (None, "image", "audio"):
+        raise UserError(f"--modality must be image or audio, got {modality!r}")
     if shard_size < 1:
         raise UserError(f"--shard-size must be >= 1, got {shard_size}")
-    item_spec = resolve_encoder(item_encoder, "image")
+    item_spec = resolve_encoder(item_encoder, modality or "item")
     text_spec = resolve_encoder(text_encoder, "text")
     parsed = read_manifest(manifest)
     from sixlab_shared import get_device
@@ -212,6 +219,7 @@ def retrieve(
     split: str = typer.Option("test", "--split", help="Gallery split."),
     query: str = typer.Option(None, "--query", help="A caption to find items for."),
     item_id: str = typer.Option(None, "--item-id", help="A cached item to find captions for."),
+    item_file: Path = typer.Option(None, "--item-file", help="An image or audio file to find captions for."),
     k: int = typer.Option(5, "-k", help="Number of results."),
     dataset: str = typer.Option(None, "--dataset", help="Gallery dataset (default: the one trained on)."),
     device: str = _DEVICE,
@@ -224,7 +232,15 @@ def retrieve(
 
     _setup(verbose, None)
     hits = run_retrieve(
-        checkpoint, cache_dir, split, query=query, item_id=item_id, k=k, dataset=dataset, device=get_device(device)
+        checkpoint,
+        cache_dir,
+        split,
+        query=query,
+        item_id=item_id,
+        item_file=item_file,
+        k=k,
+        dataset=dataset,
+        device=get_device(device),
     )
     for hit in hits:
         typer.echo(f"{hit.rank:>3} {hit.score:7.4f}  {hit.key}" + (f"  {hit.path}" if hit.path else ""))
@@ -235,6 +251,9 @@ def retrieve(
 def demo(
     out: Path = typer.Option(Path("runs/fusemix-demo"), "--out", help="Run directory."),
     fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
+    demo_modality: str = typer.Option(
+        "image", "--modality", help="image (rendered shapes) or audio (synthesized sounds)."
+    ),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
     steps: int = typer.Option(None, "--steps", help="Training steps per run (default 400)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
@@ -243,11 +262,14 @@ def demo(
     config: str = _CONFIG,
     verbose: int = _VERBOSE,
 ) -> None:
-    """Synthetic shapes -> cached latents (frozen conv net, MiniLM) -> FuseMix vs no-mixup at two data sizes."""
+    """Synthetic shapes or sounds -> cached latents (frozen conv net or log-mel pooling, MiniLM) -> FuseMix vs
+    no-mixup at two data sizes over seeds."""
     from fusemix.demo import DemoConfig, format_demo_table, run_demo
 
     _setup(verbose, threads)
-    demo_config = DemoConfig.fast() if fast else DemoConfig()
+    if demo_modality not in ("image", "audio"):
+        raise UserError(f"--modality must be image or audio, got {demo_modality!r}")
+    demo_config = DemoConfig.fast(demo_modality) if fast else DemoConfig(modality=demo_modality)
     if seeds is not None:
         if seeds < 1:
             raise UserError(f"--seeds must be >= 1, got {seeds}")

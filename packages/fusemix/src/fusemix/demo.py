@@ -1,7 +1,9 @@
-"""The demo: synthetic shapes -> cached latents -> FuseMix vs no-mixup at two data sizes over several seeds.
+"""The demo: synthetic shapes or sounds -> cached latents -> FuseMix vs no-mixup at two data sizes over seeds.
 
-Everything runs offline on CPU: the images are rendered (:mod:`fusemix.data.shapes`), the image encoder is the
-seeded ``frozen-conv`` network, and the text encoder is the packaged all-MiniLM-L6-v2 (``minilm``). Both methods
+Everything runs offline on CPU: the images are rendered (:mod:`fusemix.data.shapes`) and encoded by the seeded
+``frozen-conv`` network, or the clips are synthesized (:mod:`fusemix.data.sounds`) and encoded by ``frozen-mel``
+(log-mel mean/max pooling over the valid frames, then a seeded projection); the text encoder is the packaged
+all-MiniLM-L6-v2 (``minilm``). Both methods
 see the same items (same subset per seed), the same contrastive batch and the same number of steps; the checkpoint
 is selected on the validation split and scored once on the test split.
 """
@@ -19,6 +21,7 @@ from fusemix.cache import build_cache, load_paired_latents
 from fusemix.checkpoint import load_fusion_checkpoint
 from fusemix.data.manifest import read_manifest
 from fusemix.data.shapes import make_shapes_dataset
+from fusemix.data.sounds import make_sounds_dataset
 from fusemix.encoders import resolve_encoder
 from fusemix.evaluate import evaluate_retrieval
 from fusemix.train import TrainConfig, _subset_items, train
@@ -26,7 +29,8 @@ from sixlab_shared import RunDir, get_device
 
 logger = logging.getLogger(__name__)
 
-DATASET = "shapes"
+DATASETS = {"image": "shapes", "audio": "sounds"}
+ITEM_ENCODERS = {"image": "frozen-conv", "audio": "frozen-mel"}
 
 
 @dataclasses.dataclass
@@ -34,15 +38,15 @@ class DemoConfig:
     """Settings of the demo (defaults: a few minutes on 2 CPU cores)."""
 
     sizes: tuple[int, ...] = (100, 1000)
-    """Training-set sizes in images (five captions each)."""
+    """Training-set sizes in items, images or clips (five captions each)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds per (size, method); each seed also draws its own training subset."""
     train_pool: int = 1000
     """Images rendered for training (subsets are drawn from them)."""
     val_items: int = 100
-    """Validation images (model selection)."""
+    """Validation items (model selection)."""
     test_items: int = 300
-    """Test images (reported once per run)."""
+    """Test items (reported once per run)."""
     steps: int = 400
     """Training steps per run."""
     batch_size: int = 64
@@ -59,17 +63,19 @@ class DemoConfig:
     """Validation interval in steps."""
     text_encoder: str = "minilm"
     """Text encoder (``frozen-bow`` for the seconds-long ``--fast`` run)."""
-    image_encoder: str = "frozen-conv"
-    """Image encoder."""
+    modality: str = "image"
+    """``image`` (rendered shapes) or ``audio`` (synthesized sounds)."""
+    item_encoder: str | None = None
+    """Item encoder (default: ``frozen-conv`` for images, ``frozen-mel`` for audio)."""
     device: str | None = "cpu"
     """Where to train."""
 
     @classmethod
-    def fast(cls) -> DemoConfig:
+    def fast(cls, modality: str = "image") -> DemoConfig:
         """A seconds-long variant for tests."""
         return cls(
             sizes=(20, 60), seeds=(0,), train_pool=60, val_items=20, test_items=30, steps=20, batch_size=16,
-            eval_every=10, text_encoder="frozen-bow",
+            eval_every=10, text_encoder="frozen-bow", modality=modality,
         )  # fmt: skip
 
 
@@ -89,22 +95,27 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
     """
     from sixlab_shared import UserError
 
+    if config.modality not in DATASETS:
+        raise UserError(f"--modality must be image or audio, got {config.modality!r}")
     if max(config.sizes) > config.train_pool:
-        raise UserError(f"demo sizes {config.sizes} exceed the training pool of {config.train_pool} images")
+        raise UserError(f"demo sizes {config.sizes} exceed the training pool of {config.train_pool} items")
+    dataset = DATASETS[config.modality]
+    item_encoder = config.item_encoder or ITEM_ENCODERS[config.modality]
     started = time.perf_counter()
     run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config(dataclasses.asdict(config), seed=None, device=config.device, packages=("fusemix",))
     out = Path(out)
-    manifest_path = make_shapes_dataset(
+    make_dataset = make_shapes_dataset if config.modality == "image" else make_sounds_dataset
+    manifest_path = make_dataset(
         out / "data", {"train": config.train_pool, "val": config.val_items, "test": config.test_items}, seed=0
     )
-    item_spec = resolve_encoder(config.image_encoder, "image")
+    item_spec = resolve_encoder(item_encoder, config.modality)
     text_spec = resolve_encoder(config.text_encoder, "text")
-    build_cache(read_manifest(manifest_path), DATASET, item_spec, text_spec, out / "cache")
+    build_cache(read_manifest(manifest_path), dataset, item_spec, text_spec, out / "cache")
     cache_seconds = time.perf_counter() - started
-    train_full = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "train")
-    val = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "val")
-    test = load_paired_latents(out / "cache", item_spec, text_spec, DATASET, "test")
+    train_full = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "train")
+    val = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "val")
+    test = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "test")
     device = get_device(config.device)
 
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
@@ -113,7 +124,7 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
             subset = _subset_items(train_full, size, seed)
             for method, mixup in (("fusemix", True), ("no-mixup", False)):
                 train_config = TrainConfig(
-                    cache_dir=str(out / "cache"), dataset=DATASET, item_encoder=config.image_encoder,
+                    cache_dir=str(out / "cache"), dataset=dataset, item_encoder=item_encoder,
                     text_encoder=config.text_encoder, preset="cpu", depth=config.depth, expansion=config.expansion,
                     out_dim=config.out_dim,
                     dropout=config.dropout, batch_size=config.batch_size, mixup=mixup, steps=config.steps,
@@ -145,7 +156,8 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
     first = next(iter(results.values()))[0]
     chance = {k.removeprefix("chance/"): v for k, v in first.items() if k.startswith("chance/")}
     summary = {
-        "rows": rows, "chance": chance, "comparison": comparison, "test_items": int(test.items.shape[0]),
+        "modality": config.modality, "rows": rows, "chance": chance, "comparison": comparison,
+        "test_items": int(test.items.shape[0]),
         "test_captions": int(test.texts.shape[0]), "cache_seconds": cache_seconds,
         "seconds": time.perf_counter() - started,
     }  # fmt: skip
@@ -156,7 +168,8 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
 def format_demo_table(summary: dict[str, Any]) -> str:
     """The demo's result table (test split, mean +- std over seeds, chance levels last)."""
     names = ("i2t R@1", "i2t R@5", "t2i R@1", "t2i R@5")
-    head = f"{'images':>6} {'method':<9} " + " ".join(f"{n:>12}" for n in names) + f" {'RSUM':>13} {'tau':>6}"
+    unit = "clips" if summary.get("modality") == "audio" else "images"
+    head = f"{unit:>6} {'method':<9} " + " ".join(f"{n:>12}" for n in names) + f" {'RSUM':>13} {'tau':>6}"
     lines = [head, "-" * len(head)]
     for row in summary["rows"]:
         cells = [f"{row[k]:5.1f} ±{row[k + '_std']:4.1f}" for k in ("i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5")]
@@ -172,8 +185,8 @@ def format_demo_table(summary: dict[str, Any]) -> str:
     lines.append("")
     for comp in summary["comparison"]:
         lines.append(
-            f"{comp['size']} images: FuseMix - no-mixup RSUM {comp['rsum_delta_mean']:+.1f} "
+            f"{comp['size']} {unit}: FuseMix - no-mixup RSUM {comp['rsum_delta_mean']:+.1f} "
             f"(FuseMix better in {comp['seeds_fusemix_better']}/{comp['seeds']} seeds)"
         )
-    lines.append(f"test gallery: {summary['test_items']} images, {summary['test_captions']} captions")
+    lines.append(f"test gallery: {summary['test_items']} {unit}, {summary['test_captions']} captions")
     return "\n".join(lines)

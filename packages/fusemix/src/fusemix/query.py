@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import torch
 
@@ -26,6 +27,20 @@ class Hit:
     """Item file (text query); empty for captions."""
 
 
+def _encode_file(spec, path: Path, device: torch.device | str) -> torch.Tensor:
+    from fusemix.data.items import UnreadableItemError, load_item
+
+    try:
+        item = load_item(path, spec.modality)
+    except UnreadableItemError as err:
+        raise UserError(f"--item-file {str(path)!r} cannot be read as {spec.modality} ({err})") from err
+    encoder = load_encoder(spec, device)
+    try:
+        return encoder.encode([item])
+    finally:
+        encoder.close()
+
+
 def retrieve(
     checkpoint: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str],
@@ -33,6 +48,7 @@ def retrieve(
     *,
     query: str | None = None,
     item_id: str | None = None,
+    item_file: str | os.PathLike[str] | None = None,
     k: int = 5,
     dataset: str | None = None,
     device: torch.device | str = "cpu",
@@ -45,6 +61,8 @@ def retrieve(
         split: gallery split.
         query: a caption; it is encoded with the checkpoint's text encoder (loaded for this query only) and
             matched against the split's items.
+        item_file: instead, an image or audio file, encoded with the checkpoint's item encoder (loaded for this
+            query only); the split's distinct captions are ranked.
         item_id: instead of ``query``, a cached item; the split's distinct captions are ranked (a caption shared
             by several items is listed once).
         k: number of hits.
@@ -52,11 +70,15 @@ def retrieve(
         device: where to compute.
 
     Raises:
-        UserError: neither or both of ``query``/``item_id``, an unknown item id, missing caches, ``k < 1``, cached
-            latents whose sizes differ from the checkpoint's adapters.
+        UserError: not exactly one of ``query``/``item_id``/``item_file``, an unknown item id, an unreadable
+            file, missing caches, ``k < 1``, cached latents whose sizes differ from the checkpoint's adapters.
     """
-    if (query is None) == (item_id is None):
-        raise UserError("give exactly one of --query (a caption) or --item-id (a cached item)")
+    if sum(x is not None for x in (query, item_id, item_file)) != 1:
+        raise UserError(
+            "give exactly one of --query (a caption), --item-id (a cached item) or --item-file (an image or clip)"
+        )
+    if item_file is not None and not Path(item_file).is_file():
+        raise UserError(f"--item-file {str(item_file)!r} does not exist or is not a file")
     if k < 1:
         raise UserError(f"-k must be >= 1, got {k}")
     model, state = load_fusion_checkpoint(checkpoint, device=device)
@@ -79,10 +101,19 @@ def retrieve(
             gallery = embed_latents(model, data.items, "items", device=device)
             keys, paths = data.item_ids, data.item_paths
         else:
-            if item_id not in data.item_ids:
-                raise UserError(f"item {item_id!r} is not in the cached {split!r} split")
-            row = data.item_ids.index(item_id)
-            q = model.encode_items(data.items[row : row + 1].to(device))
+            if item_file is not None:
+                q_latent = _encode_file(item_spec, Path(item_file), device)
+                if q_latent.shape[1] != model.item_adapter.config.in_dim:
+                    raise UserError(
+                        f"the {item_spec.modality} encoder gives {q_latent.shape[1]}-d latents but the checkpoint's "
+                        f"adapter takes {model.item_adapter.config.in_dim}-d"
+                    )
+            else:
+                if item_id not in data.item_ids:
+                    raise UserError(f"item {item_id!r} is not in the cached {split!r} split")
+                row = data.item_ids.index(item_id)
+                q_latent = data.items[row : row + 1]
+            q = model.encode_items(q_latent.to(device))
             # a caption shared by several items (templates, "a dog") is one gallery entry, listed once
             first = {caption: i for i, caption in reversed(list(enumerate(data.captions)))}
             rows = sorted(first.values())

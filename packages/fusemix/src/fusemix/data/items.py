@@ -1,4 +1,4 @@
-"""Loading one item file per modality (images now; audio adds a loader here, not a new training path)."""
+"""Loading one item file per modality: images (PIL) and audio (:class:`fusemix.audio.Waveform`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def load_item(path: Path, modality: str) -> Any:
 
     Args:
         path: the file.
-        modality: ``image`` (returns an RGB PIL image).
+        modality: ``image`` (returns an RGB PIL image) or ``audio`` (returns a :class:`fusemix.audio.Waveform`,
+            channels and sample rate as stored; each encoder mixes down, resamples and pads or trims).
 
     Raises:
         UnreadableItemError: the file cannot be read or decoded.
@@ -30,4 +31,8 @@ def load_item(path: Path, modality: str) -> Any:
                 return image.convert("RGB")
         except (OSError, ValueError, SyntaxError) as err:  # PIL raises all three for corrupt files
             raise UnreadableItemError(f"{path}: {err}") from err
+    if modality == "audio":
+        from fusemix.audio import load_waveform
+
+        return load_waveform(path)
     raise ValueError(f"no item loader for modality {modality!r}")

@@ -16,9 +16,15 @@ from fusemix.encoders.spec import (
 def load_encoder(spec: EncoderSpec, device: torch.device | str = "cpu"):
     """Instantiate the encoder a spec describes (an object with ``dim``, ``encode(list) -> (B, D)`` and ``close()``).
 
+    ``encode`` takes PIL images, :class:`fusemix.audio.Waveform` clips or caption strings, per ``spec.modality``.
+
     Raises:
         UserError: weights unavailable (see :class:`fusemix.encoders.huggingface.HFEncoder`).
     """
+    if spec.backend == "concat":
+        from fusemix.encoders.concat import ConcatEncoder
+
+        return ConcatEncoder(spec, device, load_encoder)
     if spec.backend == "frozen":
         from fusemix.encoders.frozen import FrozenEncoder
 

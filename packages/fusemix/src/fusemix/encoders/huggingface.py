@@ -66,6 +66,22 @@ def imagenet_preprocess(image: Any, size: int) -> np.ndarray:
     return array.transpose(2, 0, 1)
 
 
+def valid_frame_mask(feature_mask: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """Map a feature-frame mask ``(B, T_in)`` to the model's output frames ``(B, n_frames)``.
+
+    An input of ``v`` valid feature frames out of ``T_in`` has ``ceil(v * n_frames / T_in)`` valid output frames
+    (Whisper: 100 mel frames per second, two convolutions of stride 1 and 2, so 1 s of audio is 50 of the 1500
+    encoder frames of its padded 30 s window).
+
+    Example:
+        >>> valid_frame_mask(torch.tensor([[1] * 100 + [0] * 2900]), 1500).sum().item()
+        50
+    """
+    valid = feature_mask.sum(dim=1, keepdim=True)  # B x 1
+    frames = (valid * n_frames + feature_mask.shape[1] - 1) // feature_mask.shape[1]  # ceil
+    return (torch.arange(n_frames, device=feature_mask.device)[None, :] < frames).to(torch.int64)
+
+
 def _unavailable_message(spec: EncoderSpec, location: str, err: BaseException | None) -> str:
     reason = ""
     if err is not None:
@@ -147,6 +163,15 @@ class HFEncoder:
                 self.processor = transformers.AutoImageProcessor.from_pretrained(location, **kwargs)
         except (OSError, ValueError) as err:
             raise UserError(_unavailable_message(spec, location, err)) from err
+        if spec.modality == "audio":
+            if hasattr(self.model, "get_encoder"):  # Whisper: the encoder alone (the decoder is never run)
+                self.model = self.model.get_encoder()
+            self.sample_rate = int(spec.sample_rate or self.processor.sampling_rate)
+            if self.sample_rate != int(self.processor.sampling_rate):
+                raise UserError(
+                    f"encoder {spec.name!r}: sample_rate {self.sample_rate} differs from its feature extractor's "
+                    f"{self.processor.sampling_rate} Hz"
+                )
         config = self.model.config
         self.dim = int(getattr(config, "hidden_size", 0) or getattr(config, "projection_dim", 0))
         if spec.dim is not None and self.dim and self.dim != spec.dim:
@@ -155,7 +180,19 @@ class HFEncoder:
             )
         self._autocast = autocast_dtype(self.device) if self.device.type == "cuda" else None
 
+    def _audio_inputs(self, inputs: list[Any]) -> dict[str, torch.Tensor]:
+        from fusemix.audio import prepare_waveform
+
+        # mono, resampled to the model's rate, trimmed to its window; the feature extractor pads to that window
+        waves = [prepare_waveform(w, self.sample_rate, self.spec.max_seconds).numpy() for w in inputs]
+        kwargs = {"sampling_rate": self.sample_rate, "return_tensors": "pt"}
+        if self.spec.pooling == "mean":
+            kwargs["return_attention_mask"] = True  # which feature frames hold audio, not padding
+        return dict(self.processor(waves, **kwargs))
+
     def _inputs(self, inputs: list[Any]) -> dict[str, torch.Tensor]:
+        if self.spec.modality == "audio":
+            return self._audio_inputs(inputs)
         if self.spec.modality == "text":
             texts = [clean_caption(t) if self.spec.clean_captions else t for t in inputs]
             texts = [self.spec.prefix + t for t in texts]
@@ -170,14 +207,21 @@ class HFEncoder:
 
     @torch.no_grad()
     def encode(self, inputs: list[Any]) -> torch.Tensor:
-        """Encode caption strings (text) or PIL images (image) into ``(B, D)`` float32 CPU latents."""
+        """Encode caption strings (text), PIL images (image) or :class:`fusemix.audio.Waveform` clips (audio) into
+        ``(B, D)`` float32 CPU latents (audio ``mean`` pooling covers the frames of real audio only)."""
         batch = {k: v.to(self.device) for k, v in self._inputs(inputs).items()}
+        mask = batch.get("attention_mask")
+        if self.spec.modality == "audio":
+            batch.pop("attention_mask", None)  # frame mask for pooling only (Whisper's encoder attends everywhere)
         if self._autocast is not None:
             with torch.autocast(self.device.type, dtype=self._autocast):
                 output = self.model(**batch)
         else:
             output = self.model(**batch)
-        mask = batch.get("attention_mask") if self.spec.modality == "text" else None
+        if self.spec.modality == "audio" and mask is not None:
+            mask = valid_frame_mask(mask, output.last_hidden_state.shape[1])
+        elif self.spec.modality != "text":
+            mask = None
         return pool_hidden_states(output, self.spec.pooling, mask).float().cpu()
 
     def close(self) -> None:

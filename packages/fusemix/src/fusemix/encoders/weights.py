@@ -76,6 +76,10 @@ def weights_fingerprint(spec: EncoderSpec) -> str:
     """
     if spec.backend == "frozen":
         return "seeded"
+    if spec.backend == "concat":
+        from fusemix.encoders.spec import resolve_encoder
+
+        return "+".join(weights_fingerprint(resolve_encoder(name, spec.modality)) for name in spec.parts)
     from fusemix.encoders.huggingface import model_location
 
     location = model_location(spec)
