@@ -5,7 +5,9 @@ not depend on terminal width. Rules:
 - every verb has ``--config`` (TOML setting any of its options) with the shared help;
 - every ``demo`` has ``--out``, ``--seed``, ``--device``, ``--threads``, ``--config`` and ``--fast``;
 - wherever a verb has one of the shared options, it is spelled and explained exactly as ``sixlab_shared.cli`` does,
-  and ``--seed`` defaults to 0.
+  and ``--seed`` defaults to 0. Two allowances: ``--out`` says what the verb writes there (a run folder, a dataset
+  file), so only its spelling is checked; ``--fast`` starts with the shared text and may add what the smoke
+  version runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import typer
 from sixlab_shared.cli import HELP
 
 PAPER_PACKAGES = ("dgm-eval", "direct-cms", "fusemix", "bnpo", "eb-ensembles")
-SHARED = {"--out": "out", "--seed": "seed", "--device": "device", "--threads": "threads", "--config": "config"}
+SHARED = {"--seed": "seed", "--device": "device", "--threads": "threads", "--config": "config"}
 DEMO_NEEDS = ("--out", "--seed", "--device", "--threads", "--config", "--fast")
 
 
@@ -49,8 +51,8 @@ def test_shared_options_are_spelled_and_explained_alike(package):
             param = options.get(opt)
             if param is not None and " ".join((param.help or "").split()) != HELP[key]:
                 problems.append(f"{verb} {opt}: help {param.help!r} is not the shared {HELP[key]!r}")
-        if "--fast" in options and " ".join((options["--fast"].help or "").split()) != HELP["fast"]:
-            problems.append(f"{verb} --fast: help differs from the shared text")
+        if "--fast" in options and not " ".join((options["--fast"].help or "").split()).startswith(HELP["fast"]):
+            problems.append(f"{verb} --fast: help does not start with the shared {HELP['fast']!r}")
         seed = options.get("--seed")
         if seed is not None and seed.default != 0:
             problems.append(f"{verb} --seed: default {seed.default!r}, the shared default is 0")
