@@ -50,7 +50,7 @@ def test_compute_writes_table_json_csv_and_config(image_sets):
     assert data["results"][gens[0]]["fd"] > data["results"][gens[1]]["fd"]  # the shifted set is farther
     assert (out / "results.csv").read_text().splitlines()[0].startswith("gen,fd,kd_mean,kd_std,precision")
     config = json.loads((out / "config.json").read_text())["config"]
-    assert config["encoder"]["name"] == "random" and config["nearest_k"] == 3
+    assert config["encoder"]["encoder"] == "random" and config["nearest_k"] == 3
     resolved = config.pop("resolved")  # what the options resolved to: nothing left null that has a value
     enc = resolved["encoder"]
     assert enc["weights"] == "random(seed=0)" and enc["dim"] > 0 and enc["class"].endswith("Encoder")
@@ -80,7 +80,7 @@ def test_compute_same_seed_same_numbers_and_cache(image_sets):
 def test_features_verb_gives_the_same_fd_as_images(image_sets):
     d = image_sets["dir"]
     for name in ("ref", "gen"):
-        result = _run("features", d / name, "-o", d / f"{name}.npz", "--encoder", "random", "--device", "cpu")
+        result = _run("features", d / name, "--out", d / f"{name}.npz", "--encoder", "random", "--device", "cpu")
         assert result.exit_code == 0, result.output
     assert np.load(d / "ref.npz")["features"].shape == (40, 256)
     assert _run("compute", d / "ref.npz", d / "gen.npz", "--out", d / "o1", "--metrics", "fd", *FAST).exit_code == 0
@@ -107,10 +107,11 @@ def test_compute_test_set_metrics_from_saved_features(tmp_path, rng):
 def test_stats_streams_mean_and_covariance(image_sets):
     d = image_sets["dir"]
     assert (
-        _run("features", d / "ref", "-o", d / "ref_feats.npz", "--encoder", "random", "--device", "cpu").exit_code == 0
+        _run("features", d / "ref", "--out", d / "ref_feats.npz", "--encoder", "random", "--device", "cpu").exit_code
+        == 0
     )
     result = _run(
-        "stats", d / "ref", "-o", d / "ref_stats.npz", "--encoder", "random", "--device", "cpu", "--chunk", "7"
+        "stats", d / "ref", "--out", d / "ref_stats.npz", "--encoder", "random", "--device", "cpu", "--chunk", "7"
     )
     assert result.exit_code == 0, result.output
     feats = np.load(d / "ref_feats.npz")["features"].astype(np.float64)
@@ -242,8 +243,8 @@ def test_features_and_stats_refuse_to_overwrite(image_sets):
     d = image_sets["dir"]
     target = d / "f.npz"
     target.write_bytes(b"old")
-    _assert_user_error(_run("features", d / "ref", "-o", target, "--encoder", "random"), "already exists")
-    _assert_user_error(_run("stats", d / "ref", "-o", target, "--encoder", "random"), "already exists")
+    _assert_user_error(_run("features", d / "ref", "--out", target, "--encoder", "random"), "already exists")
+    _assert_user_error(_run("stats", d / "ref", "--out", target, "--encoder", "random"), "already exists")
     assert target.read_bytes() == b"old"
 
 
@@ -263,12 +264,12 @@ def test_demo_fast_writes_results_png_and_reading(tmp_path):
 def test_config_file_sets_options_and_command_line_wins(image_sets):
     d = image_sets["dir"]
     config = d / "run.toml"
-    config.write_text('metrics = "fd,sw_approx"\nencoder = "random"\ndevice = "cpu"\nseed = 4\n')
+    config.write_text('metrics = ["fd", "sw_approx"]\nencoder = "random"\ndevice = "cpu"\nseed = 4\n')
     out = d / "out"
     result = _run("compute", d / "ref", d / "gen", "--config", config, "--out", out, "--seed", "5")
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "config.json").read_text())["config"]
-    assert saved["metrics"] == ["fd", "sw_approx"] and saved["encoder"]["name"] == "random" and saved["seed"] == 5
+    assert saved["metrics"] == ["fd", "sw_approx"] and saved["encoder"]["encoder"] == "random" and saved["seed"] == 5
     assert set(json.loads((out / "results.json").read_text())["results"][str(d / "gen")]) == {
         "fd",
         "sw_approx",
@@ -282,3 +283,49 @@ def test_every_verb_has_help_with_defaults(verb):
     result = _run(verb, "--help")
     assert result.exit_code == 0
     assert "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("verb", "config_cls", "exclude"),
+    [
+        # ref/gens are the REF GEN arguments, out the shared --out, encoder the EncoderConfig options below
+        ("compute", "ComputeConfig", ("ref", "gens", "encoder")),
+        ("features", "FeaturesConfig", ("path", "encoder")),
+        ("stats", "StatsConfig", ("path", "encoder")),
+        ("compute", "EncoderConfig", ()),
+        ("features", "EncoderConfig", ()),
+        ("stats", "EncoderConfig", ()),
+    ],
+)
+def test_every_config_field_is_reachable_with_the_dataclass_default(verb, config_cls, exclude):
+    from dgm_eval import config as config_module
+    from sixlab_shared.cli import config_coverage
+
+    cls = getattr(config_module, config_cls)
+    problems = config_coverage(app, verb, cls, exclude=exclude)
+    # --out of features/stats has no default (a file must be named); the dataclass's "" means "not set"
+    problems = [p for p in problems if not (verb != "compute" and p.startswith("default: out "))]
+    assert problems == []
+
+
+def test_demo_config_is_reachable():
+    from dgm_eval.demo import DemoConfig
+    from sixlab_shared.cli import config_coverage
+
+    # device: the shared --device (None there = the demo's own default, cpu)
+    assert config_coverage(app, "demo", DemoConfig, exclude=("device",)) == []
+
+
+def test_metric_choices_and_help_come_from_the_registry(image_sets):
+    from dgm_eval.metric_registry import METRIC_NAMES, REGISTRY
+
+    listing = _run("metrics")
+    assert listing.exit_code == 0
+    assert [line.split(":")[0] for line in listing.stdout.splitlines()[:-1]] == list(METRIC_NAMES)
+    assert all(
+        ("needs --test" in line) == REGISTRY[line.split(":")[0]].needs_test for line in listing.stdout.splitlines()[:-1]
+    )
+    d = image_sets["dir"]
+    bad = _run("compute", d / "ref", d / "gen", "--metrics", "fd,prcd", *FAST, "--out", d / "x")
+    _assert_user_error(bad, "unknown metric(s) 'prcd'; choose from: " + ", ".join(METRIC_NAMES))
+    assert not (d / "x").exists()

@@ -102,3 +102,19 @@ def test_neighbour_metrics_on_cuda_equal_cpu(feats):
     cuda = (torch.from_numpy(real).cuda(), torch.from_numpy(fake).cuda())
     assert prdc(*cuda) == prdc(real, fake)
     assert authpct(*cuda) == authpct(real, fake)
+
+
+def test_realism_counts_the_infinite_scores_of_copies_and_prdc_ignores_realism(rng):
+    from dgm_eval.api import compute_metrics
+
+    real = rng.normal(size=(120, 6))
+    fake = np.concatenate([real[:7], rng.normal(size=(113, 6))])  # 7 exact copies; N_G = N_R: no prdc subsample
+    both = compute_metrics(real, fake, ["prdc", "realism"], nearest_k=3)
+    alone = compute_metrics(real, fake, ["prdc"], nearest_k=3)
+    assert {k: both[k] for k in alone} == alone  # prdc sees the same sets with or without realism
+    scores = both["realism"]
+    # a copy sits at distance 0 from a reference point: infinite realism when that point's radius is below median
+    radii = np.sort(np.linalg.norm(real[:, None] - real[None], axis=2), axis=1)[:, 3]
+    expected = int((radii[:7] < np.median(radii)).sum())
+    assert both["realism_n_inf"] == int(np.isinf(scores).sum()) == expected > 0
+    assert both["realism_mean"] == pytest.approx(float(np.mean(scores[np.isfinite(scores)])))

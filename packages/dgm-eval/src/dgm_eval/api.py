@@ -1,5 +1,5 @@
-"""The Python API behind the CLI: metric names, up-front checks and :func:`compute_metrics` (features through
-the cache are in :mod:`dgm_eval.features`).
+"""The Python API behind the CLI: metric names, up-front checks and :func:`compute_metrics`, all driven by the
+metric registry (:mod:`dgm_eval.metric_registry`); features through the cache are in :mod:`dgm_eval.features`.
 
 Example:
     >>> import numpy as np
@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,59 +20,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from dgm_eval.metrics import (
-    GaussianStats,
-    authpct,
-    ct,
-    ct_modified,
-    ct_test,
-    fd_infinity,
-    fls,
-    fls_overfit,
-    frechet_distance,
-    frechet_distance_eff,
-    inception_score,
-    kernel_distance,
-    prdc,
-    realism,
-    sw_approx,
-    vendi_per_class,
+from dgm_eval.metric_registry import (
+    DEFAULT_METRICS,
+    METRIC_NAMES,
+    REGISTRY,
+    MetricInputs,
+    MetricSettings,
 )
+from dgm_eval.metrics import GaussianStats, defaults
 from sixlab_shared import UserError
 
 logger = logging.getLogger(__name__)
 
-#: every metric name ``--metrics`` accepts, in the order results are reported.
-METRIC_NAMES: tuple[str, ...] = (
-    "fd",
-    "fd_eff",
-    "fd_infinity",
-    "kd",
-    "prdc",
-    "realism",
-    "is",
-    "vendi",
-    "authpct",
-    "sw_approx",
-    "ct",
-    "ct_test",
-    "ct_modified",
-    "fls",
-    "fls_overfit",
-)
-#: metrics computed when none are named (none of them needs a test set).
-DEFAULT_METRICS: tuple[str, ...] = ("fd", "fd_infinity", "kd", "prdc", "vendi", "authpct", "sw_approx")
-#: metrics that need held-out real data (``--test``).
-NEEDS_TEST: frozenset[str] = frozenset({"ct", "ct_test", "ct_modified", "fls", "fls_overfit"})
-#: metrics that work from the reference set's saved mean and covariance alone.
-STATS_ONLY_OK: frozenset[str] = frozenset({"fd", "fd_eff", "fd_infinity"})
-#: result keys of each metric (in the results table and files).
-RESULT_KEYS: dict[str, tuple[str, ...]] = {
-    "kd": ("kd_mean", "kd_std"),
-    "prdc": ("precision", "recall", "density", "coverage"),
-    "is": ("is_mean", "is_std"),
-    "realism": ("realism_mean",),
-}
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRIC_NAMES",
+    "MetricError",
+    "check_metric_inputs",
+    "compute_metrics",
+    "parse_metrics",
+    "scalar_results",
+]
 
 
 class MetricError(UserError):
@@ -82,7 +51,8 @@ def parse_metrics(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     """Metric names from ``"fd,kd prdc"`` or a list; ``"all"`` gives every metric; dashes read as underscores.
 
     Raises:
-        MetricError: an unknown name (typos are errors, never skipped) or an empty list.
+        MetricError: an unknown name (typos are errors, never skipped; the message lists the registry's names)
+            or an empty list.
     """
     if spec is None:
         return DEFAULT_METRICS
@@ -92,7 +62,7 @@ def parse_metrics(spec: str | Iterable[str] | None) -> tuple[str, ...]:
         raise MetricError("no metric named; pass --metrics with one or more of: " + ", ".join(METRIC_NAMES))
     if "all" in names:
         return METRIC_NAMES
-    unknown = [name for name in names if name not in METRIC_NAMES]
+    unknown = [name for name in names if name not in REGISTRY]
     if unknown:
         raise MetricError(f"unknown metric(s) {', '.join(map(repr, unknown))}; choose from: {', '.join(METRIC_NAMES)}")
     return tuple(name for name in METRIC_NAMES if name in names)
@@ -104,63 +74,46 @@ def check_metric_inputs(
     n_ref: int | None,
     n_gen: int,
     n_test: int | None = None,
-    nearest_k: int = 5,
-    reduced_n: int = 10000,
-    kd_subset_size: int = 1000,
+    nearest_k: int = defaults.NEAREST_K,
+    reduced_n: int = defaults.REDUCED_N,
+    kd_subset_size: int = defaults.KD_SUBSET_SIZE,
     ref_is_stats: bool = False,
     has_probs: bool = False,
 ) -> None:
     """Raise :class:`MetricError` for any requested metric that these sample counts cannot serve.
 
-    Called before any feature is computed, so a doomed run stops at once with one clear line.
+    Called before any feature is computed (and again on the features, after unreadable images were dropped), so
+    a doomed run stops with one clear line. ``n_ref`` is None when the reference is saved statistics.
     """
+    specs = [REGISTRY[m] for m in metrics]
     if n_test is None:
-        missing = [m for m in metrics if m in NEEDS_TEST]
+        missing = [s.name for s in specs if s.needs_test]
         if missing:
             raise MetricError(f"metric(s) {', '.join(missing)} need held-out real images; pass --test PATH")
     if ref_is_stats:
-        bad = [m for m in metrics if m not in STATS_ONLY_OK]
+        bad = [s.name for s in specs if not s.works_from_stats]
         if bad:
+            served = sorted(s.name for s in REGISTRY.values() if s.works_from_stats)
             raise MetricError(
-                f"the reference is saved statistics, which serve only {', '.join(sorted(STATS_ONLY_OK))}; "
+                f"the reference is saved statistics, which serve only {', '.join(served)}; "
                 f"drop {', '.join(bad)} or pass reference images/features"
             )
-    need: list[tuple[str, str, int, int]] = []  # (metric, set, have, need)
-    for m in metrics:
-        if m in {"fd", "fd_eff"}:
-            need.append((m, "generated", n_gen, 2))
-            if n_ref is not None:
-                need.append((m, "reference", n_ref, 2))
-        elif m == "fd_infinity":
-            need.append((m, "generated", n_gen, 4))
-        elif m == "kd":
-            need += [(m, "reference", n_ref or 0, 2), (m, "generated", n_gen, 2)]
-        elif m in {"prdc", "realism"}:
-            n = min(reduced_n, n_ref or 0, n_gen)
-            need.append((m, f"reference/generated (after the cap of {reduced_n})", n, nearest_k + 1))
-        elif m == "is" and not has_probs:
-            raise MetricError("metric 'is' needs class probabilities: use --encoder inception")
-        elif m == "authpct":
-            need.append((m, "reference", n_ref or 0, 2))
-        elif m == "ct":  # a cell counts only with more than 20 generated samples
-            need += [(m, "reference", n_ref or 0, 3), (m, "generated", n_gen, 21), (m, "test", n_test or 0, 2)]
-        elif m == "ct_modified":  # reference and generated swap roles
-            need += [(m, "reference", n_ref or 0, 21), (m, "generated", n_gen, 3), (m, "test", n_test or 0, 2)]
-        elif m == "ct_test":
-            need += [(m, "test", n_test or 0, 6), (m, "generated", n_gen, 21)]
-        elif m in {"fls", "fls_overfit"}:
-            need += [(m, "reference", n_ref or 0, 2), (m, "test", n_test or 0, 1)]
-    for metric, which, have, least in need:
-        if have < least:
-            raise MetricError(f"metric {metric!r} needs at least {least} {which} samples, got {have}")
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
-
-
-def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    return x if x.shape[0] <= n else x[np.sort(rng.choice(x.shape[0], n, replace=False))]
+    if not has_probs and any(s.needs_probs for s in specs):
+        raise MetricError("metric 'is' needs class probabilities: use --encoder inception")
+    settings = MetricSettings(nearest_k=nearest_k, reduced_n=reduced_n, kd_subset_size=kd_subset_size)
+    have = {
+        "reference": n_ref or 0,
+        "generated": n_gen,
+        "test": n_test or 0,
+        "prdc": min(reduced_n, n_ref or 0, n_gen),
+    }
+    for spec in specs:
+        for which, least in spec.min_samples(settings):
+            if which == "reference" and ref_is_stats:
+                continue
+            if have[which] < least:
+                label = f"reference/generated (after the cap of {reduced_n})" if which == "prdc" else which
+                raise MetricError(f"metric {spec.name!r} needs at least {least} {label} samples, got {have[which]}")
 
 
 def compute_metrics(
@@ -170,11 +123,11 @@ def compute_metrics(
     test_feats: Any = None,
     seed: int = 0,
     *,
-    nearest_k: int = 5,
-    reduced_n: int = 10000,
-    splits: int = 10,
-    kd_subset_size: int = 1000,
-    kd_num_subsets: int = 100,
+    nearest_k: int = defaults.NEAREST_K,
+    reduced_n: int = defaults.REDUCED_N,
+    splits: int = defaults.IS_SPLITS,
+    kd_subset_size: int = defaults.KD_SUBSET_SIZE,
+    kd_num_subsets: int = defaults.KD_NUM_SUBSETS,
     gen_probs: Any = None,
     gen_labels: Any = None,
     device: str | torch.device | None = None,
@@ -203,11 +156,10 @@ def compute_metrics(
         FeatureError: bad shapes, NaN/inf, mismatched dimensions.
     """
     names = parse_metrics(metrics)
-    ref_is_stats = isinstance(ref_feats, (GaussianStats, str)) or hasattr(ref_feats, "__fspath__")
-    n_ref = None if ref_is_stats else len(ref_feats)
+    ref_is_stats = isinstance(ref_feats, (GaussianStats, str, os.PathLike))
     check_metric_inputs(
         names,
-        n_ref=n_ref,
+        n_ref=None if ref_is_stats else len(ref_feats),
         n_gen=len(gen_feats),
         n_test=None if test_feats is None else len(test_feats),
         nearest_k=nearest_k,
@@ -216,54 +168,33 @@ def compute_metrics(
         ref_is_stats=ref_is_stats,
         has_probs=gen_probs is not None,
     )
+    inputs = MetricInputs(
+        ref=ref_feats,
+        gen=gen_feats,
+        test=test_feats,
+        settings=MetricSettings(
+            seed=seed,
+            nearest_k=nearest_k,
+            reduced_n=reduced_n,
+            splits=splits,
+            kd_subset_size=kd_subset_size,
+            kd_num_subsets=kd_num_subsets,
+        ),
+        gen_probs=gen_probs,
+        gen_labels=gen_labels,
+        device=device,
+    )
     out: dict[str, Any] = {}
     for name in names:
         logger.info("computing %s", name)
-        if name == "fd":
-            out["fd"] = frechet_distance(ref_feats, gen_feats, device=device)
-        elif name == "fd_eff":
-            out["fd_eff"] = frechet_distance_eff(ref_feats, gen_feats, device=device)
-        elif name == "fd_infinity":
-            out["fd_infinity"] = fd_infinity(ref_feats, gen_feats, seed=seed, device=device)
-        elif name == "kd":
-            out["kd_mean"], out["kd_std"] = kernel_distance(
-                ref_feats, gen_feats, subset_size=kd_subset_size, num_subsets=kd_num_subsets, seed=seed, device=device
-            )
-        elif name in {"prdc", "realism"}:
-            if "realism" in out or "precision" in out:
-                continue
-            rng = np.random.default_rng(seed)
-            r_np, g_np = _to_numpy(ref_feats), _to_numpy(gen_feats)
-            n = min(reduced_n, r_np.shape[0], g_np.shape[0])
-            r_sub, g_sub = _subsample(r_np, n, rng), _subsample(g_np, n, rng)
-            if "prdc" in names:
-                out.update(prdc(r_sub, g_sub, nearest_k=nearest_k, device=device))
-            if "realism" in names:
-                scores = realism(r_sub, g_np, nearest_k=nearest_k, device=device)
-                out["realism"] = scores
-                out["realism_mean"] = (
-                    float(np.mean(scores[np.isfinite(scores)])) if np.isfinite(scores).any() else float("inf")
-                )
-        elif name == "is":
-            out["is_mean"], out["is_std"] = inception_score(gen_probs, splits=splits, seed=2020 + seed)
-        elif name == "vendi":
-            labels = np.zeros(len(gen_feats), dtype=np.int64) if gen_labels is None else np.asarray(gen_labels)
-            per_class = vendi_per_class(gen_feats, labels, device=device)
-            out["vendi"] = float(np.mean(list(per_class.values())))
-            out["vendi_per_class"] = per_class
-        elif name == "authpct":
-            out["authpct"] = authpct(ref_feats, gen_feats, device=device)
-        elif name == "sw_approx":
-            out["sw_approx"] = sw_approx(ref_feats, gen_feats, device=device)
-        elif name in {"ct", "ct_test", "ct_modified"}:
-            fn = {"ct": ct, "ct_test": ct_test, "ct_modified": ct_modified}[name]
-            out[name] = fn(ref_feats, test_feats, gen_feats, seed=seed, device=device)
-        elif name in {"fls", "fls_overfit"}:
-            fn = fls if name == "fls" else fls_overfit
-            out[name] = fn(ref_feats, test_feats, gen_feats, seed=seed, reduced_n=reduced_n, device=device)
+        out.update(REGISTRY[name].function(inputs))
     return out
 
 
 def scalar_results(results: dict[str, Any]) -> dict[str, float]:
     """The scalar entries of :func:`compute_metrics`'s result (what the table and ``results.csv`` show)."""
-    return {key: float(value) for key, value in results.items() if isinstance(value, (int, float, np.floating))}
+    return {
+        key: float(value)
+        for key, value in results.items()
+        if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    }

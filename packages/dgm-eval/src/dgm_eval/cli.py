@@ -1,19 +1,45 @@
-"""Command-line interface of dgm-eval (thin: parses options, builds a config, calls the library)."""
+"""Command-line interface of dgm-eval (thin: options map onto the config dataclasses, then one job call).
+
+Every verb's options come from :mod:`dgm_eval.config` (``sixlab_shared.cli.config_options``: one option per field,
+the dataclass's default and docstring); the shared options (``--out --seed --device --threads --config -v``,
+``--fast`` on the demo) come from ``sixlab_shared.cli``. ``--metrics`` choices and help come from the metric
+registry.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import typer
 
 from dgm_eval._version import __version__
-from sixlab_shared import UserError, config_option_callback, exit_on_user_error, setup_logging
+from dgm_eval.config import ComputeConfig, EncoderConfig, FeaturesConfig, StatsConfig
+from dgm_eval.demo import DemoConfig
+from dgm_eval.metric_registry import METRIC_NAMES
+from sixlab_shared import UserError, exit_on_user_error, setup_logging
+from sixlab_shared.cli import (
+    config_option,
+    config_options,
+    device_option,
+    fast_option,
+    out_option,
+    threads_option,
+    verbose_option,
+)
 
 app = typer.Typer(
     name="dgm-eval",
     help="dgm-eval: evaluate generative image models (Stein et al., NeurIPS 2023). See `dgm-eval COMMAND --help`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+)
+
+#: the encoder options every extracting verb shares (``device`` is the shared --device).
+ENCODER_OPTIONS = config_options(EncoderConfig, into="encoder_cfg", exclude=("device",))
+METRICS_HELP = (
+    "Metrics (repeat the option or separate by commas; 'all' for every one): "
+    + ", ".join(METRIC_NAMES)
+    + ". See `dgm-eval metrics`."
 )
 
 
@@ -32,116 +58,33 @@ def _root(
     """dgm-eval command-line tool."""
 
 
-CONFIG_OPTION = typer.Option(
-    None, "--config", is_eager=True, callback=config_option_callback, help="TOML file setting any option."
-)
-ENCODER_HELP = (
-    "Feature encoder (see `dgm-eval encoders`): "
-    "inception|sinception|dinov2|clip|convnext|mae|data2vec|swav|pixel|random."
-)
-
-# Options shared by compute, features and stats: one definition, one help text.
-ENCODER_OPTION = typer.Option("dinov2", "--encoder", help=ENCODER_HELP)
-ARCH_OPTION = typer.Option(None, "--arch", help="Encoder architecture, e.g. dinov2: vits14|vitb14|vitl14|vitg14.")
-WEIGHTS_OPTION = typer.Option(None, "--weights", help="Local weights file/folder (or another id/URL).")
-DEPTH_OPTION = typer.Option(0, "--depth", help="clip: 1 = projected features, -k drops the last k blocks.")
-CLEAN_RESIZE_OPTION = typer.Option(False, "--clean-resize", help="clean-fid's float32 resizer.")
-BATCH_SIZE_OPTION = typer.Option(64, "--batch-size", help="Images per forward pass (results do not depend on it).")
-WORKERS_OPTION = typer.Option(0, "--num-workers", "--workers", help="DataLoader workers for decoding/preprocessing.")
-PRECISION_OPTION = typer.Option("fp32", "--precision", help="fp32|bf16|fp16 (autocast, GPUs).")
-DEVICE_OPTION = typer.Option(None, "--device", help="cpu|cuda|mps (default: best available).")
-RECURSIVE_OPTION = typer.Option(False, "--recursive", help="Take every image below each folder.")
-STRICT_OPTION = typer.Option(False, "--strict", help="Unreadable images are an error (default: skipped, counted).")
-VERBOSE_OPTION = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug.")
-
-
-def _encoder_config(encoder, arch, weights, depth, clean_resize, batch_size, num_workers, precision, device):
-    from dgm_eval.evaluation import EncoderConfig
-
-    if precision not in {"fp32", "bf16", "fp16"}:
-        raise UserError(f"--precision must be fp32, bf16 or fp16, got {precision!r}")
-    return EncoderConfig(
-        name=encoder,
-        arch=arch,
-        weights=weights,
-        depth=depth,
-        clean_resize=clean_resize,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        precision=precision,
-        device=device,
-    )
-
-
 @app.command()
 @exit_on_user_error
+@config_options(ComputeConfig, exclude=("ref", "gens", "out", "encoder"), help={"metrics": METRICS_HELP})
+@ENCODER_OPTIONS
 def compute(
     paths: list[str] = typer.Argument(..., help="REF GEN [GEN ...]: reference (train) set, then generated sets."),
-    out: Path = typer.Option(Path("dgm-eval-results"), "--out", help="Output folder (results.json/csv, config)."),
-    metrics: str = typer.Option(
-        "fd,fd_infinity,kd,prdc,vendi,authpct,sw_approx",
-        "--metrics",
-        help="Comma-separated: fd,fd_eff,fd_infinity,kd,prdc,realism,is,vendi,authpct,sw_approx,ct,ct_test,"
-        "ct_modified,fls,fls_overfit, or 'all'.",
-    ),
-    test: str | None = typer.Option(None, "--test", help="Held-out real images/features (ct*, fls*)."),
-    encoder: str = ENCODER_OPTION,
-    arch: str | None = ARCH_OPTION,
-    weights: str | None = WEIGHTS_OPTION,
-    depth: int = DEPTH_OPTION,
-    clean_resize: bool = CLEAN_RESIZE_OPTION,
-    nsample: int | None = typer.Option(50000, "--nsample", help="Cap per set (seeded choice, without replacement)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    nearest_k: int = typer.Option(5, "--nearest-k", help="k of prdc and realism."),
-    reduced_n: int = typer.Option(10000, "--reduced-n", help="Sample cap of prdc and fls."),
-    splits: int = typer.Option(10, "--splits", help="Inception-score splits."),
-    kd_subset_size: int = typer.Option(1000, "--kd-subset-size", help="KD subset size."),
-    kd_num_subsets: int = typer.Option(100, "--kd-num-subsets", help="KD number of subsets."),
-    batch_size: int = BATCH_SIZE_OPTION,
-    num_workers: int = WORKERS_OPTION,
-    precision: str = PRECISION_OPTION,
-    device: str | None = DEVICE_OPTION,
-    recursive: bool = RECURSIVE_OPTION,
-    strict: bool = STRICT_OPTION,
-    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse/store features in the feature cache."),
-    cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Cache folder (default $DGM_EVAL_CACHE or ~/.cache/dgm-eval)."
-    ),
-    verify_cache: bool = typer.Option(
-        False, "--verify-cache", help="Re-hash every input file (default: trust unchanged path, size and mtime)."
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
-    config: str | None = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    out: str = out_option(ComputeConfig.out),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    config: ComputeConfig,
+    encoder_cfg: EncoderConfig,
 ) -> None:
     """Compute metrics of each GEN against REF; prints a table and writes results.json/results.csv/config.json."""
-    from dgm_eval.evaluation import ComputeConfig, format_table, run_compute
+    from dgm_eval.evaluation import format_table, run_compute
 
     setup_logging(verbose)
     if len(paths) < 2:
         raise UserError("pass a reference set and at least one generated set: dgm-eval compute REF GEN [GEN ...]")
-    cfg = ComputeConfig(
+    cfg = dataclasses.replace(
+        config,
         ref=paths[0],
         gens=list(paths[1:]),
         out=str(out),
-        test=test,
-        metrics=[m for m in metrics.split(",") if m.strip()] or ["<none>"],
-        encoder=_encoder_config(
-            encoder, arch, weights, depth, clean_resize, batch_size, num_workers, precision, device
-        ),
-        nsample=nsample,
-        seed=seed,
-        nearest_k=nearest_k,
-        reduced_n=reduced_n,
-        splits=splits,
-        kd_subset_size=kd_subset_size,
-        kd_num_subsets=kd_num_subsets,
-        recursive=recursive,
-        strict=strict,
-        cache=cache,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-        verify_cache=verify_cache,
-        overwrite=overwrite,
+        encoder=dataclasses.replace(encoder_cfg, device=device),
     )
     results = run_compute(cfg)
     typer.echo(format_table(results))
@@ -149,83 +92,57 @@ def compute(
 
 @app.command()
 @exit_on_user_error
+@config_options(FeaturesConfig, exclude=("path", "out", "encoder"))
+@ENCODER_OPTIONS
 def features(
     path: str = typer.Argument(..., help="Image folder or ADM .npz."),
-    output: Path = typer.Option(..., "-o", "--output", help="Features .npz to write."),
-    encoder: str = ENCODER_OPTION,
-    arch: str | None = ARCH_OPTION,
-    weights: str | None = WEIGHTS_OPTION,
-    depth: int = DEPTH_OPTION,
-    clean_resize: bool = CLEAN_RESIZE_OPTION,
-    logits: bool = typer.Option(False, "--logits", help="Also store classifier logits (inception)."),
-    nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
-    batch_size: int = BATCH_SIZE_OPTION,
-    num_workers: int = WORKERS_OPTION,
-    precision: str = PRECISION_OPTION,
-    device: str | None = DEVICE_OPTION,
-    recursive: bool = RECURSIVE_OPTION,
-    strict: bool = STRICT_OPTION,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    config: str | None = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    out: str = out_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    config: FeaturesConfig,
+    encoder_cfg: EncoderConfig,
 ) -> None:
-    """Extract features of images into an .npz (usable as REF/GEN/--test of `compute`)."""
+    """Extract features of images into the .npz file --out (usable as REF/GEN/--test of `compute`)."""
     from dgm_eval.evaluation import run_features
 
     setup_logging(verbose)
-    enc = _encoder_config(encoder, arch, weights, depth, clean_resize, batch_size, num_workers, precision, device)
-    feats = run_features(
-        path, str(output), encoder_cfg=enc, nsample=nsample, seed=seed, recursive=recursive, strict=strict,
-        with_logits=logits, overwrite=overwrite,
-    )  # fmt: skip
-    typer.echo(
-        f"wrote {output}: {feats.features.shape[0]} x {feats.features.shape[1]} features ({feats.skipped} skipped)"
-    )
+    cfg = dataclasses.replace(config, path=path, out=str(out), encoder=dataclasses.replace(encoder_cfg, device=device))
+    feats = run_features(cfg)
+    typer.echo(f"wrote {out}: {feats.features.shape[0]} x {feats.features.shape[1]} features ({feats.skipped} skipped)")
 
 
 @app.command()
 @exit_on_user_error
+@config_options(StatsConfig, exclude=("path", "out", "encoder"))
+@ENCODER_OPTIONS
 def stats(
     path: str = typer.Argument(..., help="Image folder, ADM .npz or features .npz."),
-    output: Path = typer.Option(..., "-o", "--output", help="Statistics .npz to write (mu, sigma, n)."),
-    encoder: str = ENCODER_OPTION,
-    arch: str | None = ARCH_OPTION,
-    weights: str | None = WEIGHTS_OPTION,
-    depth: int = DEPTH_OPTION,
-    clean_resize: bool = CLEAN_RESIZE_OPTION,
-    save_features: bool = typer.Option(False, "--save-features", help="Also store the features."),
-    chunk: int = typer.Option(4096, "--chunk", help="Images per streaming chunk."),
-    nsample: int | None = typer.Option(None, "--nsample", help="Cap (seeded choice)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sample choice and the random encoder."),
-    batch_size: int = BATCH_SIZE_OPTION,
-    num_workers: int = WORKERS_OPTION,
-    precision: str = PRECISION_OPTION,
-    device: str | None = DEVICE_OPTION,
-    recursive: bool = RECURSIVE_OPTION,
-    strict: bool = STRICT_OPTION,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    config: str | None = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    out: str = out_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    config: StatsConfig,
+    encoder_cfg: EncoderConfig,
 ) -> None:
-    """Write reference statistics (float64 mean/covariance, streaming) for FD against this set."""
+    """Write reference statistics (float64 mean/covariance, streaming) to the .npz file --out."""
     from dgm_eval.evaluation import run_stats
 
     setup_logging(verbose)
-    if chunk < 2:
-        raise UserError(f"--chunk must be >= 2, got {chunk}")
-    enc = _encoder_config(encoder, arch, weights, depth, clean_resize, batch_size, num_workers, precision, device)
-    result = run_stats(
-        path, str(output), encoder_cfg=enc, nsample=nsample, seed=seed, recursive=recursive, strict=strict,
-        save_features=save_features, chunk=chunk, overwrite=overwrite,
-    )  # fmt: skip
-    typer.echo(f"wrote {output}: mean and covariance of {result.n} samples, D={result.dim}")
+    cfg = dataclasses.replace(config, path=path, out=str(out), encoder=dataclasses.replace(encoder_cfg, device=device))
+    result = run_stats(cfg)
+    typer.echo(f"wrote {out}: mean and covariance of {result.n} samples, D={result.dim}")
 
 
 @app.command()
 @exit_on_user_error
 def encoders(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    config_file: str | None = config_option(),
 ) -> None:
     """List the encoders: names, architectures, feature dims, support, weight sources and preprocessing."""
     import json
@@ -252,20 +169,35 @@ def encoders(
 
 @app.command()
 @exit_on_user_error
+def metrics(
+    config_file: str | None = config_option(),
+) -> None:
+    """List the metrics (from the registry): name, what it measures, whether it needs --test or works from stats."""
+    from dgm_eval.metric_registry import DEFAULT_METRICS, metrics_help
+
+    typer.echo(metrics_help())
+    typer.echo(f"default: {','.join(DEFAULT_METRICS)}")
+
+
+@app.command()
+@exit_on_user_error
+@config_options(DemoConfig, exclude=("out", "device", "fast"))
 def demo(
-    out: Path = typer.Option(Path("runs/dgm-eval-demo"), "--out", help="Run folder (results, curves PNG)."),
-    fast: bool = typer.Option(False, "--fast", help="Tiny version that finishes in seconds (tests)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    device: str | None = typer.Option("cpu", "--device", help="cpu|cuda|mps (the demo defaults to cpu)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
-    config: str | None = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    out: str = out_option(DemoConfig.out),
+    fast: bool = fast_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    config: DemoConfig,
 ) -> None:
     """Degradation study on scikit-learn digits: every metric vs noise, blur, mode dropping and memorisation."""
-    from dgm_eval.demo import DemoConfig, format_demo, run_demo
+    from dgm_eval.demo import format_demo, run_demo
 
     setup_logging(verbose)
-    result = run_demo(DemoConfig(out=str(out), fast=fast, seed=seed, device=device, overwrite=overwrite))
+    cfg = dataclasses.replace(config, out=str(out), fast=fast, device=device or DemoConfig.device)
+    result = run_demo(cfg)
     typer.echo(format_demo(result))
 
 

@@ -47,10 +47,14 @@ class DemoConfig:
     """Settings of the demo."""
 
     out: str = "runs/dgm-eval-demo"
+    """Run folder (results, curves PNG)."""
     fast: bool = False
+    """Tiny version that finishes in seconds."""
     seed: int = 0
     device: str | None = "cpu"
+    """Where to compute (the demo defaults to cpu)."""
     overwrite: bool = False
+    """Replace a previous demo in --out."""
 
 
 def _digits_rgb() -> tuple[np.ndarray, np.ndarray]:

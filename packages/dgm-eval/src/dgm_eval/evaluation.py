@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import io
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import numpy as np
 
 from dgm_eval._version import __version__
 from dgm_eval.api import (
-    NEEDS_TEST,
     MetricError,
     check_metric_inputs,
     compute_metrics,
@@ -27,6 +25,7 @@ from dgm_eval.api import (
     scalar_results,
 )
 from dgm_eval.cache import FeatureCache
+from dgm_eval.config import ComputeConfig, EncoderConfig, FeaturesConfig, StatsConfig
 from dgm_eval.features import (
     Features,
     encoder_identity,
@@ -36,6 +35,7 @@ from dgm_eval.features import (
     saved_stats,
 )
 from dgm_eval.inputs import ImageSource, InputError, SavedFeatures, SavedStats, open_input
+from dgm_eval.metric_registry import METRICS, REGISTRY
 from dgm_eval.metrics import FeatureError, StatsAccumulator
 from sixlab_shared import (
     RunDir,
@@ -48,46 +48,6 @@ from sixlab_shared import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EncoderConfig:
-    """Which encoder extracts features, and how."""
-
-    name: str = "dinov2"
-    arch: str | None = None
-    weights: str | None = None
-    depth: int = 0
-    clean_resize: bool = False
-    batch_size: int = 64
-    num_workers: int = 0
-    precision: str = "fp32"
-    device: str | None = None
-
-
-@dataclass
-class ComputeConfig:
-    """Everything ``dgm-eval compute`` does (the resolved configuration written beside the results)."""
-
-    ref: str
-    gens: list[str]
-    out: str
-    test: str | None = None
-    metrics: list[str] = field(default_factory=list)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    nsample: int | None = 50000
-    seed: int = 0
-    nearest_k: int = 5
-    reduced_n: int = 10000
-    splits: int = 10
-    kd_subset_size: int = 1000
-    kd_num_subsets: int = 100
-    recursive: bool = False
-    strict: bool = False
-    cache: bool = True
-    cache_dir: str | None = None
-    verify_cache: bool = False
-    overwrite: bool = False
 
 
 def _open(path: str, role: str, *, recursive: bool, allow_stats: bool) -> ImageSource | SavedFeatures | SavedStats:
@@ -119,7 +79,7 @@ def _load_encoder(cfg: EncoderConfig, seed: int) -> Any:
     from dgm_eval.encoders import load_encoder
 
     return load_encoder(
-        cfg.name,
+        cfg.encoder,
         cfg.arch,
         device=cfg.device,
         weights=cfg.weights,
@@ -182,9 +142,11 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
     Raises:
         UserError: any input, option or sample-count problem, before features are computed.
     """
-    metrics = parse_metrics(cfg.metrics or None)
-    if cfg.test is None and any(m in NEEDS_TEST for m in metrics):
-        missing = ", ".join(m for m in metrics if m in NEEDS_TEST)
+    metrics = parse_metrics(",".join(cfg.metrics))
+    if not cfg.ref:
+        raise UserError("no reference set given; pass REF GEN [GEN ...]")
+    if cfg.test is None and any(REGISTRY[m].needs_test for m in metrics):
+        missing = ", ".join(m for m in metrics if REGISTRY[m].needs_test)
         raise MetricError(f"metric(s) {missing} need held-out real images; pass --test PATH")
     if not cfg.gens:
         raise UserError("no generated set given; pass REF GEN [GEN ...]")
@@ -199,7 +161,7 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
     for role_seed, item in enumerate([ref, test, *gens]):
         if isinstance(item, ImageSource):
             item.cap(cfg.nsample, cfg.seed + role_seed)
-    has_probs = cfg.encoder.name == "inception" or all(
+    has_probs = cfg.encoder.encoder == "inception" or all(
         isinstance(g, SavedFeatures) and g.logits is not None for g in gens
     )
     for gen in gens:
@@ -218,7 +180,7 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
     encoder = _load_encoder(cfg.encoder, cfg.seed) if needs_images else None
     cache = FeatureCache(cfg.cache_dir, enabled=cfg.cache)
 
-    with_logits = "is" in metrics and cfg.encoder.name == "inception"
+    with_logits = "is" in metrics and cfg.encoder.encoder == "inception"
     ref_f = _features_of(ref, encoder=encoder, cfg=cfg, cache=cache, with_logits=False)
     test_f = None if test is None else _features_of(test, encoder=encoder, cfg=cfg, cache=cache, with_logits=False)
     results: dict[str, dict[str, Any]] = {}
@@ -297,11 +259,7 @@ def write_results(
             np.savez(handle, gens=np.asarray(list(results)), **realism_arrays)
 
 
-_ORDER = [
-    "fd", "fd_eff", "fd_infinity", "kd_mean", "kd_std", "precision", "recall", "density", "coverage",
-    "realism_mean", "is_mean", "is_std", "vendi", "authpct", "sw_approx", "ct", "ct_test", "ct_modified",
-    "fls", "fls_overfit", "n_ref", "n_gen",
-]  # fmt: skip
+_ORDER = [key for spec in METRICS for key in spec.result_keys] + ["n_ref", "n_gen"]
 
 
 def _key_order(key: str) -> tuple[int, str]:
@@ -333,48 +291,41 @@ def _fmt(value: Any) -> str:
 
 
 def _npz_output(output: str, overwrite: bool) -> Path:
-    """The ``-o`` path of ``features``/``stats``: an ``.npz`` that does not exist yet unless ``overwrite``."""
+    """The ``--out`` file of ``features``/``stats``: an ``.npz`` that does not exist yet unless ``overwrite``."""
+    if not output:
+        raise UserError("--out is required: the .npz file to write")
     out = Path(output)
     if out.suffix.lower() != ".npz":
-        raise UserError(f"-o {output!r} must end in .npz")
+        raise UserError(f"--out {output!r} must end in .npz")
+    if out.is_dir():
+        raise UserError(f"--out {output!r} is a folder; pass the .npz file to write")
     if out.exists() and not overwrite:
-        raise UserError(f"{output!r} already exists; pass --overwrite or choose another -o")
+        raise UserError(f"{output!r} already exists; pass --overwrite or choose another --out")
     return out
 
 
-def run_features(
-    path: str,
-    output: str,
-    *,
-    encoder_cfg: EncoderConfig,
-    nsample: int | None,
-    seed: int,
-    recursive: bool = False,
-    strict: bool = False,
-    with_logits: bool = False,
-    overwrite: bool = False,
-    cache: FeatureCache | None = None,
-) -> Features:
+def run_features(cfg: FeaturesConfig, *, cache: FeatureCache | None = None) -> Features:
     """``dgm-eval features``: write the features of images to an ``.npz`` (``features``, ``labels``, ``logits``)."""
-    out = _npz_output(output, overwrite)
-    item = open_input(path, recursive=recursive)
+    out = _npz_output(cfg.out, cfg.overwrite)
+    item = open_input(cfg.path, recursive=cfg.recursive)
     if not isinstance(item, ImageSource):
-        raise InputError(f"{path!r} already holds features or statistics; pass images (a folder or ADM .npz)")
-    item.cap(nsample, seed)
-    encoder = _load_encoder(encoder_cfg, seed)
-    if with_logits and encoder_cfg.name != "inception":
+        raise InputError(f"{cfg.path!r} already holds features or statistics; pass images (a folder or ADM .npz)")
+    if cfg.logits and cfg.encoder.encoder != "inception":
         raise UserError("--logits needs --encoder inception (the only encoder with a classifier head)")
+    item.cap(cfg.nsample, cfg.seed)
+    encoder = _load_encoder(cfg.encoder, cfg.seed)
+    enc = cfg.encoder
     feats = image_features(
         item,
         encoder,
         cache=cache,
-        selection={"nsample": nsample, "seed": seed},
-        strict=strict,
-        with_logits=with_logits,
-        batch_size=encoder_cfg.batch_size,
-        num_workers=encoder_cfg.num_workers,
-        device=encoder_cfg.device,
-        precision=encoder_cfg.precision,
+        selection={"nsample": cfg.nsample, "seed": cfg.seed},
+        strict=cfg.strict,
+        with_logits=cfg.logits,
+        batch_size=enc.batch_size,
+        num_workers=enc.num_workers,
+        device=enc.device,
+        precision=enc.precision,
     )
     arrays: dict[str, Any] = {"features": feats.features, "encoder": np.asarray(encoder.preprocess_id())}
     if feats.labels is not None:
@@ -387,19 +338,7 @@ def run_features(
     return feats
 
 
-def run_stats(
-    path: str,
-    output: str,
-    *,
-    encoder_cfg: EncoderConfig,
-    nsample: int | None,
-    seed: int,
-    recursive: bool = False,
-    strict: bool = False,
-    save_features: bool = False,
-    chunk: int = 4096,
-    overwrite: bool = False,
-) -> Any:
+def run_stats(cfg: StatsConfig) -> Any:
     """``dgm-eval stats``: mean and covariance accumulated in float64 over chunks of images (no N×D array).
 
     Returns:
@@ -407,37 +346,40 @@ def run_stats(
     """
     from dgm_eval.extraction import extract_features
 
-    out = _npz_output(output, overwrite)
-    item = open_input(path, recursive=recursive)
+    out = _npz_output(cfg.out, cfg.overwrite)
+    item = open_input(cfg.path, recursive=cfg.recursive)
+    enc, chunk = cfg.encoder, cfg.chunk
     acc = StatsAccumulator()
     kept: list[np.ndarray] = []
     if isinstance(item, SavedFeatures):
-        feats = saved_features(item, nsample=nsample, seed=seed).features
+        feats = saved_features(item, nsample=cfg.nsample, seed=cfg.seed).features
         for start in range(0, feats.shape[0], chunk):
             acc.update(feats[start : start + chunk])
-        kept = [feats] if save_features else []
+        kept = [feats] if cfg.save_features else []
     elif isinstance(item, ImageSource):
-        item.cap(nsample, seed)
+        item.cap(cfg.nsample, cfg.seed)
         if len(item) < 2:
-            raise InputError(f"{path!r}: statistics need at least 2 images, got {len(item)}")
-        encoder = _load_encoder(encoder_cfg, seed)
-        item.validate(strict=strict)
+            raise InputError(f"{cfg.path!r}: statistics need at least 2 images, got {len(item)}")
+        encoder = _load_encoder(enc, cfg.seed)
+        item.validate(strict=cfg.strict)
+        if len(item) < 2:
+            raise InputError(f"{cfg.path!r}: statistics need at least 2 readable images, got {len(item)}")
         for start in progress(range(0, len(item), chunk), desc="stats"):
             part = item.subset(start, start + chunk)
             feats = extract_features(
                 part,
                 encoder,
-                batch_size=encoder_cfg.batch_size,
-                num_workers=encoder_cfg.num_workers,
-                device=encoder_cfg.device,
-                precision=encoder_cfg.precision,
+                batch_size=enc.batch_size,
+                num_workers=enc.num_workers,
+                device=enc.device,
+                precision=enc.precision,
                 progress=False,
             )
             acc.update(np.asarray(feats, np.float64))
-            if save_features:
+            if cfg.save_features:
                 kept.append(np.asarray(feats))
     else:
-        raise InputError(f"{path!r} already holds statistics")
+        raise InputError(f"{cfg.path!r} already holds statistics")
     stats = acc.compute()
     if is_main_process():
         stats.save(out, features=np.concatenate(kept) if kept else None)

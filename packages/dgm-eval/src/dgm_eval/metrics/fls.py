@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dgm_eval.metrics.checks import as_features, check_same_dim
+from dgm_eval.metrics.defaults import REDUCED_N
 
 _ROW_CHUNK = 1024
 
@@ -95,7 +96,7 @@ def fls(
     gen: Any,
     *,
     seed: int = 0,
-    reduced_n: int = 10000,
+    reduced_n: int = REDUCED_N,
     device: str | torch.device | None = None,
 ) -> float:
     """Feature likelihood score of ``gen``: test likelihood of a KDE on ``gen`` against a KDE on real data.
@@ -129,7 +130,7 @@ def fls_overfit(
     gen: Any,
     *,
     seed: int = 0,
-    reduced_n: int = 10000,
+    reduced_n: int = REDUCED_N,
     device: str | torch.device | None = None,
 ) -> float:
     """FLS-POG: share of generated kernels more likely under train points than under as many test points, −50.

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
+from dgm_eval.metrics.defaults import KD_NUM_SUBSETS, KD_SUBSET_SIZE
 
 
 def polynomial_mmd2(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -38,8 +39,8 @@ def kernel_distance(
     a: Any,
     b: Any,
     *,
-    subset_size: int = 1000,
-    num_subsets: int = 100,
+    subset_size: int = KD_SUBSET_SIZE,
+    num_subsets: int = KD_NUM_SUBSETS,
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> tuple[float, float]:

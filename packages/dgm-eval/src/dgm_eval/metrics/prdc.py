@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
+from dgm_eval.metrics.defaults import NEAREST_K
 from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, Blocked, ball_counts_blocked, kth_nearest_blocked
 
 
@@ -21,7 +22,7 @@ def prdc(
     real: Any,
     fake: Any,
     *,
-    nearest_k: int = 5,
+    nearest_k: int = NEAREST_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:

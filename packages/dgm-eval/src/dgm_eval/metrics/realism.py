@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from dgm_eval.metrics.checks import as_features, check_same_dim
+from dgm_eval.metrics.defaults import NEAREST_K
 from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, kth_neighbour_radii
 
 
@@ -19,7 +20,7 @@ def realism(
     real: Any,
     fake: Any,
     *,
-    nearest_k: int = 5,
+    nearest_k: int = NEAREST_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
@@ -32,7 +33,7 @@ def realism(
         device: where to compute.
 
     Returns:
-        ``(M,)`` float64 numpy array (very large where a fake equals a kept real).
+        ``(M,)`` float64 numpy array (``inf`` where a fake equals a kept real: a copy).
 
     Raises:
         FeatureError: bad shapes, NaN/inf, too few reals, mismatched dimensions.
@@ -52,7 +53,14 @@ def realism(
         gb = g_c[j0 : j0 + block_size]
         best = torch.full((gb.shape[0],), -torch.inf, dtype=torch.float64, device=g.device)
         for i0 in range(0, kept.shape[0], block_size):
-            d = torch.cdist(kept_c[i0 : i0 + block_size], gb, compute_mode="use_mm_for_euclid_dist")
+            kb = kept_c[i0 : i0 + block_size]
+            d = torch.cdist(kb, gb, compute_mode="use_mm_for_euclid_dist")
+            # the matrix-product distances of (near-)copies are round-off (~1e-7, not 0): recompute those pairs
+            # exactly, so that a copy of a kept real scores inf (a memorised sample) rather than a huge number
+            close = d < 1e-3 * kept_radii[i0 : i0 + block_size].unsqueeze(1)
+            if bool(close.any()):
+                ii, jj = close.nonzero(as_tuple=True)
+                d[ii, jj] = (kb[ii] - gb[jj]).norm(dim=1)
             ratio = kept_radii[i0 : i0 + block_size].unsqueeze(1) / d
             best = torch.maximum(best, ratio.max(dim=0).values)
         out[j0 : j0 + block_size] = best
