@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from direct_cms.data import Dataset
-from sixlab_shared import UserError, derive_seed, load_checkpoint, make_generator, save_checkpoint
+from sixlab_shared import UserError, derive_seed, load_checkpoint, make_generator, save_checkpoint, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class DigitClassifier(nn.Module):
 
 def train_classifier(data: Dataset, seed: int = 0, steps: int = 400, batch_size: int = 128) -> DigitClassifier:
     """Train the classifier on all digits (light noise augmentation); returns it frozen, in eval mode."""
-    torch.manual_seed(derive_seed(seed, "classifier-init"))
-    model = DigitClassifier(data.num_classes)
+    with seeded(derive_seed(seed, "classifier-init")):  # module init reads the global RNG; restored after
+        model = DigitClassifier(data.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = make_generator(derive_seed(seed, "classifier-data"))
     for _ in range(steps):

@@ -21,7 +21,7 @@ from torch import nn
 from direct_cms.data import DATASETS, Dataset, draw_batch, load_dataset
 from direct_cms.grid import TimeGrid
 from direct_cms.networks import MLPDenoiser, build_digits_unet
-from sixlab_shared import UserError, derive_seed, get_device, make_generator, progress
+from sixlab_shared import UserError, derive_seed, get_device, make_generator, progress, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def train_teacher(config: TeacherConfig, data: Dataset | None = None) -> tuple[T
     config.validate()
     device = get_device(config.device)
     data = data if data is not None else load_dataset(config.dataset, seed=config.seed)
-    torch.manual_seed(derive_seed(config.seed, "teacher-init"))  # module init reads the global RNG
-    network = build_network(data.name, data.num_classes, config.width).to(device).train()
+    with seeded(derive_seed(config.seed, "teacher-init")):  # module init reads the global RNG; restored after
+        network = build_network(data.name, data.num_classes, config.width).to(device).train()
     scheduler = make_teacher_scheduler(config.schedule)
     grid = TimeGrid.from_scheduler(scheduler, 1)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)

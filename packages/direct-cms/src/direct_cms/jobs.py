@@ -1,0 +1,225 @@
+"""The ``sample`` and ``evaluate`` jobs behind the CLI, for built-in and SD/SDXL (text-to-image) students.
+
+Each job takes one config dataclass (the defaults table its CLI verb maps onto) and dispatches on the student:
+built-in teachers (digits, ring) use :mod:`direct_cms.experiment`, SD/SDXL students
+:mod:`direct_cms.text_sampling` and :mod:`direct_cms.text_evaluation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from direct_cms.evaluation import DEFAULT_KS
+from direct_cms.text_evaluation import CLIP_MODEL
+from sixlab_shared import UserError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvaluateConfig", "SampleConfig", "evaluate", "sample"]
+
+
+@dataclass
+class SampleConfig:
+    """Settings of ``direct-cms sample``."""
+
+    steps: int = 4
+    """K sampling steps (1..N)."""
+    num_samples: int = 100
+    """Built-in students: number of samples (labels balanced over classes)."""
+    prompt: list[str] = field(default_factory=list)
+    """SD/SDXL students: prompts (repeatable), one image each."""
+    seed: int = 0
+    """Seeds the initial and re-noising draws."""
+    device: str | None = None
+    """Where SD/SDXL sampling runs (built-in students sample on the CPU)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        if self.num_samples < 1:
+            raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
+
+
+def _is_text_run(student_dir: Path) -> bool:
+    from direct_cms.text_sampling import run_config
+    from direct_cms.text_teacher import is_pipeline_source
+
+    config = run_config(student_dir)
+    return is_pipeline_source(config.teacher, config.revision or None)
+
+
+def _fresh_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} exists and is not a folder; choose another path")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{str(out)!r} is not empty; pass --overwrite to replace it, or choose another --out")
+        shutil.rmtree(out)
+
+
+def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overwrite: bool = False) -> Path:
+    """Draw K-step samples from a distilled student into ``out``.
+
+    Built-in students: ``samples.safetensors`` and ``samples.png``. SD/SDXL students (through a diffusers pipeline
+    with ``DirectCMScheduler`` and the LoRA): ``sample_000.png``, … and ``prompts.txt``.
+
+    Returns:
+        The folder (or figure) written.
+
+    Raises:
+        UserError: no finished run, K outside 1..N, prompts given to a built-in student (or missing for an SD/SDXL
+            one), a device other than the CPU for a built-in student, or a non-empty ``out`` without ``overwrite``.
+    """
+    student_dir, out = Path(student_dir), Path(out)
+    if _is_text_run(student_dir):
+        from direct_cms.text_sampling import run_config, sample_prompts, student_pipeline
+
+        if not config.prompt:
+            raise UserError("this student was distilled from an SD/SDXL teacher: pass --prompt TEXT (repeatable)")
+        n = run_config(student_dir).num_intervals
+        if config.steps > n:
+            raise UserError(f"--steps K={config.steps} must lie in 1..N={n} (the distillation grid)")
+        _fresh_output(out, overwrite)
+        pipe, _ = student_pipeline(student_dir, device=config.device or "cpu")
+        images = sample_prompts(pipe, config.prompt, config.steps, config.seed)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            image.save(out / f"sample_{i:03d}.png")
+        (out / "prompts.txt").write_text("\n".join(config.prompt) + "\n", encoding="utf-8")
+        return out
+    if config.prompt:
+        raise UserError("--prompt applies to SD/SDXL students; this one was distilled from a built-in teacher")
+    if config.device not in (None, "cpu"):
+        raise UserError("built-in students sample on the CPU in this version; omit --device or pass --device cpu")
+    from direct_cms.distill import load_student
+
+    _, run, _ = load_student(student_dir)
+    if config.steps > run.num_intervals:
+        raise UserError(f"--steps K={config.steps} must lie in 1..N={run.num_intervals} (the distillation grid)")
+    _fresh_output(out, overwrite)
+    from direct_cms.experiment import sample_student
+
+    return sample_student(student_dir, out, config.steps, config.num_samples, config.seed)
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of ``direct-cms evaluate`` (built-in students, or SD/SDXL students with ``--prompts``)."""
+
+    prompts: str = ""
+    """SD/SDXL students: a text file with one prompt per line (the evaluation set)."""
+    ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
+    """Student step counts K (repeatable)."""
+    num_samples: int = 500
+    """Built-in students: fixed initial noises."""
+    sanity_samples: int = 64
+    """Built-in students: samples for the teacher's N-step vs fine solve (0 skips)."""
+    sanity_intervals: int = 1000
+    """Built-in students: grid of the fine teacher solve."""
+    classifier: str = ""
+    """Built-in digits: classifier file (trained and saved there if missing; default in --out)."""
+    classifier_steps: int = 400
+    """Built-in digits: training steps of the classifier when it is not cached."""
+    clip_model: str = CLIP_MODEL
+    """SD/SDXL: CLIP model (id or folder) for the CLIP score; empty skips it."""
+    fd_encoders: list[str] = field(default_factory=list)
+    """SD/SDXL: dgm-eval encoders for Fréchet distances (inception → FID, dinov2 → FD-DINOv2; repeatable)."""
+    real_images: str = ""
+    """SD/SDXL: folder of real images, the reference set of the teacher's FD."""
+    batch_size: int = 8
+    """SD/SDXL: images per forward pass."""
+    seed: int = 0
+    """Seeds the fixed noise (stored once in --out, reused)."""
+    device: str | None = None
+    """SD/SDXL: where models run (built-in evaluation runs on the CPU)."""
+
+    def __post_init__(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"--ks must hold integers >= 1, got {self.ks}")
+        if self.num_samples < 2:
+            raise ValueError(f"--num-samples must be >= 2, got {self.num_samples}")
+        if self.batch_size < 1 or self.sanity_samples < 0 or self.classifier_steps < 1:
+            raise ValueError("--batch-size and --classifier-steps must be >= 1, --sanity-samples >= 0")
+
+
+def _names(student_dirs: list[Path]) -> dict[str, Path]:
+    names: dict[str, Path] = {}
+    for path in student_dirs:
+        names[path.name if path.name not in names else str(path)] = path
+    return names
+
+
+def evaluate(
+    student_dirs: list[str | Path], out: str | Path, config: EvaluateConfig, overwrite: bool = False
+) -> tuple[dict[str, Any], str]:
+    """Evaluate distilled students against their shared teacher; an existing ``out`` is reused (its stored noise
+    and teacher reference) unless ``overwrite`` starts it afresh.
+
+    Returns:
+        ``(results, table)``: the results (also ``summary.json``) and the printed comparison table.
+
+    Raises:
+        UserError: no or unfinished students, mixed teachers, K > N, bad prompts file, or built-in students on
+            another device than the CPU.
+    """
+    paths = [Path(p) for p in student_dirs]
+    if not paths:
+        raise UserError("pass at least one --student RUN_DIR (the --out of a `distill` run)")
+    from direct_cms.distill import STUDENT_FILE
+
+    for path in paths:
+        if not (path / STUDENT_FILE).is_file():
+            raise UserError(f"{str(path)!r} holds no {STUDENT_FILE}; pass the --out of a finished distill run")
+    out = Path(out)
+    text = [_is_text_run(p) for p in paths]
+    if any(text) != all(text):
+        raise UserError("evaluate SD/SDXL students and built-in students separately")
+    if overwrite and out.is_dir():
+        shutil.rmtree(out)
+    names = _names(paths)
+    if all(text):
+        from direct_cms.text_evaluation import TextEvalConfig, evaluate_text, format_text_table
+
+        if not config.prompts:
+            raise UserError("SD/SDXL students are evaluated on prompts: pass --prompts FILE (one prompt per line)")
+        text_config = TextEvalConfig(
+            ks=list(config.ks),
+            seed=config.seed,
+            clip_model=config.clip_model,
+            fd_encoders=list(config.fd_encoders),
+            real_images=config.real_images,
+            batch_size=config.batch_size,
+            device=config.device,
+        )
+        results = evaluate_text(names, config.prompts, out, text_config)
+        return results, format_text_table(results)
+    if config.prompts:
+        raise UserError("--prompts applies to SD/SDXL students; these were distilled from a built-in teacher")
+    if config.device not in (None, "cpu"):
+        raise UserError("built-in students are evaluated on the CPU in this version; omit --device")
+    from direct_cms.experiment import EvalConfig, evaluate_students, format_table
+
+    eval_config = EvalConfig(
+        num_samples=config.num_samples,
+        ks=list(config.ks),
+        sanity_samples=config.sanity_samples,
+        seed=config.seed,
+        sanity_intervals=config.sanity_intervals,
+        classifier_steps=config.classifier_steps,
+    )
+    results = evaluate_students(names, out, eval_config, classifier_path=config.classifier or None)
+    summary = {
+        "teacher": {k: (v, 0.0) for k, v in results["teacher"].items()},
+        "students": {
+            n: {k: {m: (v, 0.0) for m, v in r.items()} for k, r in per.items()}
+            for n, per in results["students"].items()
+        },
+        "training": {},
+    }
+    dataset = "digits" if "fd_real" in results["teacher"] else "ring"
+    logger.debug("evaluate config %s", asdict(config))
+    return results, format_table(summary, dataset)
