@@ -139,3 +139,92 @@ def test_config_file_sets_options_and_rejects_unknown_keys(room_run, tmp_path) -
     result = runner.invoke(app, ["fit", str(data), "--out", str(tmp_path / "cfg2"), "--config", str(config)])
     assert result.exit_code == 2 and "unknown option(s) epoch" in result.output
     assert not (tmp_path / "cfg2").exists()
+
+
+def test_every_fit_config_field_is_reachable_with_the_dataclass_defaults() -> None:
+    from bnpo.cli import FIT_OWN
+    from bnpo.downstream import DownstreamConfig
+    from bnpo.fit import FitConfig
+    from sixlab_shared.cli import config_coverage
+
+    # k and nonparametric are set from --k (fixed K) / its absence (grow from 1): checked just below
+    assert config_coverage(app, "fit", FitConfig, exclude=FIT_OWN) == []
+    # seeds is set from --seed and --seeds (a count)
+    assert config_coverage(app, "rl", DownstreamConfig, exclude=("seeds",)) == []
+
+
+def test_k_and_network_sizes_reach_the_config(monkeypatch, tmp_path) -> None:
+    import bnpo.cli
+
+    seen = {}
+    monkeypatch.setattr(bnpo.cli, "fit_job", lambda data, out, config, **kw: seen.setdefault("config", config) and {})
+    monkeypatch.setattr(bnpo.cli, "summary_rows", lambda summary: [])
+    args = ["fit", "d.npz", "--out", str(tmp_path / "r")]
+    assert (
+        runner.invoke(
+            app,
+            [
+                *args,
+                "--k",
+                "4",
+                "--grad-clip",
+                "2.5",
+                "--policy-hidden",
+                "8",
+                "--policy-hidden",
+                "8",
+                "--split-noise",
+                "0.1",
+                "--encoder-hidden",
+                "12",
+            ],
+        ).exit_code
+        == 0
+    )
+    config = seen.pop("config")
+    assert (config.k, config.nonparametric, config.grad_clip, config.policy_hidden) == (4, False, 2.5, [8, 8])
+    assert (config.split_noise, config.encoder_hidden) == (0.1, 12)
+    assert runner.invoke(app, args).exit_code == 0
+    assert seen["config"].nonparametric and seen["config"].k == 3
+
+
+def test_resume_cuts_metrics_back_to_the_checkpoint(room_run, tmp_path) -> None:
+    data, _, _ = room_run
+    straight = tmp_path / "straight"
+    base = ["fit", str(data), "--k", "2", "--checkpoint-every", "3"]
+    assert _invoke(*base, "--out", str(straight), "--epochs", "6").exit_code == 0
+    run = tmp_path / "run"
+    assert _invoke(*base, "--out", str(run), "--epochs", "3").exit_code == 0
+    with open(run / "metrics.jsonl", "a") as handle:  # a killed run had logged epochs 3-4 after its checkpoint
+        handle.write(json.dumps({"step": 3, "epoch": 3}) + "\n" + json.dumps({"step": 4, "epoch": 4}) + "\n")
+    assert _invoke(*base, "--out", str(run), "--epochs", "6", "--resume").exit_code == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert (run / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+
+
+def test_overwrite_replaces_a_run_and_messages_name_real_flags(room_run, tmp_path) -> None:
+    data, run, _ = room_run
+    out = tmp_path / "o"
+    assert _invoke("fit", str(data), "--out", str(out), "--epochs", "1", "--k", "2").exit_code == 0
+    result = runner.invoke(app, ["fit", str(data), "--out", str(out), "--epochs", "1", "--k", "2"])
+    assert result.exit_code == 2 and "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert _invoke("fit", str(data), "--out", str(out), "--epochs", "2", "--k", "2", "--overwrite").exit_code == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    seg = tmp_path / "seg"
+    assert _invoke("segment", str(run), str(data), "--out", str(seg)).exit_code == 0
+    result = runner.invoke(app, ["segment", str(run), str(data), "--out", str(seg)])
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+    assert _invoke("segment", str(run), str(data), "--out", str(seg), "--overwrite").exit_code == 0
+    ev = tmp_path / "ev"
+    assert _invoke("evaluate", str(run), str(data), "--out", str(ev)).exit_code == 0
+    result = runner.invoke(app, ["evaluate", str(run), str(data), "--out", str(ev)])
+    assert result.exit_code == 2 and "--overwrite" in result.stderr
+
+
+def test_shared_options_on_every_verb() -> None:
+    for verb in ("collect", "fit", "segment", "evaluate", "rl", "demo"):
+        text = runner.invoke(app, [verb, "--help"], terminal_width=200).output
+        for flag in ("--out", "--device", "--threads", "--config", "--verbose"):
+            assert flag in text, (verb, flag)
+    assert "--fast" in runner.invoke(app, ["demo", "--help"]).output

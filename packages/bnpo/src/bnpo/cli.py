@@ -1,7 +1,13 @@
-"""Command-line interface of bnpo (thin: parses options and calls the library)."""
+"""Command-line interface of bnpo (thin: maps options onto the config dataclasses and calls one job each).
+
+``bnpo fit`` takes one option per :class:`bnpo.fit.FitConfig` field (``sixlab_shared.cli.config_options``: the
+dataclass is the one table of defaults and help), except ``k``/``nonparametric``, which keep their meaning: ``--k K``
+fits K options, no ``--k`` grows K from 1.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,7 +27,19 @@ from bnpo.workflows import (
     segment_job,
     summary_rows,
 )
-from sixlab_shared import UserError, config_option_callback, exit_on_user_error, setup_logging
+from sixlab_shared import UserError, exit_on_user_error, setup_logging
+from sixlab_shared.cli import (
+    config_option,
+    config_options,
+    device_option,
+    fast_option,
+    out_option,
+    overwrite_option,
+    resume_option,
+    seed_option,
+    threads_option,
+    verbose_option,
+)
 
 app = typer.Typer(
     name="bnpo",
@@ -30,11 +48,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-CONFIG_OPTION = typer.Option(
-    None, "--config", is_eager=True, callback=config_option_callback, help="TOML file setting any option."
-)
-VERBOSE_OPTION = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
-DEVICE_OPTION = typer.Option(None, "--device", help="cpu | cuda | mps (default: best available).")
+#: FitConfig fields whose options keep their established names.
+FIT_RENAME = {"holdout_fraction": "--holdout", "split_epochs": "--split-epoch"}
+#: FitConfig fields the fit command sets itself from --k / --nonparametric.
+FIT_OWN = ("k", "nonparametric")
 
 
 def _json_object(text: str) -> dict:
@@ -67,20 +84,27 @@ def _root(
 @exit_on_user_error
 def collect(
     env: str = typer.Argument(..., help="gymnasium id, e.g. bnpo/Room-v0, bnpo/Line-v0, bnpo/Landmarks-v0."),
-    out: Path = typer.Option(..., "--out", help="Dataset file to write (.npz)."),
+    out: Path = out_option(help="Dataset file to write (.npz)."),
     episodes: int = typer.Option(1000, "--episodes", help="Number of episodes."),
-    policy: str = typer.Option("expert", "--policy", help="expert (bnpo envs) or random."),
+    policy: str = typer.Option(
+        "expert", "--policy", help="expert (bnpo envs), random, or module:callable (a policy(obs, info) factory)."
+    ),
     epsilon: float = typer.Option(None, "--epsilon", help="Expert's random-action probability (env default)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Cap on episode length."),
     env_kwargs: str = typer.Option(
         "{}", "--env-kwargs", help='JSON keyword arguments for gym.make, e.g. {"n_rooms": 3}.'
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    seed: int = typer.Option(0, "--seed", help="Environment and expert seed."),
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    overwrite: bool = overwrite_option(),
+    seed: int = seed_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
-    """Collect expert (or random) trajectories from a gymnasium environment into a .npz dataset."""
+    """Collect expert (or random, or your policy's) trajectories from a gymnasium environment into a .npz dataset.
+
+    No model runs here: --device is accepted for uniformity with the other verbs and unused.
+    """
     setup_logging(verbose)
     kwargs = _json_object(env_kwargs)
     data = collect_job(
@@ -107,75 +131,29 @@ def collect(
 
 @app.command()
 @exit_on_user_error
+@config_options(FitConfig, into="config", exclude=FIT_OWN, rename=FIT_RENAME)
 def fit(
     data: Path = typer.Argument(..., help="Dataset (.npz, see bnpo.data)."),
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    k: int = typer.Option(None, "--k", help="Fixed number of options (fixed-K BNPO)."),
+    out: Path = out_option(help="Run directory."),
+    k: int | None = typer.Option(None, "--k", help="Fixed number of options (fixed-K BNPO); absent: grow K from 1."),
     nonparametric: bool = typer.Option(
         False, "--nonparametric", help="Grow K from 1 (the default when --k is absent)."
     ),
-    epochs: int = typer.Option(500, "--epochs", help="Training epochs."),
-    batch_size: int = typer.Option(512, "--batch-size", help="Trajectories per minibatch."),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate."),
-    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
-    estimator: str = typer.Option("plugin", "--estimator", help="plugin (paper code) or mc (corrected Monte Carlo)."),
-    entropy_initial: float = typer.Option(5.0, "--entropy-initial", help="Initial usage-entropy weight."),
-    entropy_decay: float = typer.Option(
-        0.999, "--entropy-decay", help="Entropy weight decay per epoch (paper: 0.995)."
-    ),
-    tau_initial: float = typer.Option(1.0, "--tau-initial", help="Initial temperature of the relaxations."),
-    tau_decay: float = typer.Option(0.999, "--tau-decay", help="Temperature decay per epoch."),
-    relaxation: str = typer.Option("concrete", "--relaxation", help="concrete (paper) or straight_through."),
-    objective: str = typer.Option(
-        "relaxed", "--objective", help="relaxed (paper ELBO) or exact (options marginalised by the forward algorithm)."
-    ),
-    growth_tol: float = typer.Option(0.5, "--growth-tol", help="Grow when every usage >= tol / K."),
-    split_epoch: list[int] = typer.Option(
-        [], "--split-epoch", help="Run a split trial at the start of this epoch (repeatable; README)."
-    ),
-    holdout: float = typer.Option(0.01, "--holdout", help="Held-out fraction for the exact log-likelihood."),
-    restarts: int = typer.Option(
-        1, "--restarts", help="Random restarts; keeps the best exact held-out (else training) log-likelihood."
-    ),
-    restart_epochs: int = typer.Option(
-        None, "--restart-epochs", help="Warm-up epochs per restart before selecting (default: all epochs)."
-    ),
-    restart_select: str = typer.Option(
-        "heldout", "--restart-select", help="Score restarts on heldout (else training) or train trajectories."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed."),
-    device: str = DEVICE_OPTION,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    resume: bool = resume_option(),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    config: FitConfig,
 ) -> None:
     """Fit options offline (fixed K with --k, or nonparametric), then evaluate and plot usage and K."""
     setup_logging(verbose)
     if k is not None and nonparametric:
         raise UserError("pass either --k K (fixed) or --nonparametric, not both")
-    fit_config = FitConfig(
-        nonparametric=k is None,
-        k=3 if k is None else k,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seq_len=seq_len,
-        estimator=estimator,
-        entropy_initial=entropy_initial,
-        entropy_decay=entropy_decay,
-        tau_initial=tau_initial,
-        tau_decay=tau_decay,
-        relaxation=relaxation,
-        objective=objective,
-        growth_tol=growth_tol,
-        split_epochs=list(split_epoch),
-        holdout_fraction=holdout,
-        restarts=restarts,
-        restart_epochs=restart_epochs,
-        restart_select=restart_select,
-        seed=seed,
-    )
-    summary = fit_job(data, out, fit_config, device=device, resume=resume)
+    config = dataclasses.replace(config, nonparametric=k is None, k=FitConfig.k if k is None else k)
+    summary = fit_job(data, out, config, device=device, resume=resume, overwrite=overwrite)
     typer.echo(format_table(summary_rows(summary)))
 
 
@@ -184,15 +162,18 @@ def fit(
 def segment(
     model: Path = typer.Argument(..., help="Checkpoint file or run directory."),
     data: Path = typer.Argument(..., help="Dataset (.npz)."),
-    out: Path = typer.Option(..., "--out", help="Folder for segments.json and segmentation.png."),
+    out: Path = out_option(help="Folder for segments.json and segmentation.png."),
     n_plot: int = typer.Option(12, "--n-plot", help="Trajectories drawn in the figure."),
     seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Viterbi segmentation of trajectories into options, with a figure coloured by option."""
     setup_logging(verbose)
-    result = segment_job(model, data, out, n_plot=n_plot, seq_len=seq_len)
+    result = segment_job(model, data, out, n_plot=n_plot, seq_len=seq_len, overwrite=overwrite, device=device)
     typer.echo(
         format_table(
             [
@@ -209,21 +190,26 @@ def segment(
 def evaluate(
     model: Path = typer.Argument(..., help="Checkpoint file or run directory."),
     data: Path = typer.Argument(..., help="Dataset (.npz)."),
-    out: Path = typer.Option(..., "--out", help="Folder for evaluation.json."),
+    out: Path = out_option(help="Folder for evaluation.json."),
     seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Exact held-out log-likelihood, K and usage, and (with ground truth) matched accuracy and boundary F1."""
     setup_logging(verbose)
-    typer.echo(format_table(summary_rows(evaluate_job(model, data, out, seq_len=seq_len))))
+    result = evaluate_job(model, data, out, seq_len=seq_len, overwrite=overwrite, device=device)
+    typer.echo(format_table(summary_rows(result)))
 
 
 @app.command()
 @exit_on_user_error
+@config_options(DownstreamConfig, into="rl_config", exclude=("seeds",))
 def rl(
     env: str = typer.Argument(..., help="gymnasium id with Discrete actions, e.g. bnpo/LandmarksGoal-v0."),
-    out: Path = typer.Option(..., "--out", help="Run directory (curves.json, curves.png, summary.json)."),
+    out: Path = out_option(help="Run directory (curves.json, curves.png, summary.json)."),
     options: Path = typer.Option(
         None, "--options", help="Fitted model (checkpoint or run directory) whose options join the actions."
     ),
@@ -232,13 +218,15 @@ def rl(
         True, "--baseline/--no-baseline", help="With --options, also run the primitive-only baseline."
     ),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds: --seed, --seed + 1, ..."),
-    steps: int = typer.Option(20_000, "--steps", help="Primitive environment steps per run."),
-    option_steps: int = typer.Option(15, "--option-steps", help="Cap on the primitive steps of one option call."),
     env_kwargs: str = typer.Option("{}", "--env-kwargs", help="JSON keyword arguments for gym.make."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
-    seed: int = typer.Option(0, "--seed", help="First seed."),
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    overwrite: bool = overwrite_option(),
+    seed: int = seed_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+    *,
+    rl_config: DownstreamConfig,
 ) -> None:
     """Downstream SMDP PPO (Stable-Baselines3) with and without learned options; success-vs-steps AUC over seeds."""
     setup_logging(verbose)
@@ -246,17 +234,17 @@ def rl(
         raise UserError("pass exactly one of --options MODEL or --no-options")
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-    rl_config = DownstreamConfig(steps=steps, seeds=list(range(seed, seed + seeds)), option_steps=option_steps)
+    rl_config = dataclasses.replace(rl_config, seeds=list(range(seed, seed + seeds)))
+    kwargs = _json_object(env_kwargs)
     summary = rl_job(
         env,
         out,
         rl_config,
         options=options,
         baseline=baseline,
-        env_kwargs=_json_object(env_kwargs),
+        env_kwargs=kwargs,
         overwrite=overwrite,
+        device=device,
     )
     typer.echo(format_table(rl_rows(summary)))
 
@@ -264,17 +252,20 @@ def rl(
 @app.command()
 @exit_on_user_error
 def demo(
-    out: Path = typer.Option(Path("bnpo-demo"), "--out", help="Run directory."),
+    out: Path = out_option(Path("bnpo-demo"), help="Run directory."),
     env: str = typer.Option("room", "--env", help="room (Room(6)) or landmarks."),
-    fast: bool = typer.Option(False, "--fast", help="Seconds-long smoke version (Room(3), 12 epochs)."),
-    seed: int = typer.Option(0, "--seed", help="Seed."),
-    device: str = DEVICE_OPTION,
-    config: str = CONFIG_OPTION,
-    verbose: int = VERBOSE_OPTION,
+    fast: bool = fast_option(),
+    overwrite: bool = overwrite_option(),
+    seed: int = seed_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
-    """Collect expert data, fit options nonparametrically, print K and scores, draw the segmentation."""
+    """Collect expert data, fit options nonparametrically, print K and scores, draw the segmentation, and compare
+    downstream PPO with and without the options."""
     setup_logging(verbose)
-    summary = demo_job(out, env=env, fast=fast, seed=seed, device=device)
+    summary = demo_job(out, env=env, fast=fast, seed=seed, device=device, overwrite=overwrite)
     typer.echo(format_table(summary_rows(summary)))
 
 

@@ -94,6 +94,7 @@ def train_agent(
     config: DownstreamConfig,
     *,
     env_kwargs: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """One SMDP PPO run on ``env_id`` with the options of ``model`` (None: primitive actions only).
 
@@ -132,7 +133,7 @@ def train_agent(
         ent_coef=config.ent_coef,
         policy_kwargs={"net_arch": list(config.hidden)},
         seed=seed,
-        device="cpu",
+        device=device or "cpu",  # SB3's "auto" would pick CUDA, slower than the CPU for these small MLPs
         primitive_budget=config.steps,
     )
     with torch.random.fork_rng(devices=[]):  # SB3 seeds the global generators: keep the caller's untouched
@@ -160,6 +161,7 @@ def compare(
     *,
     env_kwargs: dict[str, Any] | None = None,
     conditions: tuple[str, ...] = ("options", "primitive"),
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Runs of every condition (``options`` needs ``model``; ``primitive``) over ``config.seeds``.
 
@@ -173,7 +175,8 @@ def compare(
     for condition in conditions:
         runs = []
         for seed in config.seeds:
-            run = train_agent(env_id, model if condition == "options" else None, seed, config, env_kwargs=env_kwargs)
+            agent_model = model if condition == "options" else None
+            run = train_agent(env_id, agent_model, seed, config, env_kwargs=env_kwargs, device=device)
             logger.info("%s seed %d: AUC %.3f in %.1f s", condition, seed, run["auc"], run["seconds"])
             runs.append(run)
         aucs = np.array([r["auc"] for r in runs])

@@ -479,6 +479,9 @@ def _train(
         stream.load_state_dict(state["batches"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
+        dropped = run.rewind_metrics(start_epoch - 1)  # rows after the checkpoint are written again below
+        if dropped:
+            logger.info("dropped %d metrics rows written after the checkpoint", dropped)
         logger.info("resumed at epoch %d with K=%d", start_epoch, model.n_options)
 
     def final_state(next_epoch: int) -> dict[str, Any]:

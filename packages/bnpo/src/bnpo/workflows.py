@@ -20,7 +20,7 @@ from bnpo.downstream import DownstreamConfig
 from bnpo.envs import ENV_IDS, make_expert
 from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_indices
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
-from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seed_everything
+from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,12 @@ def fit_job(
     *,
     device: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Load data, fit, evaluate (all and held-out), write config, metrics, checkpoint, summary and training.png.
+
+    ``resume`` continues the run in ``out`` from its checkpoint (rows of ``metrics.jsonl`` after the checkpoint are
+    cut first); ``overwrite`` replaces a finished run there.
 
     Returns:
         the summary dict (also in ``summary.json``).
@@ -112,7 +116,7 @@ def fit_job(
         )
     torch_device = get_device(device)
     _output_folder(out)
-    run = RunDir(out, resume=resume)
+    run = RunDir(out, resume=resume, overwrite=overwrite, flags=("--resume", "--overwrite"))
     if resume:
         previous = FitConfig.from_dict(run.read_config().get("fit"), f"{str(Path(out) / 'config.json')!r}")
         changed = [
@@ -127,8 +131,8 @@ def fit_job(
             )
     else:
         run.write_config({"fit": dataclasses.asdict(config), "data": str(data)}, seed=config.seed, device=torch_device)
-    seed_everything(config.seed)
-    result = fit(dataset, config, run=run, resume=resume, device=torch_device)
+    with seeded(config.seed):  # the library's own generators are explicit; this guards third-party draws only
+        result = fit(dataset, config, run=run, resume=resume, device=torch_device)
     model = result.model
     summary: dict[str, Any] = {"train_seconds": round(result.seconds, 2), "epochs": config.epochs}
     summary["all"] = evaluate(model, windows, n_rooms=_n_rooms(dataset))
@@ -145,12 +149,14 @@ def fit_job(
     return summary
 
 
-def _load_for_model(model_path: str | os.PathLike[str], data: str | os.PathLike[str], seq_len: int | None):
+def _load_for_model(
+    model_path: str | os.PathLike[str], data: str | os.PathLike[str], seq_len: int | None, device: str | None = None
+):
     model_file = checkpoint_file(model_path)
     if not model_file.is_file():
         raise UserError(f"model {str(model_path)!r} is neither a checkpoint nor a run directory holding one")
     dataset = load_dataset(data)
-    model = load_model(model_file)
+    model = load_model(model_file, device=get_device(device))
     if model.config.obs_dim != dataset.obs_dim or model.config.n_actions != dataset.n_actions:
         raise UserError(
             f"the model expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions} but the data has "
@@ -159,12 +165,25 @@ def _load_for_model(model_path: str | os.PathLike[str], data: str | os.PathLike[
     return model, dataset, dataset.windows(seq_len)
 
 
+def _refuse_existing(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not overwrite:
+        raise UserError(f"--out {str(out)!r} already holds {', '.join(existing)}; pass --overwrite or choose another")
+
+
 def evaluate_job(
-    model_path: str | os.PathLike[str], data: str | os.PathLike[str], out: str | os.PathLike[str], *, seq_len=None
+    model_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    seq_len=None,
+    overwrite: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Scores of a saved model on a dataset, written to ``out/evaluation.json``."""
+    """Scores of a saved model on a dataset, written to ``out/evaluation.json`` (replaced only with ``overwrite``)."""
     out = _output_folder(out)
-    model, dataset, windows = _load_for_model(model_path, data, seq_len)
+    _refuse_existing(out, ("evaluation.json",), overwrite)
+    model, dataset, windows = _load_for_model(model_path, data, seq_len, device)
     result = evaluate(model, windows, n_rooms=_n_rooms(dataset))
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(out) / "evaluation.json", result)
@@ -178,12 +197,16 @@ def segment_job(
     *,
     n_plot: int = 12,
     seq_len: int | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``."""
+    """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``
+    (replaced only with ``overwrite``)."""
     if n_plot < 1:
         raise UserError(f"--n-plot must be >= 1, got {n_plot}")
     out = _output_folder(out)
-    model, _, windows = _load_for_model(model_path, data, seq_len)
+    _refuse_existing(out, ("segments.json", "segmentation.png"), overwrite)
+    model, _, windows = _load_for_model(model_path, data, seq_len, device)
     options, boundaries = model.segment(windows["states"].to(model.device), windows["actions"].to(model.device))
     options, boundaries = options.cpu().numpy(), boundaries.cpu().numpy()
     truth = windows["options"].numpy() if "options" in windows else None
@@ -221,7 +244,15 @@ DEMO_RL = {"seeds": 3, "steps": 5000}
 DEMO_RL_FAST = {"seeds": 2, "steps": 400}
 
 
-def demo_job(out: str | os.PathLike[str], *, env: str = "room", fast: bool = False, seed: int = 0, device=None):
+def demo_job(
+    out: str | os.PathLike[str],
+    *,
+    env: str = "room",
+    fast: bool = False,
+    seed: int = 0,
+    device: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Collect expert data, fit nonparametrically, evaluate, draw the segmentation and training figures, then a
     short downstream comparison: SMDP PPO with and without the learned options (``downstream.png``,
     ``downstream.json``) on Room itself or on LandmarksGoal.
@@ -244,22 +275,23 @@ def demo_job(out: str | os.PathLike[str], *, env: str = "room", fast: bool = Fal
         if env == "room":
             spec["env_kwargs"] = {"n_rooms": 3}
     out = _output_folder(out)
-    if (out / "config.json").exists():
-        raise UserError(f"--out {str(out)!r} already holds a run; choose another folder")
+    if (out / "config.json").exists() and not overwrite:
+        raise UserError(f"{str(out)!r} already holds a run; pass --overwrite to replace it, or choose another --out")
+    get_device(device)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     data_path = out / "data.npz"
     collect_job(
         spec["env"], data_path, episodes=spec["episodes"], env_kwargs=spec["env_kwargs"], seed=seed, overwrite=True
     )
     config = FitConfig(nonparametric=True, epochs=spec["epochs"], seed=seed, **spec.get("fit", {}))
-    summary = fit_job(data_path, out, config, device=device)
-    segment_job(out, data_path, out)
+    summary = fit_job(data_path, out, config, device=device, overwrite=overwrite)
+    segment_job(out, data_path, out, overwrite=True)
     summary["demo"] = {"env": spec["env"], "env_kwargs": spec["env_kwargs"], "episodes": spec["episodes"]}
     rl = DEMO_RL_FAST if fast else DEMO_RL
     rl_config = DownstreamConfig(steps=rl["steps"], seeds=list(range(seed, seed + rl["seeds"])))
     rl_kwargs = spec["env_kwargs"] if spec["downstream"] == spec["env"] else {}
     model = load_model(checkpoint_file(out))
-    result = compare(spec["downstream"], model, rl_config, env_kwargs=rl_kwargs)
+    result = compare(spec["downstream"], model, rl_config, env_kwargs=rl_kwargs, device=device)
     atomic_write_json(out / "downstream.json", result)
     plot_downstream(out / "downstream.png", result)
     summary["downstream"] = {"env": spec["downstream"], "seeds": rl_config.seeds, "steps": rl_config.steps}
@@ -278,6 +310,7 @@ def rl_job(
     baseline: bool = True,
     env_kwargs: dict[str, Any] | None = None,
     overwrite: bool = False,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Downstream SMDP PPO on ``env_id`` over ``config.seeds``: with the options of the model at ``options`` (and,
     with ``baseline``, primitive actions only as well), or primitive actions only when ``options`` is None.
@@ -307,12 +340,12 @@ def rl_job(
     conditions = ("options", "primitive") if model is not None and baseline else ("options",) if model else ()
     conditions = conditions or ("primitive",)
     _output_folder(out)
-    run = RunDir(out, overwrite=overwrite)
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
     run.write_config(
         {"rl": dataclasses.asdict(config), "env": env_id, "env_kwargs": env_kwargs or {}, "options": str(options)},
         seed=config.seeds[0],
     )
-    result = compare(env_id, model, config, env_kwargs=env_kwargs, conditions=conditions)
+    result = compare(env_id, model, config, env_kwargs=env_kwargs, conditions=conditions, device=device)
     atomic_write_json(run.file("curves.json"), result)
     plot_downstream(run.file("curves.png"), result)
     summary = {"env": env_id, "seeds": config.seeds, "steps": config.steps}
