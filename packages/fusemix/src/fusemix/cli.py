@@ -152,7 +152,10 @@ def train_command(
     epochs: int = typer.Option(500, "--epochs", help="Epochs (cosine over epochs)."),
     steps: int = typer.Option(None, "--steps", help="Total steps instead of epochs (cosine over steps)."),
     eval_every: int = typer.Option(None, "--eval-every", help="Validation interval in steps (default: each epoch)."),
-    train_items: int = typer.Option(None, "--train-items", help="Uniform subset of training items."),
+    train_items: int = typer.Option(None, "--train-items", help="Train on a subset of this many items."),
+    subsample: str = typer.Option(
+        "uniform", "--subsample", help="How --train-items are chosen: uniform, kdpp-item or kdpp-text."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of data order, lambda, dropout and initialisation."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh in a folder holding a run."),
@@ -171,7 +174,7 @@ def train_command(
         dropout=dropout, out_dim=out_dim, batch_size=batch_size, mixup=not no_mixup, alpha=alpha,
         alpha_final=alpha_final, alpha_schedule=alpha_schedule, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
         weight_decay=weight_decay, epochs=epochs, steps=steps, eval_every=eval_every, train_items=train_items,
-        seed=seed, device=device,
+        subsample=subsample, seed=seed, device=device,
     )  # fmt: skip
     train_config.validate()  # before anything is written
     result = train(train_config, out, resume=resume, overwrite=overwrite)
@@ -282,6 +285,56 @@ def demo(
     summary = run_demo(demo_config, out, overwrite=overwrite)
     typer.echo(format_demo_table(summary))
     typer.echo(f"run directory: {out} ({summary['seconds']:.0f} s)")
+
+
+@app.command()
+@exit_on_user_error
+def curve(
+    out: Path = typer.Option(Path("runs/fusemix-curve"), "--out", help="Run directory."),
+    fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
+    curve_modality: str = typer.Option("image", "--modality", help="image (shapes) or audio (sounds)."),
+    sizes: list[int] = typer.Option([], "--size", help="Training items per point (repeat; default 50 100 200 400)."),
+    subsample: list[str] = typer.Option(
+        [], "--subsample", help="uniform, kdpp-item, kdpp-text (repeat; default: all three)."
+    ),
+    seeds: int = typer.Option(None, "--seeds", help="Seeds per point (default 3)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps per run (default 200)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous curve in --out."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Data-efficiency curve: test recall vs training pairs, FuseMix vs no-mixup, uniform vs k-DPP subsets
+    (summary.json + curve.png)."""
+    from fusemix.demo import DemoConfig, format_demo_table, run_curve
+    from fusemix.subsample import STRATEGIES
+
+    _setup(verbose, threads)
+    if curve_modality not in ("image", "audio"):
+        raise UserError(f"--modality must be image or audio, got {curve_modality!r}")
+    for name in subsample:
+        if name not in STRATEGIES:
+            raise UserError(f"--subsample must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    if any(size < 1 for size in sizes):
+        raise UserError(f"--size must be >= 1, got {min(sizes)}")
+    for flag, value in (("--seeds", seeds), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    base = DemoConfig.fast(curve_modality) if fast else DemoConfig(modality=curve_modality, steps=200)
+    chosen_sizes = tuple(sorted(set(sizes))) or ((10, 20, 40) if fast else (50, 100, 200, 400))
+    demo_config = dataclasses.replace(
+        base,
+        sizes=chosen_sizes,
+        train_pool=max(base.train_pool, max(chosen_sizes)),
+        subsamples=tuple(dict.fromkeys(subsample)) or STRATEGIES,
+        seeds=tuple(range(seeds)) if seeds is not None else (base.seeds if fast else (0, 1, 2)),
+        steps=steps or base.steps,
+        device=device,
+    )
+    summary = run_curve(demo_config, out, overwrite=overwrite)
+    typer.echo(format_demo_table(summary))
+    typer.echo(f"curve: {out / 'curve.png'}  numbers: {out / 'summary.json'} ({summary['seconds']:.0f} s)")
 
 
 @app.command()

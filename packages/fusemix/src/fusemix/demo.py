@@ -67,6 +67,8 @@ class DemoConfig:
     """``image`` (rendered shapes) or ``audio`` (synthesized sounds)."""
     item_encoder: str | None = None
     """Item encoder (default: ``frozen-conv`` for images, ``frozen-mel`` for audio)."""
+    subsamples: tuple[str, ...] = ("uniform",)
+    """How each training subset is chosen (:data:`fusemix.subsample.STRATEGIES`); one set of runs per entry."""
     device: str | None = "cpu"
     """Where to train."""
 
@@ -111,48 +113,57 @@ def run_demo(config: DemoConfig, out: str | Path, *, overwrite: bool = False) ->
     )
     item_spec = resolve_encoder(item_encoder, config.modality)
     text_spec = resolve_encoder(config.text_encoder, "text")
-    build_cache(read_manifest(manifest_path), dataset, item_spec, text_spec, out / "cache")
+    build_cache(read_manifest(manifest_path), dataset, item_spec, text_spec, out / "cache", overwrite=overwrite)
     cache_seconds = time.perf_counter() - started
     train_full = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "train")
     val = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "val")
     test = load_paired_latents(out / "cache", item_spec, text_spec, dataset, "test")
     device = get_device(config.device)
 
-    results: dict[tuple[int, str], list[dict[str, float]]] = {}
-    for size in config.sizes:
-        for seed in config.seeds:
-            subset = _subset_items(train_full, size, seed)
-            for method, mixup in (("fusemix", True), ("no-mixup", False)):
-                train_config = TrainConfig(
-                    cache_dir=str(out / "cache"), dataset=dataset, item_encoder=item_encoder,
-                    text_encoder=config.text_encoder, preset="cpu", depth=config.depth, expansion=config.expansion,
-                    out_dim=config.out_dim,
-                    dropout=config.dropout, batch_size=config.batch_size, mixup=mixup, steps=config.steps,
-                    warmup_steps=max(1, config.steps // 10), eval_every=config.eval_every, train_items=size,
-                    seed=seed, device=config.device,
-                )  # fmt: skip
-                run_dir = out / "runs" / f"n{size}-{method}-s{seed}"
-                result = train(train_config, run_dir, overwrite=overwrite, data=(subset, val), show_progress=False)
-                model, _ = load_fusion_checkpoint(run_dir / "checkpoints" / "best.safetensors", device=device)
-                metrics = evaluate_retrieval(model, test, device=device)
-                metrics["temperature"] = result.temperature
-                results.setdefault((size, method), []).append(metrics)
-                run.log_metrics(size=size, method=method, seed=seed, **{f"test/{k}": v for k, v in metrics.items()})
+    results: dict[tuple[int, str, str], list[dict[str, float]]] = {}
+    for subsample in config.subsamples:
+        for size in config.sizes:
+            for seed in config.seeds:
+                subset = _subset_items(train_full, size, seed, subsample)
+                for method, mixup in (("fusemix", True), ("no-mixup", False)):
+                    train_config = TrainConfig(
+                        cache_dir=str(out / "cache"), dataset=dataset, item_encoder=item_encoder,
+                        text_encoder=config.text_encoder, preset="cpu", depth=config.depth,
+                        expansion=config.expansion, out_dim=config.out_dim, dropout=config.dropout,
+                        batch_size=config.batch_size, mixup=mixup, steps=config.steps,
+                        warmup_steps=max(1, config.steps // 10), eval_every=config.eval_every, train_items=size,
+                        subsample=subsample, seed=seed, device=config.device,
+                    )  # fmt: skip
+                    tag = "" if subsample == "uniform" else f"-{subsample}"
+                    run_dir = out / "runs" / f"n{size}-{method}{tag}-s{seed}"
+                    result = train(train_config, run_dir, overwrite=overwrite, data=(subset, val), show_progress=False)
+                    model, _ = load_fusion_checkpoint(run_dir / "checkpoints" / "best.safetensors", device=device)
+                    metrics = evaluate_retrieval(model, test, device=device)
+                    metrics["temperature"] = result.temperature
+                    results.setdefault((size, method, subsample), []).append(metrics)
+                    run.log_metrics(
+                        size=size, method=method, subsample=subsample, seed=seed,
+                        **{f"test/{k}": v for k, v in metrics.items()},
+                    )  # fmt: skip
     keys = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum", "temperature")
     rows = []
-    for (size, method), runs in results.items():
-        row: dict[str, Any] = {"size": size, "pairs": 5 * size, "method": method, "seeds": len(runs)}
+    for (size, method, subsample), runs in results.items():
+        row: dict[str, Any] = {
+            "size": size, "pairs": 5 * size, "method": method, "subsample": subsample, "seeds": len(runs)
+        }  # fmt: skip
         for key in keys:
             row[key], row[f"{key}_std"] = _mean_std([r[key] for r in runs])
         rows.append(row)
     comparison = []
-    for size in config.sizes:
-        mix, plain = results[(size, "fusemix")], results[(size, "no-mixup")]
-        deltas = [a["rsum"] - b["rsum"] for a, b in zip(mix, plain, strict=True)]
-        comparison.append(
-            {"size": size, "rsum_delta_mean": statistics.fmean(deltas),
-             "seeds_fusemix_better": sum(d > 0 for d in deltas), "seeds": len(deltas)}
-        )  # fmt: skip
+    for subsample in config.subsamples:
+        for size in config.sizes:
+            mix, plain = results[(size, "fusemix", subsample)], results[(size, "no-mixup", subsample)]
+            deltas = [a["rsum"] - b["rsum"] for a, b in zip(mix, plain, strict=True)]
+            comparison.append(
+                {"size": size, "subsample": subsample, "rsum_delta_mean": statistics.fmean(deltas),
+                 "rsum_delta_std": _mean_std(deltas)[1],
+                 "seeds_fusemix_better": sum(d > 0 for d in deltas), "seeds": len(deltas)}
+            )  # fmt: skip
     first = next(iter(results.values()))[0]
     chance = {k.removeprefix("chance/"): v for k, v in first.items() if k.startswith("chance/")}
     summary = {
@@ -169,24 +180,72 @@ def format_demo_table(summary: dict[str, Any]) -> str:
     """The demo's result table (test split, mean +- std over seeds, chance levels last)."""
     names = ("i2t R@1", "i2t R@5", "t2i R@1", "t2i R@5")
     unit = "clips" if summary.get("modality") == "audio" else "images"
-    head = f"{unit:>6} {'method':<9} " + " ".join(f"{n:>12}" for n in names) + f" {'RSUM':>13} {'tau':>6}"
+    several = len({row.get("subsample", "uniform") for row in summary["rows"]}) > 1
+    width = 19 if several else 9
+    head = f"{unit:>6} {'method':<{width}} " + " ".join(f"{n:>12}" for n in names) + f" {'RSUM':>13} {'tau':>6}"
     lines = [head, "-" * len(head)]
     for row in summary["rows"]:
+        method = row["method"] + (f" {row['subsample']}" if several else "")
         cells = [f"{row[k]:5.1f} ±{row[k + '_std']:4.1f}" for k in ("i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5")]
         lines.append(
-            f"{row['size']:>6} {row['method']:<9} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12} {cells[3]:>12} "
+            f"{row['size']:>6} {method:<{width}} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12} {cells[3]:>12} "
             f"{row['rsum']:6.1f} ±{row['rsum_std']:4.1f} {row['temperature']:6.3f}"
         )
     c = summary["chance"]
     lines.append(
-        f"{'chance':>6} {'':<9} {c['i2t_r1']:>12.1f} {c['i2t_r5']:>12.1f} {c['t2i_r1']:>12.1f} {c['t2i_r5']:>12.1f} "
-        f"{sum(c.values()):>13.1f}"
+        f"{'chance':>6} {'':<{width}} {c['i2t_r1']:>12.1f} {c['i2t_r5']:>12.1f} {c['t2i_r1']:>12.1f} "
+        f"{c['t2i_r5']:>12.1f} {sum(c.values()):>13.1f}"
     )
     lines.append("")
     for comp in summary["comparison"]:
         lines.append(
-            f"{comp['size']} {unit}: FuseMix - no-mixup RSUM {comp['rsum_delta_mean']:+.1f} "
+            f"{comp['size']} {unit}{' ' + comp['subsample'] if several else ''}: FuseMix - no-mixup RSUM "
+            f"{comp['rsum_delta_mean']:+.1f} ± {comp.get('rsum_delta_std', 0.0):.1f} "
             f"(FuseMix better in {comp['seeds_fusemix_better']}/{comp['seeds']} seeds)"
         )
     lines.append(f"test gallery: {summary['test_items']} {unit}, {summary['test_captions']} captions")
     return "\n".join(lines)
+
+
+def plot_curve(summary: dict[str, Any], path: str | Path) -> None:
+    """Write the data-efficiency curve: test RSUM (mean ± std over seeds) against training pairs, one line per
+    (method, subsample), chance as a dashed line; PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from sixlab_shared import atomic_write_with
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    lines: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in summary["rows"]:
+        lines.setdefault((row["method"], row.get("subsample", "uniform")), []).append(row)
+    for (method, subsample), rows in sorted(lines.items()):
+        rows = sorted(rows, key=lambda r: r["pairs"])
+        x = [r["pairs"] for r in rows]
+        y = [r["rsum"] for r in rows]
+        err = [r["rsum_std"] for r in rows]
+        style = "-" if method == "fusemix" else "--"
+        ax.errorbar(x, y, yerr=err, linestyle=style, marker="o", capsize=3, label=f"{method}, {subsample}")
+    ax.axhline(sum(summary["chance"].values()), color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("training pairs")
+    ax.set_ylabel("test RSUM (sum of six recalls, %)")
+    unit = "clips" if summary.get("modality") == "audio" else "images"
+    ax.set_title(f"Data efficiency on synthetic {unit} ({summary['rows'][0]['seeds']} seeds, mean ± std)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
+def run_curve(config: DemoConfig, out: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """:func:`run_demo` over several sizes and subsampling strategies, then ``curve.png`` beside ``summary.json``.
+
+    Raises:
+        UserError: as :func:`run_demo`.
+    """
+    summary = run_demo(config, out, overwrite=overwrite)
+    plot_curve(summary, Path(out) / "curve.png")
+    return summary

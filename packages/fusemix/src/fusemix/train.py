@@ -32,6 +32,7 @@ from fusemix.evaluate import evaluate_retrieval
 from fusemix.loss import symmetric_infonce
 from fusemix.mixup import fusemix, mixup_alpha
 from fusemix.optim import build_optimizer, learning_rate, set_learning_rate
+from fusemix.subsample import STRATEGIES, choose_items
 from sixlab_shared import RunDir, UserError, derive_seed, get_device, make_generator, progress, seeded
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ class TrainConfig:
     eval_every: int | None = None
     """Validation every this many steps (default: once per epoch)."""
     train_items: int | None = None
-    """Train on a uniform random subset of this many items (all their captions), for data-efficiency studies."""
+    """Train on a subset of this many items (all their captions), for data-efficiency studies."""
+    subsample: str = "uniform"
+    """How ``train_items`` are chosen: ``uniform`` (seeded), ``kdpp-item`` or ``kdpp-text`` (greedy k-DPP over the
+    item latents or each item's mean caption latent, kernel ``(cos + 1)^2``; see :mod:`fusemix.subsample`)."""
     seed: int = 0
     """Seed of everything random (data order, lambda, dropout, initialisation, subset)."""
     device: str | None = None
@@ -119,6 +123,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.subsample not in STRATEGIES:
+            raise UserError(f"--subsample must be one of {', '.join(STRATEGIES)}, got {self.subsample!r}")
         if self.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         for name in ("lr", "min_lr", "warmup_start_lr", "init_temperature"):
@@ -167,11 +173,11 @@ class TrainResult:
     steps_per_second: float
 
 
-def _subset_items(data: PairedLatents, n_items: int, seed: int) -> PairedLatents:
+def _subset_items(data: PairedLatents, n_items: int, seed: int, strategy: str = "uniform") -> PairedLatents:
     total = data.items.shape[0]
-    if not 1 <= n_items <= total:
-        raise UserError(f"--train-items {n_items} must be between 1 and the {total} items of the training split")
-    chosen = torch.randperm(total, generator=make_generator(derive_seed(seed, "subset")))[:n_items].sort().values
+    chosen = choose_items(
+        strategy, total, n_items, seed=seed, item_latents=data.items, text_latents=data.texts, txt2item=data.txt2item
+    )
     new_row = torch.full((total,), -1, dtype=torch.int64)
     new_row[chosen] = torch.arange(n_items)
     keep = new_row[data.txt2item] >= 0
@@ -197,7 +203,7 @@ def load_training_data(config: TrainConfig) -> tuple[PairedLatents, PairedLatent
     text_spec = cached_encoder(config.cache_dir, config.dataset, config.train_split, "texts", config.text_encoder)
     train_data = load_paired_latents(config.cache_dir, item_spec, text_spec, config.dataset, config.train_split)
     if config.train_items is not None:
-        train_data = _subset_items(train_data, config.train_items, config.seed)
+        train_data = _subset_items(train_data, config.train_items, config.seed, config.subsample)
     val_data = None
     if config.val_split:
         try:
