@@ -1,7 +1,7 @@
 """The experiments of the reference, each a function, registered in :data:`EXPERIMENTS` (the CLI dispatches on it).
 
 Each :class:`Experiment` says which shared options its function takes (``members``, ``dataset``, ``device``), its
-default ensemble size, and which result keys the CLI prints. E3, E4 and E6 are not built yet.
+default ensemble size, and which result keys the CLI prints.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.experiments.e1 import run_e1
 from eb_ensembles.experiments.e2 import run_e2
+from eb_ensembles.experiments.e3 import run_e3
+from eb_ensembles.experiments.e4 import run_e4
 from eb_ensembles.experiments.e5 import E5_DATASETS, run_e5
+from eb_ensembles.experiments.e6 import run_e6
 
-__all__ = ["EXPERIMENTS", "Experiment", "run_e1", "run_e2", "run_e5", "run_experiment"]
+__all__ = ["EXPERIMENTS", "Experiment", "run_e1", "run_e2", "run_e3", "run_e4", "run_e5", "run_e6", "run_experiment"]
 
 
 def _e5(out: Path | None, *, seed: int, fast: bool, members: int, dataset: str, device: str | None) -> dict:
@@ -60,12 +63,33 @@ EXPERIMENTS: dict[str, Experiment] = {
         run_e2,
         summary_keys=("log_sup", "shared_log_marginal_final", "shared_mass_on_argmax", "kw_log_marginal_final"),
     ),
+    "E3": Experiment(
+        "E3",
+        run_e3,
+        options=("members",),
+        default_members=5,
+        table_columns=("rmse", "nll", "coverage_90", "coverage_95"),
+    ),
+    "E4": Experiment(
+        "E4",
+        run_e4,
+        options=("members",),
+        default_members=5,
+        table_columns=("acc", "nll", "ece", "auroc_far_entropy", "auroc_far_mi"),
+    ),
     "E5": Experiment(
         "E5",
         _e5,
         options=("members", "dataset", "device"),
         default_members=10,
         table_columns=("acc", "nll", "brier", "ece", "auroc_heldout_entropy"),
+    ),
+    "E6": Experiment(
+        "E6",
+        run_e6,
+        options=("members",),
+        default_members=10,
+        table_columns=("loglik_std", "eb_gap", "posterior_ess", "disagreement", "nll_uniform", "nll_posterior"),
     ),
 }
 

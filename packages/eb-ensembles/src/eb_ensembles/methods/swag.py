@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import Dataset
 from eb_ensembles.methods.base import MethodConfig, network_factory, register_method, require_fitted
 from eb_ensembles.methods.map import map_train_config
@@ -78,6 +79,11 @@ class SWAGMethod:
             for step in range(steps):
                 idx = order[step * train.batch_size : (step + 1) * train.batch_size]
                 loss = member_loss(self.task, module(x[idx]), y[idx], self.noise_std)
+                if not bool(torch.isfinite(loss)):
+                    raise InvalidInputError(
+                        f"SWAG's constant-rate SGD diverged (loss {float(loss.detach())} at epoch {epoch}) with "
+                        f"swag_lr={c.swag_lr}; lower swag_lr"
+                    )
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
