@@ -1,7 +1,8 @@
 """direct-cms: consistency distillation and Direct consistency models (Vouitsis et al., 2024).
 
 The public API: the paper's grid and parameterisation, teacher solvers with CFG, the two distillation objectives,
-LoRA/full students, the multistep sampler as a diffusers scheduler, built-in teachers, distillation, evaluation.
+LoRA/full students, the multistep sampler as a diffusers scheduler, built-in and SD 1.5 / SDXL teachers, captioned
+image data, distillation, sampling and evaluation.
 """
 
 __version__ = "0.1.0"
@@ -11,7 +12,30 @@ from typing import Any
 
 # Lazy imports: `direct-cms --help` must not pay for torch/diffusers/peft imports.
 _LOCATIONS = {
+    "CaptionedImages": "captions",
     "DDIMSolver": "solvers",
+    "EvaluateConfig": "jobs",
+    "LORA_PRESETS": "lora",
+    "PAPER_LORA_TARGETS": "lora",
+    "SampleConfig": "jobs",
+    "TextBatchSource": "captions",
+    "TextCond": "conditioning",
+    "TextEvalConfig": "text_evaluation",
+    "TextTeacher": "text_teacher",
+    "build_cache": "captions",
+    "check_teacher_source": "text_teacher",
+    "clip_score": "text_evaluation",
+    "evaluate": "jobs",
+    "evaluate_text": "text_evaluation",
+    "frechet_distance_dgm": "text_evaluation",
+    "load_captioned_folder": "captions",
+    "load_lora_into": "lora",
+    "load_text_teacher": "text_teacher",
+    "sample": "jobs",
+    "sample_prompts": "text_sampling",
+    "save_lora": "lora",
+    "student_pipeline": "text_sampling",
+    "without_lora": "lora",
     "Dataset": "data",
     "DemoConfig": "experiment",
     "DirectCMScheduler": "scheduler",
@@ -61,57 +85,7 @@ _LOCATIONS = {
     "train_teacher": "teacher",
 }
 
-__all__ = [
-    "DDIMSolver",
-    "Dataset",
-    "DemoConfig",
-    "DirectCMScheduler",
-    "DistillConfig",
-    "EulerSolver",
-    "EvalConfig",
-    "EvalNoise",
-    "GuidedTeacher",
-    "HeunSolver",
-    "MLPDenoiser",
-    "StudentTeacher",
-    "Teacher",
-    "TeacherConfig",
-    "TimeGrid",
-    "UNetEps",
-    "__version__",
-    "boundary_scalings",
-    "build_digits_unet",
-    "cd_target",
-    "cfg_combine",
-    "consistency_function",
-    "direct_target",
-    "distill",
-    "draw_batch",
-    "energy_distance",
-    "evaluate_students",
-    "format_table",
-    "frechet_distance",
-    "l2_loss",
-    "load_dataset",
-    "load_student",
-    "load_teacher",
-    "make_solver",
-    "mode_stats",
-    "multistep_timesteps",
-    "ode_error",
-    "precision_recall",
-    "predict_x0",
-    "pseudo_huber_loss",
-    "quality_metrics",
-    "run_demo",
-    "sample_student",
-    "save_teacher",
-    "solve",
-    "student_output",
-    "student_sample",
-    "teacher_sample",
-    "train_teacher",
-]
+__all__ = sorted([*_LOCATIONS, "__version__"])  # each public name is written once, in _LOCATIONS
 
 
 def __getattr__(name: str) -> Any:

@@ -64,19 +64,23 @@ def has_lora(network: nn.Module) -> bool:
     return any(isinstance(m, BaseTunerLayer) for m in network.modules())
 
 
-def without_lora(network: nn.Module, merge: bool) -> nn.Module:
-    """A copy of ``network`` with every peft LoRA layer replaced by its base layer.
+def without_lora(network: nn.Module, merge: bool, inplace: bool = False) -> nn.Module:
+    """A copy of ``network`` (or ``network`` itself with ``inplace``) with every peft LoRA layer replaced by its
+    base layer.
 
     Args:
-        network: a network with (or without) injected adapters; not modified.
+        network: a network with (or without) injected adapters; not modified unless ``inplace``.
         merge: fold the adapters into the base weights (W + (α/r)·B·A: the student) or drop them (the teacher).
+        inplace: unwrap ``network`` itself (no copy of a large UNet).
 
     Returns:
         A plain module whose ``state_dict`` has the keys of the network before injection.
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    clean = copy.deepcopy(network)
+    clean = network if inplace else copy.deepcopy(network)
+    if hasattr(clean, "peft_config"):
+        del clean.peft_config
     for name, module in list(clean.named_modules()):
         if isinstance(module, BaseTunerLayer):
             if merge:
