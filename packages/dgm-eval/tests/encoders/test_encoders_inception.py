@@ -144,3 +144,35 @@ def test_bad_weight_files_are_user_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="cannot read weights file"):
         load_encoder("inception", weights=str(garbage))
+
+
+def test_inception_score_through_the_cli_uses_the_generated_sets_logits(fid_weights, make_test_images, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dgm_eval.cli import app
+    from dgm_eval.metrics import inception_score
+
+    path, _ = fid_weights
+    folders = {}
+    for name, seed in (("ref", 1), ("gen", 2)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for i, image in enumerate(make_test_images(6, seed=seed)):
+            image.save(folders[name] / f"{i}.png")
+    out = tmp_path / "out"
+    args = ["compute", folders["ref"], folders["gen"], "--encoder", "inception", "--weights", path, "--metrics",
+            "is,fd", "--splits", "2", "--device", "cpu", "--out", out, "--cache-dir", tmp_path / "c"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "results.json").read_text())["results"][str(folders["gen"])]
+    # independent: the 1008 logits of the generated images (pool3 @ W.T, no bias), softmax, IS with the same seed
+    encoder = load_encoder("inception", weights=str(path), device="cpu")
+    _, logits = extract_features(make_test_images(6, seed=2), encoder, with_logits=True)
+    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    mean, std = inception_score(probs, splits=2, seed=2020)
+    assert row["is_mean"] == pytest.approx(mean, rel=1e-5) and row["is_std"] == pytest.approx(std, rel=1e-4, abs=1e-9)
+    ref_logits = extract_features(make_test_images(6, seed=1), encoder, with_logits=True)[1]
+    ref_probs = torch.softmax(torch.from_numpy(ref_logits).double(), dim=1).numpy()
+    assert row["is_mean"] != pytest.approx(inception_score(ref_probs, splits=2, seed=2020)[0], rel=1e-6)  # not REF's
