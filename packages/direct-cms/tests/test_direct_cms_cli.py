@@ -341,9 +341,16 @@ def test_text_to_image_cli(tiny_sd_dir, captioned_dir, tiny_clip_dir, tmp_path):
             2,
             "--clip-model",
             tiny_clip_dir,
+            "--precision",
+            "bf16",
         ]
     )
-    assert "latent_mse" in result.output and "clip_score" in result.output and "nfe" in result.output
+    assert (
+        "latent_mse" in result.output
+        and "nan" not in result.output
+        and "clip_score" in result.output
+        and "nfe" in result.output
+    )
     _user_error(["evaluate", "--student", run, "--out", tmp_path / "e2"], "--prompts")
     _user_error(
         [

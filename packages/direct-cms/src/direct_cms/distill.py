@@ -278,8 +278,9 @@ class _Setup:
         if config.optimizer == "adamw8bit":
             _require_bitsandbytes()
 
-    def load(self) -> None:
-        """Load the teacher's weights, the data stream and the null condition."""
+    def load(self, device: torch.device) -> None:
+        """Load the teacher's weights, the data stream and the null condition (a new latent cache is built with the
+        VAE and text encoders on ``device``, which then go back to the CPU)."""
         from direct_cms.text_teacher import load_text_teacher
 
         config = self.config
@@ -293,7 +294,15 @@ class _Setup:
             self.grid = self.teacher.grid(config.num_intervals)
             cache = None
             if config.cache:
+                encoders = [self.teacher.pipe.vae, self.teacher.pipe.text_encoder]
+                encoders.append(getattr(self.teacher.pipe, "text_encoder_2", None))
+                for module in encoders:
+                    if module is not None:
+                        module.to(device)
                 cache = build_cache(self.teacher, self.images, config.resolution, config.seed, config.cache, config.vae)
+                for module in encoders:
+                    if module is not None:
+                        module.to("cpu")
             self.source = TextBatchSource(self.teacher, self.images, config.resolution, cache)
             self.null = self.teacher.null_cond(device="cpu")
         else:
@@ -336,6 +345,7 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
     config = DistillConfig(**{**asdict(config), "teacher": teacher_source, "lora_targets": targets})
     device_check = get_device(config.device)  # one line for an unavailable device, before any weights load
     setup = _Setup(config, text)
+    created = not Path(out).exists()
     run = RunDir(out, resume=resume, overwrite=overwrite)
     if resume:
         if not run.has_checkpoint():
@@ -348,11 +358,19 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
                 f"checkpoint in {str(out)!r} was trained with different {', '.join(changed)}; resume with the same "
                 "settings or choose another --out"
             )
-    setup.load()
+    try:
+        setup.load(device_check)
+    except UserError:
+        if created and Path(out).is_dir() and not any(Path(out).iterdir()):
+            Path(out).rmdir()  # a teacher or VAE that cannot be loaded leaves nothing behind
+        raise
     teacher, grid = setup.teacher, setup.grid
 
     # -- 2. accelerate, models, optimiser -----------------------------------------------------------------------
     from accelerate.state import AcceleratorState
+
+    if device_check.type == "cuda" and device_check.index is not None and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(device_check)  # --device cuda:N in a single process
 
     # a second run in one process may use another precision: drop accelerate's cached mixed-precision state (the
     # distributed PartialState is kept)

@@ -34,6 +34,8 @@ class SampleConfig:
     """SD/SDXL students: prompts (repeatable), one image each."""
     seed: int = 0
     """Seeds the initial and re-noising draws."""
+    precision: str = "fp32"
+    """SD/SDXL: weights dtype of the pipeline (fp32, fp16, bf16)."""
     device: str | None = None
     """Where SD/SDXL sampling runs (built-in students sample on the CPU)."""
 
@@ -42,6 +44,8 @@ class SampleConfig:
             raise ValueError(f"--steps must be >= 1, got {self.steps}")
         if self.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"--precision must be fp32, fp16 or bf16, got {self.precision!r}")
 
 
 def _is_text_run(student_dir: Path) -> bool:
@@ -84,7 +88,10 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
         if config.steps > n:
             raise UserError(f"--steps K={config.steps} must lie in 1..N={n} (the distillation grid)")
         _fresh_output(out, overwrite)
-        pipe, _ = student_pipeline(student_dir, device=config.device or "cpu")
+        import torch
+
+        dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[config.precision]
+        pipe, _ = student_pipeline(student_dir, device=config.device or "cpu", torch_dtype=dtype)
         images = sample_prompts(pipe, config.prompt, config.steps, config.seed)
         out.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
@@ -132,6 +139,8 @@ class EvaluateConfig:
     """SD/SDXL: folder of real images, the reference set of the teacher's FD."""
     batch_size: int = 8
     """SD/SDXL: images per forward pass."""
+    precision: str = "fp32"
+    """SD/SDXL: compute precision of sampling and decoding (fp32, or autocast fp16/bf16 on a GPU)."""
     seed: int = 0
     """Seeds the fixed noise (stored once in --out, reused)."""
     device: str | None = None
@@ -142,6 +151,8 @@ class EvaluateConfig:
             raise ValueError(f"--ks must hold integers >= 1, got {self.ks}")
         if self.num_samples < 2:
             raise ValueError(f"--num-samples must be >= 2, got {self.num_samples}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"--precision must be fp32, fp16 or bf16, got {self.precision!r}")
         if self.batch_size < 1 or self.sanity_samples < 0 or self.classifier_steps < 1:
             raise ValueError("--batch-size and --classifier-steps must be >= 1, --sanity-samples >= 0")
 
@@ -193,6 +204,7 @@ def evaluate(
             fd_encoders=list(config.fd_encoders),
             real_images=config.real_images,
             batch_size=config.batch_size,
+            precision=config.precision,
             device=config.device,
         )
         results = evaluate_text(names, config.prompts, out, text_config)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -42,6 +43,7 @@ CLIP_MODEL = "openai/clip-vit-large-patch14"
 #: dgm-eval encoder → name of the metric in the table.
 FD_NAMES = {"inception": "fid", "dinov2": "fd_dinov2"}
 NOISE_FILE = "eval_noise.safetensors"
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 REFERENCE_FILE = "teacher_latents.safetensors"
 
 
@@ -62,6 +64,8 @@ class TextEvalConfig:
     """Folder of real images: reference set of the teacher's FD (students use the teacher's samples)."""
     batch_size: int = 8
     """Images per forward pass."""
+    precision: str = "fp32"
+    """Compute precision of sampling and decoding: ``fp32``, or autocast ``fp16``/``bf16`` (GPU)."""
     device: str | None = None
     """Where models run (default: CPU)."""
 
@@ -208,7 +212,9 @@ def evaluate_text(
         UserError: no students, students with different teacher settings, K > N, unreadable prompts, or FD asked
             without dgm-eval.
     """
-    from direct_cms.distill import load_student
+    from direct_cms.distill import STUDENT_FILE
+    from direct_cms.lora import without_lora
+    from direct_cms.students import StudentTeacher
     from direct_cms.text_sampling import run_config, teacher_for_run
 
     if not student_dirs:
@@ -226,7 +232,12 @@ def evaluate_text(
             import dgm_eval  # noqa: F401
         except ImportError as err:
             raise UserError("--fd-encoders needs dgm-eval: pip install 'direct-cms[eval]'") from err
+    if config.precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
     device = torch.device(config.device or "cpu")
+    autocast = torch.autocast(
+        device.type, dtype=PRECISIONS[config.precision] or torch.float32, enabled=config.precision != "fp32"
+    )
     teacher = teacher_for_run(first)
     teacher.pipe.to(device)
     run = RunDir(out, resume=(Path(out) / "config.json").is_file(), flags=("--overwrite",))
@@ -264,15 +275,18 @@ def evaluate_text(
     cached = load_checkpoint(ref_path) if ref_path.is_file() else None
     guided = GuidedTeacher(UNetEps(teacher.network), first.guidance, teacher.null_cond(device=device))
     start = time.perf_counter()
+    key = json.dumps({**json.loads(key), "precision": config.precision}, sort_keys=True)
     if cached is not None and cached.get("key") == key:
         reference = cached["latents"]
         teacher_wall = float(cached["wall_s"])
     else:
         solver = make_solver(first.solver, teacher.grid(first.num_intervals))
-        reference = teacher_sample(guided, solver, x_T, cond, batch_size=config.batch_size).cpu()
+        with autocast:
+            reference = teacher_sample(guided, solver, x_T, cond, batch_size=config.batch_size).float().cpu()
         teacher_wall = time.perf_counter() - start
         save_checkpoint(ref_path, {"latents": reference, "key": key, "wall_s": teacher_wall})
-    teacher_images = decode_latents(teacher.vae, reference, config.batch_size)
+    with autocast:
+        teacher_images = decode_latents(teacher.vae, reference, config.batch_size)
     real = _real_images(config.real_images, len(prompts)) if config.real_images else None
     guided_calls = 2 if first.guidance not in (0.0, 1.0) else 1
     results: dict[str, Any] = {
@@ -289,14 +303,22 @@ def evaluate_text(
         teacher.scheduler.config, num_original_inference_steps=first.num_intervals
     )
     for name, path in student_dirs.items():
-        models, _, student_teacher = load_student(path)
+        # the student on the teacher's own UNet (LoRA attached, then removed), so no second pipeline is loaded
+        state = load_checkpoint(Path(path) / STUDENT_FILE)
+        run_cfg = configs[name]
+        network = teacher.network if run_cfg.student == "lora" else copy.deepcopy(teacher.network)
+        models = StudentTeacher(network, run_cfg.student, run_cfg.lora_rank, run_cfg.lora_alpha, run_cfg.lora_targets)
+        models.load_trainable_state_dict(state["student"])
         models.to(device)
         per_k: dict[str, Any] = {}
         for k in config.ks:
             start = time.perf_counter()
-            latents = student_sample(models.student_eps, scheduler, x_T, cond, k, noise.renoise, config.batch_size)
+            with autocast:
+                latents = student_sample(models.student_eps, scheduler, x_T, cond, k, noise.renoise, config.batch_size)
+                latents = latents.float()
             wall = time.perf_counter() - start
-            images = decode_latents(teacher.vae, latents.cpu(), config.batch_size)
+            with autocast:
+                images = decode_latents(teacher.vae, latents.cpu(), config.batch_size)
             per_k[str(k)] = {
                 "latent_mse": ode_error(latents.cpu(), reference),
                 "nfe": k,
@@ -305,7 +327,9 @@ def evaluate_text(
             }
         results["students"][name] = per_k
         run.log_metrics(student=name, **{f"K{k}/{m}": v for k, r in per_k.items() for m, v in r.items()})
-        del models, student_teacher
+        if run_cfg.student == "lora":
+            without_lora(teacher.network, merge=False, inplace=True)
+        del models
     run.write_summary(results)
     return results
 
