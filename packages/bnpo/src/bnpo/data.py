@@ -119,34 +119,66 @@ class Dataset:
         """(n_episodes,) lengths."""
         return np.array([end - start for start, end in self.episode_bounds()])
 
-    def windows(self, seq_len: int | None = None) -> dict[str, torch.Tensor]:
-        """The first ``seq_len`` steps of every episode as fixed-length tensors.
+    def windows(self, seq_len: int | None = None, stride: int | None = None) -> dict[str, torch.Tensor]:
+        """Every episode cut into windows of ``seq_len`` steps that together cover all of its steps.
+
+        Each episode of length L >= T gives windows starting at 0, stride, 2 stride, ... and, when the last of these
+        does not reach the episode's end, one more window ending exactly at L (so no step is ever dropped; with
+        ``stride < T`` the windows overlap). Equal-length episodes with the default T give one window each, the
+        episode itself. A window that starts inside an episode is modelled as starting a new option (b_0 = 1), the
+        approximation overlapping windows make (see the README).
 
         Args:
             seq_len: T; defaults to the shortest episode's length.
+            stride: steps between window starts (default T: adjacent windows, the last one aligned to the end).
 
         Returns:
-            dict with ``states`` (N, T, D) float32, ``actions`` (N, T) int64 or (N, T, A) float32, and ``options``
+            dict with ``states`` (N, T, D) float32, ``actions`` (N, T) int64 or (N, T, A) float32, ``episode`` (N,)
+            int64 (the window's episode), ``start`` (N,) int64 (its first step within the episode), and ``options``
             (N, T) int64 when ground truth is present.
 
         Raises:
-            DatasetError: ``seq_len`` < 2 or some episode is shorter than ``seq_len``.
+            DatasetError: ``seq_len`` < 2, ``stride`` outside [1, T], or some episode is shorter than ``seq_len``.
+
+        Example:
+            >>> import numpy as np
+            >>> data = Dataset(np.zeros((7, 1), np.float32), np.zeros(7, np.int64),
+            ...                np.array([1, 0, 0, 0, 0, 1, 0], bool), n_actions=1)
+            >>> w = data.windows(2)  # episodes of 5 and 2 steps
+            >>> w["episode"].tolist(), w["start"].tolist()
+            ([0, 0, 0, 1], [0, 2, 3, 0])
         """
         lengths = self.episode_lengths()
         if seq_len is None:
             seq_len = int(lengths.min())
         if seq_len < 2:
             raise DatasetError(f"seq_len must be >= 2 steps (the model needs transitions), got {seq_len}")
+        stride = seq_len if stride is None else stride
+        if not 1 <= stride <= seq_len:
+            raise DatasetError(
+                f"the window stride must be between 1 and seq_len={seq_len} steps (a longer stride would skip steps), "
+                f"got {stride}"
+            )
         short = int((lengths < seq_len).sum())
         if short:
             raise DatasetError(
                 f"{short} of {len(lengths)} episodes are shorter than seq_len={seq_len} steps "
                 f"(shortest {int(lengths.min())}); pass a smaller --seq-len or drop short episodes"
             )
-        index = np.stack([np.arange(start, start + seq_len) for start, _ in self.episode_bounds()])
+        episodes, starts, first = [], [], []
+        for episode, (begin, end) in enumerate(self.episode_bounds()):
+            offsets = list(range(0, end - begin - seq_len + 1, stride))
+            if offsets[-1] + seq_len < end - begin:
+                offsets.append(end - begin - seq_len)
+            episodes += [episode] * len(offsets)
+            starts += offsets
+            first += [begin + offset for offset in offsets]
+        index = np.asarray(first)[:, None] + np.arange(seq_len)[None, :]
         out = {
             "states": torch.as_tensor(self.observations[index], dtype=torch.float32),
             "actions": torch.as_tensor(self.actions[index], dtype=torch.float32 if self.continuous else torch.int64),
+            "episode": torch.as_tensor(episodes, dtype=torch.int64),
+            "start": torch.as_tensor(starts, dtype=torch.int64),
         }
         if self.options is not None:
             out["options"] = torch.as_tensor(self.options[index], dtype=torch.int64)

@@ -89,7 +89,10 @@ class FitConfig:
     relaxation: str = "concrete"
     """``concrete`` (paper) or ``straight_through`` (hard forward samples; resists the long-trajectory exploit)."""
     seq_len: int | None = None
-    """Steps per trajectory T (first T steps of each episode); default: the shortest episode."""
+    """Steps per training window T; default: the shortest episode. Longer episodes are cut into several windows
+    that cover every step (``Dataset.windows``), never truncated."""
+    window_stride: int | None = None
+    """Steps between the starts of an episode's windows (default T: adjacent windows; smaller: overlapping)."""
     holdout_fraction: float = 0.01
     """Fraction of trajectories held out for the exact log-likelihood (at least one when there are >= 2)."""
     policy_hidden: list[int] = field(default_factory=lambda: [16])
@@ -135,6 +138,7 @@ class FitConfig:
             "objective": (self.objective in ("relaxed", "exact"), "relaxed or exact"),
             "relaxation": (self.relaxation in ("concrete", "straight_through"), "concrete or straight_through"),
             "seq_len": (self.seq_len is None or self.seq_len >= 2, "an integer >= 2 (or unset)"),
+            "window_stride": (self.window_stride is None or self.window_stride >= 1, "an integer >= 1 (or unset)"),
             "holdout_fraction": (0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
             "policy_hidden": (sizes(self.policy_hidden), "a non-empty list of sizes >= 1"),
             "termination_hidden": (sizes(self.termination_hidden), "a non-empty list of sizes >= 1"),
@@ -258,6 +262,15 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
+def split_windows(episode: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out) window indices from the seeded split of the *episodes* (:func:`split_indices`), so the
+    windows of one episode never land on both sides. ``episode``: (N,) int64 episode of each window."""
+    n_episodes = int(episode.max()) + 1 if episode.numel() else 0
+    _, held_episodes = split_indices(n_episodes, fraction, seed)
+    held = torch.isin(episode, held_episodes)
+    return torch.nonzero(~held)[:, 0], torch.nonzero(held)[:, 0]
+
+
 def _rebuild(model_config: Any, n_options: Any, source: str = "checkpoint") -> OptionModel:
     """The model a checkpoint describes, grown to ``n_options``; invalid or unknown config keys are one-line errors."""
     if not isinstance(model_config, dict):
@@ -356,7 +369,7 @@ def fit(
         return _train(dataset, config, run=run, resume=resume, device=device, run_seed=config.seed)[0]
     started = time.perf_counter()
     warmup = min(config.restart_epochs or config.epochs, config.epochs)
-    windows = dataset.windows(config.seq_len)
+    windows = dataset.windows(config.seq_len, config.window_stride)
     candidates = []
     for r in range(config.restarts):
         seed = config.restart_seed(r)
@@ -426,9 +439,9 @@ def _train(
     started = time.perf_counter()
     device = torch.device(device)
     # 1. data and derived sizes
-    windows = dataset.windows(config.seq_len)
+    windows = dataset.windows(config.seq_len, config.window_stride)
     states_all, actions_all = windows["states"].to(device), windows["actions"].to(device)
-    train_index, heldout_index = split_indices(states_all.shape[0], config.holdout_fraction, config.seed)
+    train_index, heldout_index = split_windows(windows["episode"], config.holdout_fraction, config.seed)
     if resume and run is not None and run.has_checkpoint(CHECKPOINT_NAME):
         run_seed = int(run.load_checkpoint(CHECKPOINT_NAME).get("run_seed", config.seed))
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]

@@ -99,8 +99,12 @@ def plot_downstream(path: str | os.PathLike[str], result: dict[str, Any]) -> Non
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    labels = {"options": "primitive actions + options", "primitive": "primitive actions only"}
-    for condition in ("options", "primitive"):
+    labels = {
+        "options": "primitive actions + options",
+        "primitive": "primitive actions only",
+        "untrained_options": "primitive + untrained options (control)",
+    }
+    for condition in labels:
         if condition not in result:
             continue
         runs = result[condition]["runs"]

@@ -6,9 +6,12 @@ Each job validates everything it can before writing anything, then writes its ou
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from bnpo import metrics
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import DownstreamConfig
 from bnpo.envs import ENV_IDS, make_expert
-from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_indices
+from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_windows
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
 
@@ -37,6 +40,42 @@ def _n_rooms(dataset: Dataset) -> int | None:
     return dataset.n_actions - 1 if dataset.env_id.startswith("bnpo/Room") else None
 
 
+def load_policy(spec: str, env: gym.Env, seed: int):
+    """The policy named by ``spec`` = ``module:callable`` (the current folder is importable too).
+
+    The callable is the policy itself, ``policy(observation, info) -> action``, unless its first parameter is named
+    ``env``: then it is a factory, called as ``callable(env, seed=seed)``, that returns the policy.
+
+    Raises:
+        UserError: the module cannot be imported, has no such attribute, or it is not callable.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UserError(f"--policy {spec!r}: expected module:callable, e.g. mypolicies:greedy")
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UserError(f"--policy {spec!r}: cannot import module {module_name!r} ({err})") from err
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UserError(f"--policy {spec!r}: module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UserError(f"--policy {spec!r}: {attribute!r} is not callable")
+    try:
+        first = next(iter(inspect.signature(target).parameters), None)
+    except (TypeError, ValueError):
+        first = None
+    return target(env, seed=seed) if first == "env" else target
+
+
 def collect_job(
     env_id: str,
     out: str | os.PathLike[str],
@@ -49,7 +88,8 @@ def collect_job(
     seed: int = 0,
     overwrite: bool = False,
 ) -> Dataset:
-    """Collect ``episodes`` trajectories of ``env_id`` with the scripted expert (bnpo envs) or a random policy.
+    """Collect ``episodes`` trajectories of ``env_id`` with the scripted expert (bnpo envs), a random policy, or a
+    policy given as ``module:callable`` (see :func:`load_policy`).
 
     Raises:
         UserError: unknown env, no expert for it, a bad count, or ``out`` exists without ``overwrite``.
@@ -63,8 +103,8 @@ def collect_job(
         raise UserError(f"--max-steps must be >= 1, got {max_steps}")
     if out.is_dir():
         raise UserError(f"--out {str(out)!r} is a folder; give the dataset file to write (.npz)")
-    if policy not in ("expert", "random"):
-        raise UserError(f"--policy must be 'expert' or 'random', got {policy!r}")
+    if policy not in ("expert", "random") and ":" not in policy:
+        raise UserError(f"--policy must be 'expert', 'random' or module:callable, got {policy!r}")
     if out.exists() and not overwrite:
         raise UserError(f"--out {str(out)!r} already exists; choose another path or pass --overwrite")
     if out.suffix != ".npz":
@@ -73,7 +113,9 @@ def collect_job(
         env = gym.make(env_id, **(env_kwargs or {}))
     except (gym.error.Error, TypeError, ValueError) as err:
         raise UserError(f"cannot make environment {env_id!r}: {err}") from err
-    if policy == "expert":
+    if ":" in policy:
+        actor = load_policy(policy, env, seed)
+    elif policy == "expert":
         if env_id not in ENV_IDS:
             raise UserError(f"no scripted expert for {env_id!r}; pass --policy random or use {', '.join(ENV_IDS)}")
         actor = make_expert(env, epsilon=epsilon, seed=seed)
@@ -107,11 +149,11 @@ def fit_job(
         UserError: bad data, bad options, an existing run without ``resume``, or a mismatching checkpoint.
     """
     dataset = load_dataset(data)
-    windows = dataset.windows(config.seq_len)  # validates lengths before anything is written
-    train_index, _ = split_indices(windows["states"].shape[0], config.holdout_fraction, config.seed)
+    windows = dataset.windows(config.seq_len, config.window_stride)  # validates lengths before anything is written
+    train_index, _ = split_windows(windows["episode"], config.holdout_fraction, config.seed)
     if len(train_index) == 0:
         raise UserError(
-            f"the training split is empty ({windows['states'].shape[0]} trajectories, --holdout "
+            f"the training split is empty ({dataset.n_episodes} episodes, --holdout "
             f"{config.holdout_fraction}); lower --holdout or collect more episodes"
         )
     torch_device = get_device(device)
@@ -137,7 +179,7 @@ def fit_job(
     summary: dict[str, Any] = {"train_seconds": round(result.seconds, 2), "epochs": config.epochs}
     summary["all"] = evaluate(model, windows, n_rooms=_n_rooms(dataset))
     if len(result.heldout_index):
-        held = {key: value[result.heldout_index] for key, value in windows.items()}
+        held = {key: value[result.heldout_index] for key, value in windows.items()}  # whole held-out episodes
         summary["heldout"] = {
             k: v for k, v in evaluate(model, held).items() if k in ("loglik_per_traj", "loglik_per_step")
         }
