@@ -329,3 +329,25 @@ def test_metric_choices_and_help_come_from_the_registry(image_sets):
     bad = _run("compute", d / "ref", d / "gen", "--metrics", "fd,prcd", *FAST, "--out", d / "x")
     _assert_user_error(bad, "unknown metric(s) 'prcd'; choose from: " + ", ".join(METRIC_NAMES))
     assert not (d / "x").exists()
+
+
+def test_gen_train_path_is_a_bootstrap_of_the_training_set(image_sets):
+    d = image_sets["dir"]
+    feats = d / "ref_feats.npz"
+    assert _run("features", d / "ref", "--out", feats, "--encoder", "random", "--device", "cpu").exit_code == 0
+    rows = {}
+    for name, train in (("images", f"{d / 'ref'}:train"), ("features", f"{feats}:train")):
+        args = [d / "ref", train, d / "gen", "--metrics", "fd,authpct", *FAST, "--out", d / name]
+        result = _run("compute", *args)
+        assert result.exit_code == 0, result.output
+        rows[name] = json.loads((d / name / "results.json").read_text())["results"]
+    train = rows["images"][f"{d / 'ref'}:train"]
+    assert train["n_gen"] == 40  # min(--nsample, N) draws
+    assert train["authpct"] == 0.0  # every draw is a copy of a reference sample: none is authentic
+    assert rows["images"][str(d / "gen")]["authpct"] > 0
+    # the same seeded draws (with replacement) from the images and from their saved features
+    assert rows["features"][f"{feats}:train"]["fd"] == pytest.approx(train["fd"], rel=1e-6)
+    from dgm_eval.inputs import ImageSource
+
+    source = ImageSource.from_folder(d / "ref").cap(None, seed=2, replace=True)  # the first GEN: seed + 2
+    assert len(source) == 40 and len(set(source.indices.tolist())) < 40  # drawn with replacement

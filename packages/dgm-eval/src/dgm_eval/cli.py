@@ -63,7 +63,11 @@ def _root(
 @config_options(ComputeConfig, exclude=("ref", "gens", "out", "encoder"), help={"metrics": METRICS_HELP})
 @ENCODER_OPTIONS
 def compute(
-    paths: list[str] = typer.Argument(..., help="REF GEN [GEN ...]: reference (train) set, then generated sets."),
+    paths: list[str] = typer.Argument(
+        ...,
+        help="REF GEN [GEN ...]: reference (train) set, then generated sets (PATH:train: a training set, "
+        "drawn with replacement, in a generated set's place).",
+    ),
     out: str = out_option(ComputeConfig.out),
     device: str | None = device_option(),
     threads: int | None = threads_option(),

@@ -59,7 +59,8 @@ class ComputeConfig:
     ref: str = ""
     """Reference (training) set: image folder, ADM .npz, features .npz or statistics .npz."""
     gens: list[str] = field(default_factory=list)
-    """Generated sets (image folders, ADM .npz or features .npz)."""
+    """Generated sets (image folders, ADM .npz or features .npz); PATH:train is a training set drawn with
+    replacement (nsample draws, seeded) in a generated set's place, e.g. the baseline of memorisation metrics."""
     out: str = "dgm-eval-results"
     """Output folder (results.json, results.csv, config.json)."""
     test: str | None = None

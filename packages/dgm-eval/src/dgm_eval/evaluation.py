@@ -59,6 +59,22 @@ def _open(path: str, role: str, *, recursive: bool, allow_stats: bool) -> ImageS
     return item
 
 
+#: a generated-set path ending in this is a training set, bootstrapped (drawn with replacement) into GEN's place
+TRAIN_SUFFIX = ":train"
+
+
+def split_train_suffix(path: str) -> tuple[str, bool]:
+    """``("PATH", True)`` for ``"PATH:train"`` (a training set in a generated set's place), else ``(path, False)``.
+
+    Example:
+        >>> split_train_suffix("runs/cifar_train:train"), split_train_suffix("samples.npz")
+        (('runs/cifar_train', True), ('samples.npz', False))
+    """
+    if path.endswith(TRAIN_SUFFIX) and len(path) > len(TRAIN_SUFFIX):
+        return path[: -len(TRAIN_SUFFIX)], True
+    return path, False
+
+
 def _count(item: ImageSource | SavedFeatures | SavedStats) -> int | None:
     if isinstance(item, ImageSource):
         return len(item)
@@ -96,16 +112,20 @@ def _features_of(
     cfg: ComputeConfig,
     cache: FeatureCache,
     with_logits: bool,
+    bootstrap_seed: int | None = None,
 ) -> Features:
+    """Features of one input; ``bootstrap_seed`` (a ``GEN:train`` path): drawn with replacement."""
     if isinstance(item, SavedStats):
         return saved_stats(item)
     if isinstance(item, SavedFeatures):
+        if bootstrap_seed is not None:
+            return saved_features(item, nsample=cfg.nsample, seed=cfg.seed + bootstrap_seed, replace=True)
         return saved_features(item, nsample=cfg.nsample, seed=cfg.seed)
     return image_features(
         item,
         encoder,
         cache=cache,
-        selection={"nsample": cfg.nsample, "seed": cfg.seed},
+        selection={"nsample": cfg.nsample, "seed": cfg.seed, "bootstrap": bootstrap_seed is not None},
         strict=cfg.strict,
         with_logits=with_logits,
         batch_size=cfg.encoder.batch_size,
@@ -157,10 +177,12 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
 
     ref = _open(cfg.ref, "reference", recursive=cfg.recursive, allow_stats=True)
     test = None if cfg.test is None else _open(cfg.test, "test set", recursive=cfg.recursive, allow_stats=False)
-    gens = [_open(g, "generated set", recursive=cfg.recursive, allow_stats=False) for g in cfg.gens]
-    for role_seed, item in enumerate([ref, test, *gens]):
+    gen_paths = [split_train_suffix(g) for g in cfg.gens]
+    gens = [_open(g, "generated set", recursive=cfg.recursive, allow_stats=False) for g, _ in gen_paths]
+    bootstrap = [False, False, *(is_train for _, is_train in gen_paths)]
+    for role_seed, (item, replace) in enumerate(zip([ref, test, *gens], bootstrap, strict=True)):
         if isinstance(item, ImageSource):
-            item.cap(cfg.nsample, cfg.seed + role_seed)
+            item.cap(cfg.nsample, cfg.seed + role_seed, replace=replace)
     has_probs = cfg.encoder.encoder == "inception" or all(
         isinstance(g, SavedFeatures) and g.logits is not None for g in gens
     )
@@ -186,8 +208,15 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, int] = {ref_f.description: ref_f.skipped}
     dims = {ref_f.description: (ref_f.features.shape[1] if ref_f.features is not None else ref_f.stats.dim)}
-    for path, gen in zip(cfg.gens, gens, strict=True):
-        gen_f = _features_of(gen, encoder=encoder, cfg=cfg, cache=cache, with_logits=with_logits)
+    for role_seed, (path, gen, (_, is_train)) in enumerate(zip(cfg.gens, gens, gen_paths, strict=True), start=2):
+        gen_f = _features_of(
+            gen,
+            encoder=encoder,
+            cfg=cfg,
+            cache=cache,
+            with_logits=with_logits,
+            bootstrap_seed=role_seed if is_train else None,
+        )
         dims[gen_f.description] = gen_f.features.shape[1]
         if len(set(dims.values())) > 1:
             listing = ", ".join(f"{name}: D={d}" for name, d in dims.items())

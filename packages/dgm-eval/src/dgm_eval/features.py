@@ -232,11 +232,13 @@ def image_features(
     return result
 
 
-def saved_features(saved: SavedFeatures, *, nsample: int | None, seed: int) -> Features:
-    """Features read from an ``.npz``, with the same seeded cap as images."""
+def saved_features(saved: SavedFeatures, *, nsample: int | None, seed: int, replace: bool = False) -> Features:
+    """Features read from an ``.npz``, with the same seeded cap as images (``replace``: bootstrap, as images)."""
     feats, labels, logits = saved.features, saved.labels, saved.logits
-    if nsample is not None and nsample < feats.shape[0]:
-        idx = np.sort(np.random.default_rng(seed).choice(feats.shape[0], nsample, replace=False))
+    n = feats.shape[0]
+    if replace or (nsample is not None and nsample < n):
+        draws = n if nsample is None else min(nsample, n)
+        idx = np.sort(np.random.default_rng(seed).choice(n, draws, replace=replace))
         feats = feats[idx]
         labels = None if labels is None else labels[idx]
         logits = None if logits is None else logits[idx]

@@ -238,9 +238,18 @@ class ImageSource:
         return self.labels if self.indices is None else self.labels[self.indices]
 
     # -- selection, validation, hashing ---------------------------------------------------------------------------
-    def cap(self, nsample: int | None, seed: int) -> ImageSource:
-        """Keep at most ``nsample`` images, chosen with ``seed`` without replacement (kept in input order)."""
+    def cap(self, nsample: int | None, seed: int, *, replace: bool = False) -> ImageSource:
+        """Keep at most ``nsample`` images, chosen with ``seed`` without replacement (kept in input order).
+
+        With ``replace`` (a ``GEN:train`` path): draw ``min(nsample, N)`` images with replacement (N when
+        ``nsample`` is ``None``), a bootstrap sample of a training set to stand in a generated set's place, sorted.
+        """
         n = self._all_len() if self.indices is None else len(self.indices)
+        if replace:
+            draws = n if nsample is None else min(nsample, n)
+            chosen = np.sort(np.random.default_rng(seed).choice(n, draws, replace=True))
+            self.indices = chosen if self.indices is None else self.indices[chosen]
+            return self
         if nsample is not None and nsample < n:
             chosen = np.sort(np.random.default_rng(seed).choice(n, nsample, replace=False))
             self.indices = chosen if self.indices is None else self.indices[chosen]
