@@ -5,7 +5,8 @@
 
 Each package keeps its part in ``packages/<name>/benchmarks/gpu_check.py``: a function ``run(device, tiny) -> dict``
 that runs the package's device path on random or procedural inputs with random weights (nothing is downloaded),
-compares the device's results with the CPU path where they must agree (``"agrees": bool`` plus the differences),
+compares the device's results with the CPU path where they must agree (``"agrees"`` (or ``"passed"``/``"pass"``):
+a bool, plus the differences),
 and reports throughputs and ``peak_memory_mib``. This script runs the five in turn, each in its own try, and writes
 one JSON file with the machine, every package's figures, its wall time and its verdict. It exits 1 when a check
 failed or raised, 0 otherwise.
@@ -35,6 +36,18 @@ def load_check(package: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.run
+
+
+VERDICT_KEYS = ("agrees", "passed", "pass")
+
+
+def verdict(result: dict) -> str:
+    """``ok`` when the package's own verdict (``agrees``, ``passed`` or ``pass``) is true; a result without one is
+    ``no verdict``, so a check that forgot to compare anything cannot pass."""
+    found = [result[key] for key in VERDICT_KEYS if key in result]
+    if not found:
+        return "no verdict"
+    return "ok" if all(value is True for value in found) else "disagrees"
 
 
 def machine(device: str) -> dict:
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"status": "missing", "error": f"packages/{package}/benchmarks/gpu_check.py not found"}
             else:
                 result = dict(run(device, args.tiny))
-                result["status"] = "ok" if result.get("agrees", True) else "disagrees"
+                result["status"] = verdict(result)
         except Exception as err:  # one package's failure must not hide the others' figures
             result = {"status": "error", "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
         finally:
