@@ -29,8 +29,13 @@ class AdapterConfig:
     """Hidden width of each block is ``expansion * in_dim`` (inverted bottleneck)."""
     dropout: float = 0.6
     """Dropout after the GELU in each block."""
+    identity: bool = False
+    """No parameters: the latent is used as it is (``out_dim == in_dim``). Used for the text side when the items
+    are aligned into a frozen text space (audio->image generation, :mod:`fusemix.generate`)."""
 
     def __post_init__(self) -> None:
+        if self.identity and self.out_dim != self.in_dim:
+            raise ValueError(f"an identity adapter needs out_dim == in_dim, got {self.out_dim} and {self.in_dim}")
         if self.in_dim < 1 or self.out_dim < 1 or self.expansion < 1:
             raise ValueError(f"in_dim, out_dim and expansion must be >= 1, got {self}")
         if self.depth < 0:
@@ -79,6 +84,8 @@ class FusionAdapter(nn.Module):
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__()
         self.config = config
+        if config.identity:
+            return
         self.blocks = nn.Sequential(
             *[ResidualMLPBlock(config.in_dim, config.expansion, config.dropout) for _ in range(config.depth)]
         )
@@ -93,6 +100,8 @@ class FusionAdapter(nn.Module):
         """
         if z.ndim != 2 or z.shape[1] != self.config.in_dim:
             raise ValueError(f"expected latents of shape (B, {self.config.in_dim}), got {tuple(z.shape)}")
+        if self.config.identity:
+            return z
         return self.proj(self.norm(self.blocks(z)))
 
 

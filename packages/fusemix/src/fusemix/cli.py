@@ -142,6 +142,9 @@ def train_command(
     out_dim: int = typer.Option(None, "--out-dim", help="Shared dimension (overrides the preset)."),
     batch_size: int = typer.Option(20480, "--batch-size", help="Contrastive batch B (mixup loads 2B)."),
     no_mixup: bool = typer.Option(False, "--no-mixup", help="Ablation: no mixup, same contrastive batch."),
+    align_to_text: bool = typer.Option(
+        False, "--align-to-text", help="Identity text side: map items into the text encoder's space (for generate)."
+    ),
     alpha: float = typer.Option(1.0, "--alpha", help="Beta(alpha, alpha) of lambda."),
     alpha_final: float = typer.Option(1.0, "--alpha-final", help="Final alpha of a schedule."),
     alpha_schedule: str = typer.Option("constant", "--alpha-schedule", help="constant, cosine or exp."),
@@ -174,7 +177,7 @@ def train_command(
         dropout=dropout, out_dim=out_dim, batch_size=batch_size, mixup=not no_mixup, alpha=alpha,
         alpha_final=alpha_final, alpha_schedule=alpha_schedule, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
         weight_decay=weight_decay, epochs=epochs, steps=steps, eval_every=eval_every, train_items=train_items,
-        subsample=subsample, seed=seed, device=device,
+        subsample=subsample, align_to_text=align_to_text, seed=seed, device=device,
     )  # fmt: skip
     train_config.validate()  # before anything is written
     result = train(train_config, out, resume=resume, overwrite=overwrite)
@@ -335,6 +338,40 @@ def curve(
     summary = run_curve(demo_config, out, overwrite=overwrite)
     typer.echo(format_demo_table(summary))
     typer.echo(f"curve: {out / 'curve.png'}  numbers: {out / 'summary.json'} ({summary['seconds']:.0f} s)")
+
+
+@app.command()
+@exit_on_user_error
+def generate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained with --align-to-text on diffusers: latents."),
+    audio: Path = typer.Option(..., "--audio", help="The clip to turn into an image."),
+    pipeline: str = typer.Option(..., "--pipeline", help="The frozen diffusers pipeline (folder or hub id)."),
+    out: Path = typer.Option(..., "--out", help="Image file to write (.png)."),
+    steps: int = typer.Option(30, "--steps", help="Denoising steps."),
+    guidance_scale: float = typer.Option(7.5, "--guidance-scale", help="Classifier-free guidance scale."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    device: str = _DEVICE,
+    threads: int = _THREADS,
+    config: str = _CONFIG,
+    verbose: int = _VERBOSE,
+) -> None:
+    """Audio -> image with a frozen text-to-image pipeline and an audio adapter aligned to its text space."""
+    from fusemix.generate import GenerateConfig, generate_from_audio
+    from sixlab_shared import atomic_write_with, get_device
+
+    _setup(verbose, threads)
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; give an image file name such as image.png")
+    if out.exists() and not overwrite:
+        raise UserError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
+    image = generate_from_audio(
+        checkpoint, audio, pipeline, GenerateConfig(steps=steps, guidance_scale=guidance_scale, seed=seed),
+        device=get_device(device),
+    )  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(out, lambda tmp: image.save(tmp, format="PNG"))
+    typer.echo(f"image: {out} ({image.size[0]}x{image.size[1]})")
 
 
 @app.command()

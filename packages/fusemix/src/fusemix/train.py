@@ -95,6 +95,9 @@ class TrainConfig:
     """Validation every this many steps (default: once per epoch)."""
     train_items: int | None = None
     """Train on a subset of this many items (all their captions), for data-efficiency studies."""
+    align_to_text: bool = False
+    """Keep the text latents as they are (identity text adapter) and map the items into that space; used to
+    align audio to a frozen text-to-image pipeline's text space (:mod:`fusemix.generate`)."""
     subsample: str = "uniform"
     """How ``train_items`` are chosen: ``uniform`` (seeded), ``kdpp-item`` or ``kdpp-text`` (greedy k-DPP over the
     item latents or each item's mean caption latent, kernel ``(cos + 1)^2``; see :mod:`fusemix.subsample`)."""
@@ -287,8 +290,13 @@ def _train_loop(
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     max_epochs = math.ceil(total_steps / steps_per_epoch)
     eval_every = config.eval_every or steps_per_epoch
-    item_cfg = AdapterConfig(in_dim=train_data.items.shape[1], **settings)
-    text_cfg = AdapterConfig(in_dim=train_data.texts.shape[1], **settings)
+    if config.align_to_text:  # the items are mapped into the text encoder's own space; the text side is fixed
+        d_text = train_data.texts.shape[1]
+        item_cfg = AdapterConfig(in_dim=train_data.items.shape[1], **{**settings, "out_dim": d_text})
+        text_cfg = AdapterConfig(in_dim=d_text, out_dim=d_text, depth=0, dropout=0.0, identity=True)
+    else:
+        item_cfg = AdapterConfig(in_dim=train_data.items.shape[1], **settings)
+        text_cfg = AdapterConfig(in_dim=train_data.texts.shape[1], **settings)
     model = FusionModel(item_cfg, text_cfg, config.init_temperature)
     optimizer = build_optimizer(model, config.lr, config.weight_decay)
     start_step, best, last = 0, None, None
@@ -319,6 +327,7 @@ def _train_loop(
         "encoders": {"item": train_data.item_spec.to_dict(), "text": train_data.text_spec.to_dict()},
         "dataset": config.dataset,
         "train_config": dataclasses.asdict(config),
+        "text_norm": float(train_data.texts.norm(dim=1).mean()),  # the length generation gives aligned vectors
     }
 
     def evaluate_and_save(step: int) -> None:

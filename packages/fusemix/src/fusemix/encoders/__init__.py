@@ -25,6 +25,10 @@ def load_encoder(spec: EncoderSpec, device: torch.device | str = "cpu"):
         from fusemix.encoders.concat import ConcatEncoder
 
         return ConcatEncoder(spec, device, load_encoder)
+    if spec.backend == "diffusers":
+        from fusemix.generate import PipelineTextEncoder
+
+        return PipelineTextEncoder(spec, device)
     if spec.backend == "frozen":
         from fusemix.encoders.frozen import FrozenEncoder
 

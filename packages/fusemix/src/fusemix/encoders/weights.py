@@ -83,6 +83,10 @@ def weights_fingerprint(spec: EncoderSpec) -> str:
     from fusemix.encoders.huggingface import model_location
 
     location = model_location(spec)
+    if spec.backend == "diffusers" and Path(location).is_dir():  # only the text side makes the latents
+        parts = [Path(location) / sub for sub in ("text_encoder", "tokenizer") if (Path(location) / sub).is_dir()]
+        if parts:
+            return "files:" + "+".join(folder_fingerprint(part) for part in parts)
     if Path(location).is_dir():
         return f"files:{folder_fingerprint(location)}"
     commit = hub_revision(location, spec.revision)
