@@ -105,6 +105,11 @@ def test_captioned_folder_and_transform(captioned_dir, tmp_path):
         resized = np.asarray(image.convert("RGB").resize((19, 16), Image.Resampling.BILINEAR), dtype=np.float32)
     expected = torch.from_numpy(resized[top : top + 16, left : left + 16]).permute(2, 0, 1) / 127.5 - 1
     torch.testing.assert_close(pixels, expected)
+    # a datasets imagefolder with a train/ split
+    import shutil
+
+    shutil.copytree(captioned_dir, tmp_path / "split" / "train")
+    assert load_captioned_folder(tmp_path / "split").captions == data.captions
     # sidecar captions, and one-line errors
     side = tmp_path / "side"
     side.mkdir()

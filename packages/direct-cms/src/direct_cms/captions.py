@@ -55,7 +55,8 @@ class CaptionedImages:
 
 
 def load_captioned_folder(folder: str | Path) -> CaptionedImages:
-    """Read an imagefolder with ``metadata.jsonl`` or images with ``.txt`` caption sidecars.
+    """Read an imagefolder with ``metadata.jsonl`` (in the folder or its ``train/`` split) or images with ``.txt``
+    caption sidecars.
 
     Raises:
         UserError: not a folder, no images, a metadata line without file name or caption, a missing image file,
@@ -64,6 +65,8 @@ def load_captioned_folder(folder: str | Path) -> CaptionedImages:
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"--data {str(folder)!r} is not a folder of captioned images")
+    if not (folder / "metadata.jsonl").is_file() and (folder / "train" / "metadata.jsonl").is_file():
+        folder = folder / "train"  # a datasets imagefolder with a train split
     meta = folder / "metadata.jsonl"
     files: list[Path] = []
     captions: list[str] = []
