@@ -91,11 +91,16 @@ class ComputeConfig:
     """Cache folder (default $DGM_EVAL_CACHE, else ~/.cache/dgm-eval)."""
     verify_cache: bool = False
     """Re-hash every input file (default: trust unchanged path, size and mtime)."""
+    heatmaps: bool = False
+    """Write FD heatmaps (Grad-CAM of FD) of the first generated images: heatmaps_runNN.png in --out."""
+    heatmap_count: int = 16
+    """How many images per generated set get a heatmap (16: a 4x4 grid)."""
     overwrite: bool = False
     """Replace what --out already holds."""
 
     def __post_init__(self) -> None:
         _at_least("nsample", self.nsample, 1)
+        _at_least("heatmap_count", self.heatmap_count, 1)
         _at_least("nearest_k", self.nearest_k, 1)
         _at_least("reduced_n", self.reduced_n, 2)
         _at_least("splits", self.splits, 1)

@@ -198,8 +198,16 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
             ref_is_stats=isinstance(ref, SavedStats),
             has_probs=has_probs,
         )
+    if cfg.heatmaps and not all(isinstance(g, ImageSource) for g in gens):
+        raise UserError("--heatmaps needs images for every generated set (not features .npz files)")
     needs_images = any(isinstance(item, ImageSource) for item in [ref, test, *gens])
     encoder = _load_encoder(cfg.encoder, cfg.seed) if needs_images else None
+    if cfg.heatmaps and encoder.heatmap_layer() is None:
+        raise UserError(
+            f"encoder {encoder.name!r} has no heatmap layer; --heatmaps works with dinov2, clip, inception, "
+            "sinception and random"
+        )
+    heatmaps: list[tuple[list[Any], list[np.ndarray]]] = []
     cache = FeatureCache(cfg.cache_dir, enabled=cfg.cache)
 
     with_logits = "is" in metrics and cfg.encoder.encoder == "inception"
@@ -239,10 +247,31 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
         )
         results[path]["n_gen"] = len(gen_f)
         results[path]["n_ref"] = len(ref_f)
+        if cfg.heatmaps:
+            heatmaps.append(_heatmaps(gen, gen_f, ref_f, encoder, cfg))
     if test_f is not None:
         skipped[test_f.description] = test_f.skipped
     write_results(out, cfg, results, skipped=skipped, resolved=resolved_settings(cfg, encoder, cache))
+    if is_main_process():
+        from dgm_eval.heatmaps import save_heatmap_grid
+
+        for k, (images, maps) in enumerate(heatmaps):
+            save_heatmap_grid(images, maps, out / f"heatmaps_run{k:02d}.png")
     return results
+
+
+def _heatmaps(gen: ImageSource, gen_f: Features, ref_f: Features, encoder: Any, cfg: ComputeConfig) -> tuple:
+    """FD heatmaps of the first ``cfg.heatmap_count`` images of a generated set: (images, maps)."""
+    from dgm_eval.heatmaps import fd_heatmaps
+    from dgm_eval.metrics import feature_statistics
+
+    if gen_f.cached:  # the features skipped unreadable images: drop them from the selection too
+        gen.validate(strict=cfg.strict)
+    count = min(cfg.heatmap_count, len(gen))
+    images = [gen[i] for i in range(count)]
+    ref_stats = ref_f.stats if ref_f.stats is not None else feature_statistics(ref_f.features)
+    maps = fd_heatmaps(encoder, images, list(range(count)), ref_stats, gen_f.features, device=cfg.encoder.device)
+    return images, maps
 
 
 def write_results(

@@ -171,3 +171,19 @@ def test_bad_hub_checkpoints_are_one_line_errors(tmp_path):
         load_encoder("dinov2", weights=str(path))
     with pytest.raises(UserError, match="does not exist"):
         load_encoder("dinov2", weights=str(tmp_path / "missing.pth"))
+
+
+def test_fd_heatmap_reads_the_last_blocks_norm1_patch_tokens(images):
+    from dgm_eval.encoders.dinov2 import DINOv2Encoder
+    from dgm_eval.heatmaps import fd_heatmaps
+    from dgm_eval.metrics import feature_statistics
+
+    encoder = DINOv2Encoder(model_from_hub_state(_hub_state(seed=6)), arch="vitl14", weights_id="random")
+    module, prefix = encoder.heatmap_layer()
+    assert module is encoder.model.encoder.layer[-1].norm1 and prefix == 1  # hub: blocks.{last}.norm1, CLS dropped
+    x = torch.stack([encoder.transform(im) for im in images])
+    with torch.no_grad():
+        feats = encoder(x).double().numpy()
+    ref = feature_statistics(np.random.default_rng(0).normal(size=(40, DIM)))
+    maps = fd_heatmaps(encoder, images[:2], [0, 1], ref, feats, size=32)
+    assert [m.shape for m in maps] == [(32, 32), (32, 32)] and all(m.max() > 0 for m in maps)

@@ -149,6 +149,14 @@ class Encoder(torch.nn.Module):
         """The encoder's computation (``(N, 3, H, W)`` -> ``(N, dim)``); implemented by subclasses."""
         raise NotImplementedError
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int] | None:
+        """The layer FD heatmaps read (Grad-CAM), and its layout: ``(module, prefix_tokens)``.
+
+        ``prefix_tokens >= 0``: the module outputs ``(N, prefix + h*w, C)`` tokens (ViTs; the prefix tokens,
+        e.g. CLS, are dropped); ``-1``: it outputs a ``(N, C, h, w)`` map (conv nets). ``None``: no heatmaps.
+        """
+        return None
+
     def forward_with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(forward(x), logits(x))``; encoders with a head override it to share the trunk's computation."""
         return self.forward(x), self.logits(x)

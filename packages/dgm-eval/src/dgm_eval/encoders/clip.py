@@ -93,6 +93,10 @@ class CLIPEncoder(Encoder):
         self.preprocessing = clip_preprocessing(clean_resize)
         self.freeze()
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last kept block's first LayerNorm, CLS dropped."""
+        return self.model.vision_model.encoder.layers[-1].layer_norm1, 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.model.vision_model(pixel_values=x).pooler_output  # N x hidden: post_layernorm(CLS)
         if self.depth == 1:

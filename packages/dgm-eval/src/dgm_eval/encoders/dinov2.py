@@ -244,6 +244,10 @@ class DINOv2Encoder(Encoder):
     def preprocess_id(self) -> str:
         return super().preprocess_id() + f"|posinterp=hub-scale+{HUB_INTERPOLATE_OFFSET}"
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last block's first LayerNorm (the paper's ``blocks.23.norm1`` for ViT-L/14), CLS dropped."""
+        return self.model.encoder.layer[-1].norm1, 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=x)  # last_hidden_state: N x (1 + 256) x D, after the final LayerNorm
         return out.pooler_output  # N x D (CLS)

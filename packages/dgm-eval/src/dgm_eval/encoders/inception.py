@@ -263,6 +263,10 @@ class InceptionEncoder(Encoder):
         self.weights_id = source
         return self.freeze()
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """Mixed_7c (the last 8x8 block before pool3); Mixed_6e for sinception."""
+        return (self.net.Mixed_6e if self.spatial else self.net.Mixed_7c), -1
+
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
         return 2.0 * x - 1.0  # [0, 1] -> [-1, 1]
 

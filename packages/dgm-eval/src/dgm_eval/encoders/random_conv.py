@@ -72,6 +72,10 @@ class RandomConvEncoder(Encoder):
                 module.weight.copy_(weight)
                 module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.01)
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last convolution (its 4x4 map is average-pooled into the features)."""
+        return self.net[-1], -1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.net(x)  # N x 256 x 4 x 4
         return x.mean(dim=(2, 3))  # N x 256
