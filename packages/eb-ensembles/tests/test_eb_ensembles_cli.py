@@ -145,7 +145,8 @@ def test_demo_fast(tmp_path):
     assert "ensemble_M3" in result.output and "map" in result.output and "E1 (" in result.output
     assert "SMOKE RUN (--fast)" in result.output
     e5 = json.loads((out / "E5" / "metrics.json").read_text())
-    assert set(e5["table"]) == {"single", "ensemble_M3", "map", "mc_dropout", "vi", "laplace", "swag"}
+    assert set(e5["table"]) == {"single", "ensemble_M3", "map", "mc_dropout", "vi", "laplace", "swag", "hmc"}
+    assert 0 <= e5["table"]["map"]["agree_hmc"] <= 1 and e5["table"]["hmc"]["tv_hmc"] == 0.0
     assert (out / "E1" / "e1_functions.png").is_file() and (out / "E5" / "e5_digits_shift.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["E1"]["eb_gap"] == pytest.approx(0.0, abs=1e-9)

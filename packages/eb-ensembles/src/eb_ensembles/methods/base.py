@@ -52,6 +52,8 @@ class MethodConfig:
         hmc_draws: iterations kept per chain (thinned to ``samples`` in total for prediction).
         hmc_leapfrog: leapfrog steps per iteration.
         hmc_target_accept: the acceptance rate step-size adaptation aims at.
+        hmc_init: where chains start: ``"prior"`` (independent network initialisations) or ``"map"`` (one MAP fit
+            per chain, trained with ``train`` and weight decay α/N; shortens warm-up on larger networks).
         device: training device (None: CPU tensors stay on CPU); predictions run where their inputs are.
         train: the :class:`~eb_ensembles.training.config.TrainConfig` (members, epochs, optimiser, seed).
     """
@@ -71,6 +73,7 @@ class MethodConfig:
     hmc_draws: int = 300
     hmc_leapfrog: int = 20
     hmc_target_accept: float = 0.8
+    hmc_init: str = "prior"
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -101,6 +104,8 @@ class MethodConfig:
             )
         if self.hmc_chains < 1 or self.hmc_warmup < 1 or self.hmc_draws < 2 or self.hmc_leapfrog < 1:
             raise InvalidInputError("HMC needs hmc_chains >= 1, hmc_warmup >= 1, hmc_draws >= 2, hmc_leapfrog >= 1")
+        if self.hmc_init not in ("prior", "map"):
+            raise InvalidInputError(f"hmc_init must be 'prior' or 'map', got {self.hmc_init!r}")
         if not 0.0 < self.hmc_target_accept < 1.0:
             raise InvalidInputError(f"hmc_target_accept must be in (0, 1), got {self.hmc_target_accept}")
         self.train.validate()

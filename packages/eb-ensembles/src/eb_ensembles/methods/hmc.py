@@ -4,7 +4,8 @@ Target: ``log p(θ | D) = Σ_i log p(y_i | x_i, θ) − α|θ|²/2 + const`` ove
 Each iteration draws a momentum ``r ~ N(0, I)``, runs ``hmc_leapfrog`` leapfrog steps of size ε_c (one per chain)
 and accepts with probability ``min(1, exp(−ΔH))``. During ``hmc_warmup`` iterations each chain's ε is tuned by
 dual averaging (Hoffman and Gelman, 2014, Alg. 5) towards ``hmc_target_accept``; then ε is fixed at the averaged
-value, jittered by ±10 % per iteration. Chains start from independent network initialisations. The potential and
+value, jittered by ±10 % per iteration. Chains start from independent network initialisations, or from one MAP
+fit each (``hmc_init="map"``). The potential and
 its gradient for all chains come from one ``vmap(functional_call)`` and one backward pass.
 
 Diagnostics (``self.diagnostics`` after ``fit``): acceptance rate per chain after warm-up, the final step sizes,
@@ -26,10 +27,12 @@ from torch.func import functional_call, grad_and_value, vmap
 from eb_ensembles.data import Dataset
 from eb_ensembles.mcmc_diagnostics import effective_sample_size, split_rhat
 from eb_ensembles.methods.base import MethodConfig, network_factory, register_method, require_fitted
+from eb_ensembles.methods.map import map_train_config
 from eb_ensembles.methods.parameters import FlatParams, predictive_from_outputs
 from eb_ensembles.training.likelihood import member_log_likelihood
 from eb_ensembles.training.members import init_member
 from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad
+from eb_ensembles.training.train import train_ensemble
 from sixlab_shared import derive_seed, make_generator, progress
 
 __all__ = ["HMCMethod"]
@@ -59,7 +62,12 @@ class HMCMethod:
         chains = [init_member(factory, derive_seed(t.seed, "hmc"), k).to(dtype) for k in range(c.hmc_chains)]
         module = chains[0]
         self.layout = FlatParams(module)
-        theta = torch.stack([self.layout.flatten(dict(m.named_parameters())).detach() for m in chains])  # C x P
+        if c.hmc_init == "map":
+            train = map_train_config(t, c.prior_precision, int(dataset.x_train.shape[0]), members=c.hmc_chains)
+            fits = train_ensemble(factory, dataset.x_train, dataset.y_train, train, noise_std=self.noise_std)
+            theta = torch.stack([self.layout.flatten(state) for state in fits.states]).to(dtype)
+        else:
+            theta = torch.stack([self.layout.flatten(dict(m.named_parameters())).detach() for m in chains])  # C x P
         x = dataset.x_train.to(dtype)
         y = dataset.y_train.to(dtype) if dataset.task == "regression" else dataset.y_train
         alpha = c.prior_precision
