@@ -89,13 +89,17 @@ def _features(output: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def clip_score(
-    images: list[Any], prompts: list[str], model: str = CLIP_MODEL, batch_size: int = 16, device: str = "cpu"
+    images: list[Any],
+    prompts: list[str],
+    model: str | tuple[Any, Any] = CLIP_MODEL,
+    batch_size: int = 16,
+    device: str = "cpu",
 ) -> list[float]:
     """Per-image CLIP score: cos(image embedding, text embedding) of ``CLIPModel`` (not ×100, as the paper).
 
     Args:
         images: PIL images. prompts: one per image.
-        model: CLIP id or folder (model and processor).
+        model: CLIP id or folder (model and processor), or an already loaded ``(CLIPModel, CLIPProcessor)``.
 
     Returns:
         ``len(images)`` cosines in [−1, 1].
@@ -105,7 +109,7 @@ def clip_score(
     """
     if len(images) != len(prompts):
         raise UserError(f"clip_score needs one prompt per image, got {len(images)} images and {len(prompts)} prompts")
-    clip, processor = _clip(model)
+    clip, processor = _clip(model) if isinstance(model, str) else model
     clip = clip.to(device)
     scores: list[float] = []
     for start in range(0, len(images), batch_size):
@@ -186,17 +190,42 @@ def _real_images(folder: str, n: int) -> list[Any]:
     return images
 
 
-def _quality(images: list[Any], prompts: list[str], reference: list[Any] | None, config: TextEvalConfig) -> dict:
-    device = config.device or "cpu"
-    out: dict[str, float] = {}
-    if config.clip_model:
-        scores = clip_score(images, prompts, config.clip_model, config.batch_size, device)
-        out["clip_score"] = sum(scores) / len(scores)
-    if reference is not None:
-        for encoder in config.fd_encoders:
-            name = FD_NAMES.get(encoder, f"fd_{encoder}")
-            out[name] = frechet_distance_dgm(images, reference, encoder, device, config.batch_size)
-    return out
+class _Scorers:
+    """CLIP and dgm-eval encoders loaded once per evaluation, with each reference set's features cached."""
+
+    def __init__(self, config: TextEvalConfig) -> None:
+        self.config = config
+        self.device = config.device or "cpu"
+        self.clip = _clip(config.clip_model) if config.clip_model else None
+        self.encoders: dict[str, Any] = {}
+        self.reference_features: dict[tuple[str, int], Any] = {}
+        if config.fd_encoders:
+            from dgm_eval.encoders import load_encoder
+
+            self.encoders = {name: load_encoder(name, device=self.device) for name in config.fd_encoders}
+
+    def _features(self, encoder: str, images: list[Any]) -> Any:
+        from dgm_eval.extraction import extract_features
+
+        model = self.encoders[encoder]
+        return extract_features(images, model, batch_size=self.config.batch_size, device=self.device, progress=False)
+
+    def __call__(self, images: list[Any], prompts: list[str], reference: list[Any] | None) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.clip is not None:
+            scores = clip_score(images, prompts, self.clip, self.config.batch_size, self.device)
+            out["clip_score"] = sum(scores) / len(scores)
+        if reference is not None:
+            from dgm_eval.api import compute_metrics
+
+            for encoder in self.encoders:
+                key = (encoder, id(reference))
+                if key not in self.reference_features:
+                    self.reference_features[key] = self._features(encoder, reference)
+                gen = self._features(encoder, images)
+                fd = compute_metrics(self.reference_features[key], gen, metrics=["fd"])["fd"]
+                out[FD_NAMES.get(encoder, f"fd_{encoder}")] = float(fd)
+        return out
 
 
 def evaluate_text(
@@ -287,6 +316,7 @@ def evaluate_text(
         save_checkpoint(ref_path, {"latents": reference, "key": key, "wall_s": teacher_wall})
     with autocast:
         teacher_images = decode_latents(teacher.vae, reference, config.batch_size)
+    scorers = _Scorers(config)
     real = _real_images(config.real_images, len(prompts)) if config.real_images else None
     guided_calls = 2 if first.guidance not in (0.0, 1.0) else 1
     results: dict[str, Any] = {
@@ -295,7 +325,7 @@ def evaluate_text(
             "nfe": first.num_intervals * guided_calls * (2 if first.solver == "heun" else 1),
             "wall_s": teacher_wall,
             "latent_mse": 0.0,
-            **_quality(teacher_images, prompts, real, config),
+            **scorers(teacher_images, prompts, real),
         },
         "students": {},
     }
@@ -323,7 +353,7 @@ def evaluate_text(
                 "latent_mse": ode_error(latents.cpu(), reference),
                 "nfe": k,
                 "wall_s": wall,
-                **_quality(images, prompts, teacher_images, config),
+                **scorers(images, prompts, teacher_images),
             }
         results["students"][name] = per_k
         run.log_metrics(student=name, **{f"K{k}/{m}": v for k, r in per_k.items() for m, v in r.items()})
