@@ -205,6 +205,9 @@ def test_paper_preset_and_refusals(tiny_sd_dir, captioned_dir, tmp_path):
         DistillConfig(preset="nope")
     with pytest.raises(UserError, match="--data is required"):
         distill(_config(tiny_sd_dir, ""), tmp_path / "a")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="fp16 needs a CUDA"):
+            distill(_config(tiny_sd_dir, captioned_dir, mixed_precision="fp16"), tmp_path / "c")
     with pytest.raises(UserError, match="bitsandbytes"):
         distill(_config(tiny_sd_dir, captioned_dir, optimizer="adamw8bit"), tmp_path / "b")
-    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()

@@ -344,6 +344,8 @@ def distill(config: DistillConfig, out: str | Path, *, resume: bool = False, ove
     targets = config.lora_targets or list(PAPER_LORA_TARGETS if text else DEFAULT_LORA_TARGETS)
     config = DistillConfig(**{**asdict(config), "teacher": teacher_source, "lora_targets": targets})
     device_check = get_device(config.device)  # one line for an unavailable device, before any weights load
+    if config.mixed_precision == "fp16" and device_check.type != "cuda":
+        raise UserError("--mixed-precision fp16 needs a CUDA device; use bf16 (or no) on the CPU")
     setup = _Setup(config, text)
     created = not Path(out).exists()
     run = RunDir(out, resume=resume, overwrite=overwrite)
