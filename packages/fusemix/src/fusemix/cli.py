@@ -9,12 +9,19 @@ from pathlib import Path
 import typer
 
 from fusemix import __version__
-from sixlab_shared import (
-    UserError,
-    config_option_callback,
-    exit_on_user_error,
-    is_main_process,
-    setup_logging,
+from fusemix.train import TrainConfig
+from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
+from sixlab_shared.cli import (
+    config_option,
+    config_options,
+    device_option,
+    fast_option,
+    out_option,
+    overwrite_option,
+    resume_option,
+    seed_option,
+    threads_option,
+    verbose_option,
 )
 
 logger = logging.getLogger(__name__)
@@ -25,13 +32,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-_CONFIG = typer.Option(
-    None, "--config", is_eager=True, callback=config_option_callback, help="TOML file setting any option."
-)
-_VERBOSE = typer.Option(0, "-v", "--verbose", count=True, help="-v info, -vv debug logging on stderr.")
-_DEVICE = typer.Option(None, "--device", help="cpu, cuda or mps (default: best available).")
-_THREADS = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice).")
 
 
 def _version_callback(value: bool) -> None:
@@ -49,12 +49,8 @@ def _root(
     """fusemix command-line tool."""
 
 
-def _setup(verbose: int, threads: int | None) -> None:
-    setup_logging(verbose)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+def _setup(verbose: int) -> None:
+    setup_logging(verbose)  # --threads is applied by the shared option while parsing
 
 
 def _recall_table(metrics: dict[str, float]) -> str:
@@ -83,11 +79,11 @@ def cache(
     split: list[str] = typer.Option([], "--split", help="Split(s) to extract (repeat; default: all)."),
     shard_size: int = typer.Option(4096, "--shard-size", help="Inputs per resumable shard."),
     strict: bool = typer.Option(False, "--strict", help="Fail on an unreadable item instead of skipping it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a cache made from other content."),
-    device: str = _DEVICE,
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild a cache made from other content or weights."),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Extract frozen-encoder latents of a paired dataset into the safetensors cache (streaming, resumable).
 
@@ -97,7 +93,7 @@ def cache(
     from fusemix.data.manifest import read_manifest
     from fusemix.encoders import resolve_encoder
 
-    _setup(verbose, threads)
+    _setup(verbose)
     if modality not in (None, "image", "audio"):
         raise UserError(f"--modality must be image or audio, got {modality!r}")
     if shard_size < 1:
@@ -123,62 +119,24 @@ def cache(
 
 @app.command("train")
 @exit_on_user_error
+@config_options(TrainConfig, into="train_config", exclude=("device",))
 def train_command(
-    cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
-    dataset: str = typer.Option(..., "--dataset", help="Dataset name used when caching."),
-    out: Path = typer.Option(..., "--out", help="Run directory."),
-    item_encoder: str = typer.Option(
-        None, "--item-encoder", help="Item encoder the latents came from (default: the one cached for the split)."
-    ),
-    text_encoder: str = typer.Option(
-        None, "--text-encoder", help="Text encoder the latents came from (default: the one cached for the split)."
-    ),
-    train_split: str = typer.Option("train", "--train-split", help="Split to train on."),
-    val_split: str = typer.Option("val", "--val-split", help="Split for model selection ('' for none)."),
-    preset: str = typer.Option("paper", "--preset", help="Adapter preset: paper, base or cpu."),
-    depth: int = typer.Option(None, "--depth", help="Residual blocks per adapter (overrides the preset)."),
-    expansion: int = typer.Option(None, "--expansion", help="Hidden expansion (overrides the preset)."),
-    dropout: float = typer.Option(None, "--dropout", help="Dropout (overrides the preset)."),
-    out_dim: int = typer.Option(None, "--out-dim", help="Shared dimension (overrides the preset)."),
-    batch_size: int = typer.Option(20480, "--batch-size", help="Contrastive batch B (mixup loads 2B)."),
-    no_mixup: bool = typer.Option(False, "--no-mixup", help="Ablation: no mixup, same contrastive batch."),
-    align_to_text: bool = typer.Option(
-        False, "--align-to-text", help="Identity text side: map items into the text encoder's space (for generate)."
-    ),
-    alpha: float = typer.Option(1.0, "--alpha", help="Beta(alpha, alpha) of lambda."),
-    alpha_final: float = typer.Option(1.0, "--alpha-final", help="Final alpha of a schedule."),
-    alpha_schedule: str = typer.Option("constant", "--alpha-schedule", help="constant, cosine or exp."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate."),
-    min_lr: float = typer.Option(1e-6, "--min-lr", help="Final learning rate."),
-    warmup_steps: int = typer.Option(100, "--warmup-steps", help="Linear warm-up steps."),
-    weight_decay: float = typer.Option(0.1, "--weight-decay", help="AdamW decay of weight matrices."),
-    epochs: int = typer.Option(500, "--epochs", help="Epochs (cosine over epochs)."),
-    steps: int = typer.Option(None, "--steps", help="Total steps instead of epochs (cosine over steps)."),
-    eval_every: int = typer.Option(None, "--eval-every", help="Validation interval in steps (default: each epoch)."),
-    train_items: int = typer.Option(None, "--train-items", help="Train on a subset of this many items."),
-    subsample: str = typer.Option(
-        "uniform", "--subsample", help="How --train-items are chosen: uniform, kdpp-item or kdpp-text."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of data order, lambda, dropout and initialisation."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh in a folder holding a run."),
-    device: str = _DEVICE,
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    *,
+    train_config: TrainConfig,
+    out: Path = out_option(),
+    resume: bool = resume_option(),
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
-    """Train FuseMix adapters on cached latents (no encoder is loaded)."""
-    from fusemix.train import TrainConfig, train
+    """Train FuseMix adapters on cached latents (no encoder is loaded). Every option is a field of TrainConfig."""
+    from fusemix.train import train
 
-    _setup(verbose, threads)
-    train_config = TrainConfig(
-        cache_dir=str(cache_dir), dataset=dataset, item_encoder=item_encoder, text_encoder=text_encoder,
-        train_split=train_split, val_split=val_split or None, preset=preset, depth=depth, expansion=expansion,
-        dropout=dropout, out_dim=out_dim, batch_size=batch_size, mixup=not no_mixup, alpha=alpha,
-        alpha_final=alpha_final, alpha_schedule=alpha_schedule, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
-        weight_decay=weight_decay, epochs=epochs, steps=steps, eval_every=eval_every, train_items=train_items,
-        subsample=subsample, align_to_text=align_to_text, seed=seed, device=device,
-    )  # fmt: skip
+    _setup(verbose)
+    # --val-split '' trains without validation; the device is the shared, validated option
+    train_config = dataclasses.replace(train_config, val_split=train_config.val_split or None, device=device)
     train_config.validate()  # before anything is written
     result = train(train_config, out, resume=resume, overwrite=overwrite)
     if not is_main_process():  # under accelerate/torchrun only the main process reports
@@ -197,19 +155,19 @@ def evaluate(
     cache_dir: Path = typer.Option(..., "--cache-dir", help="Root folder of the latent cache."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     dataset: str = typer.Option(None, "--dataset", help="Dataset (default: the one trained on)."),
-    out: Path = typer.Option(None, "--out", help="Folder for metrics JSON (optional)."),
+    out: Path | None = out_option(None, help="Folder for the metrics (config.json, summary.json); optional."),
     chunk_size: int = typer.Option(256, "--chunk-size", help="Similarity rows per chunk (bounds memory)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace results already in --out."),
-    device: str = _DEVICE,
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Recall@1/5/10 both ways with several captions per item, chance levels beside."""
     from fusemix.evaluate import evaluate_checkpoint
     from sixlab_shared import get_device
 
-    _setup(verbose, threads)
+    _setup(verbose)
     metrics = evaluate_checkpoint(
         checkpoint, cache_dir, split, dataset=dataset, device=get_device(device), chunk_size=chunk_size, out=out,
         overwrite=overwrite,
@@ -228,15 +186,16 @@ def retrieve(
     item_file: Path = typer.Option(None, "--item-file", help="An image or audio file to find captions for."),
     k: int = typer.Option(5, "-k", help="Number of results."),
     dataset: str = typer.Option(None, "--dataset", help="Gallery dataset (default: the one trained on)."),
-    device: str = _DEVICE,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Query the trained space: a caption against cached items, or an item against cached captions."""
     from fusemix.query import retrieve as run_retrieve
     from sixlab_shared import get_device
 
-    _setup(verbose, None)
+    _setup(verbose)
     hits = run_retrieve(
         checkpoint,
         cache_dir,
@@ -255,24 +214,24 @@ def retrieve(
 @app.command()
 @exit_on_user_error
 def demo(
-    out: Path = typer.Option(Path("runs/fusemix-demo"), "--out", help="Run directory."),
-    fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
+    out: Path = out_option(Path("runs/fusemix-demo")),
+    fast: bool = fast_option(),
     demo_modality: str = typer.Option(
         "image", "--modality", help="image (rendered shapes) or audio (synthesized sounds)."
     ),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
     steps: int = typer.Option(None, "--steps", help="Training steps per run (default 400)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous demo in --out."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Synthetic shapes or sounds -> cached latents (frozen conv net or log-mel pooling, MiniLM) -> FuseMix vs
     no-mixup at two data sizes over seeds."""
     from fusemix.demo import DemoConfig, format_demo_table, run_demo
 
-    _setup(verbose, threads)
+    _setup(verbose)
     if demo_modality not in ("image", "audio"):
         raise UserError(f"--modality must be image or audio, got {demo_modality!r}")
     demo_config = DemoConfig.fast(demo_modality) if fast else DemoConfig(modality=demo_modality)
@@ -293,8 +252,8 @@ def demo(
 @app.command()
 @exit_on_user_error
 def curve(
-    out: Path = typer.Option(Path("runs/fusemix-curve"), "--out", help="Run directory."),
-    fast: bool = typer.Option(False, "--fast", help="Seconds-long variant (tiny sizes, hashed-text encoder)."),
+    out: Path = out_option(Path("runs/fusemix-curve")),
+    fast: bool = fast_option(),
     curve_modality: str = typer.Option("image", "--modality", help="image (shapes) or audio (sounds)."),
     sizes: list[int] = typer.Option([], "--size", help="Training items per point (repeat; default 50 100 200 400)."),
     subsample: list[str] = typer.Option(
@@ -302,18 +261,18 @@ def curve(
     ),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per point (default 3)."),
     steps: int = typer.Option(None, "--steps", help="Training steps per run (default 200)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a previous curve in --out."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or mps."),
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Data-efficiency curve: test recall vs training pairs, FuseMix vs no-mixup, uniform vs k-DPP subsets
     (summary.json + curve.png)."""
     from fusemix.demo import DemoConfig, format_demo_table, run_curve
     from fusemix.subsample import STRATEGIES
 
-    _setup(verbose, threads)
+    _setup(verbose)
     if curve_modality not in ("image", "audio"):
         raise UserError(f"--modality must be image or audio, got {curve_modality!r}")
     for name in subsample:
@@ -346,21 +305,21 @@ def generate(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Trained with --align-to-text on diffusers: latents."),
     audio: Path = typer.Option(..., "--audio", help="The clip to turn into an image."),
     pipeline: str = typer.Option(..., "--pipeline", help="The frozen diffusers pipeline (folder or hub id)."),
-    out: Path = typer.Option(..., "--out", help="Image file to write (.png)."),
+    out: Path = out_option(help="Image file to write (.png)."),
     steps: int = typer.Option(30, "--steps", help="Denoising steps."),
     guidance_scale: float = typer.Option(7.5, "--guidance-scale", help="Classifier-free guidance scale."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial noise."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    device: str = _DEVICE,
-    threads: int = _THREADS,
-    config: str = _CONFIG,
-    verbose: int = _VERBOSE,
+    seed: int = seed_option(),
+    overwrite: bool = overwrite_option(),
+    device: str | None = device_option(),
+    threads: int | None = threads_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
 ) -> None:
     """Audio -> image with a frozen text-to-image pipeline and an audio adapter aligned to its text space."""
     from fusemix.generate import GenerateConfig, generate_from_audio
     from sixlab_shared import atomic_write_with, get_device
 
-    _setup(verbose, threads)
+    _setup(verbose)
     if out.is_dir():
         raise UserError(f"--out {str(out)!r} is a folder; give an image file name such as image.png")
     if out.exists() and not overwrite:
@@ -377,7 +336,7 @@ def generate(
 @app.command()
 @exit_on_user_error
 def encoders(
-    verbose: int = _VERBOSE,
+    verbose: int = verbose_option(),
 ) -> None:
     """List the registered encoders (any Hugging Face model also works as hf:<id>@<pooling>)."""
     from fusemix.encoders import registered_encoders
