@@ -56,7 +56,9 @@ def as_features(x: Any, name: str, *, device: str | torch.device | None = None, 
         raise FeatureError(f"{name}: features have no columns (shape {tuple(t.shape)})")
     if t.shape[0] < min_rows:
         raise FeatureError(f"{name}: needs at least {min_rows} samples, got {t.shape[0]}")
-    if not bool(torch.isfinite(t).all()):
+    # one reduction first (a sum is NaN/inf when any entry is, and costs no N×D boolean temporary); the full
+    # element-wise check only runs when the sum is not finite (bad entries, or a sum overflowing float64)
+    if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).any(dim=1).sum())
         raise FeatureError(f"{name}: {bad} of {t.shape[0]} feature rows hold NaN or inf; fix or drop them")
     return t
