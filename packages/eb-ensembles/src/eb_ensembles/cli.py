@@ -22,7 +22,7 @@ from eb_ensembles.experiments import EXPERIMENTS, check_experiment_options, run_
 from eb_ensembles.methods import MethodConfig
 from eb_ensembles.runs import RunConfig, evaluate_run, train_run
 from eb_ensembles.training.config import TrainConfig
-from sixlab_shared import RunDir, exit_on_user_error, setup_logging
+from sixlab_shared import RunDir, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
     config_option,
     config_options,
@@ -140,6 +140,8 @@ def train(
     method = dataclasses.replace(method, train=train_config, device=device)
     run_config = dataclasses.replace(run_config, method=method)
     summary = train_run(run_config, out, resume=resume, overwrite=overwrite, device=device)
+    if not is_main_process():  # a sharded job's other processes print nothing
+        return
     rows = {
         f"member {r['index']}": {"status": r["status"], "epochs": r["epochs"], "train_nll": r["train_nll"]}
         for r in summary["members"]

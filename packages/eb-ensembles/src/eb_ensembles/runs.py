@@ -20,7 +20,7 @@ from eb_ensembles.ensemble import DeepEnsemble
 from eb_ensembles.evaluation import evaluate_classification, evaluate_regression
 from eb_ensembles.methods.base import MethodConfig, method_config_dict, network_factory
 from eb_ensembles.training.train import train_ensemble
-from sixlab_shared import RunDir, atomic_write_json
+from sixlab_shared import RunDir, atomic_write_json, is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,11 @@ def train_run(
     config.validate()
     data = _dataset(config)  # validates holdout classes before anything is written
     factory = network_factory(data, config.method)
+    barrier = _shard_barrier(config, device)
+    if not is_main_process():  # a sharded job's other processes: wait for the main one to set the folder up
+        barrier()
+        run = RunDir(out, resume=True)
+        return _train_into(run, config, data, factory, resume, device, on_epoch_end)
     run = RunDir(out, resume=resume, overwrite=overwrite, flags=("--resume", "--overwrite"))
     if resume:
         previous = run.read_config()
@@ -115,6 +120,21 @@ def train_run(
             )
     else:
         run.write_config(config.to_dict(), seed=config.method.train.seed, device=device, packages=("eb-ensembles",))
+    barrier()
+    return _train_into(run, config, data, factory, resume, device, on_epoch_end)
+
+
+def _shard_barrier(config: RunConfig, device: str | None):
+    """accelerate's ``wait_for_everyone`` when the members are sharded over processes, else a no-op."""
+    if not config.method.train.shard:
+        return lambda: None
+    from accelerate import PartialState
+
+    return PartialState(cpu=device in (None, "cpu")).wait_for_everyone
+
+
+def _train_into(run: RunDir, config: RunConfig, data: Dataset, factory, resume: bool, device, on_epoch_end):
+    """Train (this process's share of) the members into ``run`` and write the summary (the main process only)."""
     noise_std = config.method.noise_std if data.task == "regression" else None
     ensemble = train_ensemble(
         factory,

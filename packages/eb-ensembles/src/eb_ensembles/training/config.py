@@ -33,6 +33,10 @@ class TrainConfig:
         seed: run seed (≥ 0); member streams are derived from it.
         checkpoint_every: save the work in progress every this many epochs (when a checkpoint folder is given).
         dtype: ``"float32"`` or ``"float64"``.
+        shard: split the members across the processes of an ``accelerate launch`` / ``torchrun`` job (member m
+            goes to process ``m mod P``); each process trains its members and saves their checkpoints, then every
+            process gathers all members from the checkpoint folder. Needs a checkpoint folder; a single process
+            trains everything.
 
     Example:
         >>> TrainConfig(members=3, epochs=2).members
@@ -52,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 5
     dtype: str = "float32"
+    shard: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

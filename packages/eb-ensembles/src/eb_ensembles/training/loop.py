@@ -31,13 +31,14 @@ def train_loop(
     resume: bool = False,
     device: torch.device,
     on_epoch_end: Callable[[list[int], int], None] | None = None,
+    partial_suffix: str = "",
 ) -> Trained:
     """Train members ``todo`` one after another; return ``{m: (state on CPU, report)}``.
 
     The work in progress is saved to ``folder/partial_loop.safetensors`` every ``config.checkpoint_every`` epochs
     and each finished member to ``folder/members/``; with ``resume`` the partial member continues where it stopped.
     """
-    partial = folder / "partial_loop.safetensors" if folder is not None else None
+    partial = folder / f"partial_loop{partial_suffix}.safetensors" if folder is not None else None
     steps = -(-data.n // config.batch_size)
     trained: Trained = {}
     for m in todo:

@@ -82,6 +82,18 @@ def probe_model(module: nn.Module, x: torch.Tensor, task: str, *, noise_std: flo
     return int(out.shape[1])
 
 
+def _shards(config: TrainConfig, folder: Path | None, device: torch.device):
+    """``(rank, world, barrier)`` of this process: ``(0, 1, no-op)`` unless ``config.shard`` in a multi-process job."""
+    if not config.shard:
+        return 0, 1, lambda: None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device.type == "cpu")
+    if state.num_processes > 1 and folder is None:
+        raise InvalidInputError("sharded training needs a checkpoint folder (members are gathered from it)")
+    return state.process_index, state.num_processes, state.wait_for_everyone
+
+
 def train_ensemble(
     factory: Callable[[], nn.Module],
     x: torch.Tensor,
@@ -150,12 +162,21 @@ def train_ensemble(
         if trained:
             logger.info("resume: %d finished member(s) loaded from %s", len(trained), folder)
     todo = [m for m in range(config.members) if m not in trained]
-    if todo:
+    rank, world, barrier = _shards(config, folder, device)
+    mine = [m for m in todo if m % world == rank]
+    if mine:
         kwargs = {"folder": folder, "resume": resume, "device": device, "on_epoch_end": on_epoch_end}
+        kwargs["partial_suffix"] = f"_rank{rank}" if world > 1 else ""
         if config.vectorise:
-            trained.update(train_vectorised(factory, data, config, todo, generic=generic, **kwargs))
+            trained.update(train_vectorised(factory, data, config, mine, generic=generic, **kwargs))
         else:
-            trained.update(train_loop(factory, data, config, todo, **kwargs))
+            trained.update(train_loop(factory, data, config, mine, **kwargs))
+    if world > 1:  # gather: every process reads the members the others saved
+        barrier()
+        for m in todo:
+            if m not in trained:
+                ckpt = load_checkpoint(member_path(folder, m), device="cpu")
+                trained[m] = (ckpt["state"], MemberReport(**ckpt["report"]))
     for _, report in trained.values():
         if report.status != "ok":
             logger.warning("member %d failed: %s", report.index, report.message)

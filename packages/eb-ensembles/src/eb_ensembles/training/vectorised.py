@@ -42,6 +42,7 @@ def train_vectorised(
     resume: bool = False,
     device: torch.device,
     on_epoch_end: Callable[[list[int], int], None] | None = None,
+    partial_suffix: str = "",
     generic: bool = False,
 ) -> Trained:
     """Train members ``todo`` together; return ``{m: (state on CPU, report)}``.
@@ -50,7 +51,7 @@ def train_vectorised(
     ``generic=True`` forces the ``torch.func.vmap`` path even for plain MLPs (for benchmarks and tests).
     The work in progress goes to ``folder/partial_vmap.safetensors`` every ``config.checkpoint_every`` epochs.
     """
-    partial = folder / "partial_vmap.safetensors" if folder is not None else None
+    partial = folder / f"partial_vmap{partial_suffix}.safetensors" if folder is not None else None
     models = [init_member(factory, config.seed, m).to(device=device, dtype=config.torch_dtype).train() for m in todo]
     stacked, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
