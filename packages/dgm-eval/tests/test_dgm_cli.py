@@ -351,3 +351,28 @@ def test_gen_train_path_is_a_bootstrap_of_the_training_set(image_sets):
 
     source = ImageSource.from_folder(d / "ref").cap(None, seed=2, replace=True)  # the first GEN: seed + 2
     assert len(source) == 40 and len(set(source.indices.tolist())) < 40  # drawn with replacement
+
+
+def test_wrong_kind_files_are_one_line_errors(image_sets, tmp_path):
+    import os
+
+    d = image_sets["dir"]
+    (tmp_path / "random.npz").write_bytes(os.urandom(600))
+    np.savez(tmp_path / "pickled.npz", features=np.array([{"x": 1}], dtype=object))
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "bad.pth").write_bytes(os.urandom(300))
+    (tmp_path / "folder.npz").mkdir()
+    cases = [
+        (["compute", tmp_path / "random.npz", d / "gen"], "is not a valid .npz archive (not a zip file)"),
+        (["compute", d / "ref", tmp_path / "pickled.npz"], "holds Python objects (pickled)"),
+        (["compute", d / "ref", tmp_path / "notes.txt"], "is neither a folder nor an .npz file"),
+        (["stats", tmp_path / "random.npz", "--out", tmp_path / "s.npz"], "is not a valid .npz archive"),
+        (["features", d / "ref", "--out", tmp_path / "folder.npz"], "is a folder"),
+        (["compute", d / "ref", d / "gen", "--encoder", "dinov2", "--weights", tmp_path / "bad.pth"],
+         "not a PyTorch state-dict file"),
+    ]  # fmt: skip
+    for args, message in cases:
+        extra = ["--out", tmp_path / "o"] if args[0] == "compute" else []
+        encoder = [] if "--encoder" in args else ["--encoder", "random"]
+        _assert_user_error(_run(*args, *encoder, "--device", "cpu", *extra), message)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.npz").exists()

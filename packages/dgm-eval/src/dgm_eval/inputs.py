@@ -159,6 +159,7 @@ class ImageSource:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"input file {str(path)!r} does not exist")
+        _require_zip(path)
         try:
             mapped = _npz_memmap(path, "arr_0")
             with np.load(path, allow_pickle=False) as data:
@@ -170,8 +171,8 @@ class ImageSource:
                     array = np.asarray(data["arr_0"])
                 else:
                     array = mapped
-        except (zipfile.BadZipFile, ValueError, OSError) as err:
-            raise InputError(f"{str(path)!r} is not a readable .npz file ({err})") from err
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+            raise _npz_error(path, err) from err
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[-1] not in (1, 3):
             raise InputError(
                 f"{str(path)!r}: 'arr_0' must be uint8 images of shape (N, H, W, 3), got {array.dtype} {array.shape}"
@@ -347,16 +348,32 @@ def read_features_npz(path: Path) -> SavedFeatures:
     Raises:
         InputError: not a 2-D numeric ``features`` array, or NaN/inf in it.
     """
-    with np.load(path, allow_pickle=False) as data:
-        feats = np.asarray(data["features"])
-        labels = np.asarray(data["labels"]) if "labels" in data.files else None
-        logits = np.asarray(data["logits"]) if "logits" in data.files else None
-        encoder = str(data["encoder"]) if "encoder" in data.files else None
+    _require_zip(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            feats = np.asarray(data["features"])
+            labels = np.asarray(data["labels"]) if "labels" in data.files else None
+            logits = np.asarray(data["logits"]) if "logits" in data.files else None
+            encoder = str(data["encoder"]) if "encoder" in data.files else None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise _npz_error(path, err) from err
     if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.number) or feats.shape[0] == 0:
         raise InputError(f"{str(path)!r}: 'features' must be a non-empty (N, D) numeric array, got {feats.shape}")
     if not np.isfinite(feats).all():
         raise InputError(f"{str(path)!r}: features hold NaN or inf; re-extract them")
     return SavedFeatures(str(path), feats.astype(np.float64, copy=False), labels, logits, encoder)
+
+
+def _npz_error(path: Path, err: BaseException) -> InputError:
+    """One line for an ``.npz`` numpy cannot read: pickled objects, or not an archive at all."""
+    if "pickle" in str(err).lower():
+        return InputError(f"{str(path)!r} holds Python objects (pickled), which are never loaded; save numeric arrays")
+    return InputError(f"{str(path)!r} is not a valid .npz archive ({str(err).splitlines()[0] if str(err) else err})")
+
+
+def _require_zip(path: Path) -> None:
+    if not zipfile.is_zipfile(path):  # np.load would try to unpickle it and talk about pickles
+        raise InputError(f"{str(path)!r} is not a valid .npz archive (not a zip file)")
 
 
 def open_input(path: str | os.PathLike[str], *, recursive: bool = False) -> ImageSource | SavedFeatures | SavedStats:
@@ -375,11 +392,12 @@ def open_input(path: str | os.PathLike[str], *, recursive: bool = False) -> Imag
         raise InputError(f"input {str(p)!r} does not exist; pass an image folder or an .npz file")
     if p.suffix.lower() != ".npz":
         raise InputError(f"input {str(p)!r} is neither a folder nor an .npz file")
+    _require_zip(p)
     try:
         with np.load(p, allow_pickle=False) as data:
             keys = set(data.files)
     except (zipfile.BadZipFile, ValueError, OSError) as err:
-        raise InputError(f"{str(p)!r} is not a readable .npz file ({err})") from err
+        raise _npz_error(p, err) from err
     if "features" in keys:
         return read_features_npz(p)
     if {"mu", "sigma"} <= keys:

@@ -173,7 +173,10 @@ def _torch_load(encoder: str, path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise UserError(f"cannot read weights file {str(path)!r} for encoder {encoder!r}: {_first_line(err)}") from err
+        raise UserError(
+            f"cannot read weights file {str(path)!r} for encoder {encoder!r}: not a PyTorch state-dict file "
+            f"({_first_line(err)[:120]})"
+        ) from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

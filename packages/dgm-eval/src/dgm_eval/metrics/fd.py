@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ class GaussianStats:
             FeatureError: the file lacks ``mu``/``sigma`` or their shapes disagree.
         """
         path = Path(path)
+        if not zipfile.is_zipfile(path):
+            raise FeatureError(f"{str(path)!r} is not a valid .npz archive (not a zip file)")
         with np.load(path, allow_pickle=False) as data:
             if "mu" not in data or "sigma" not in data:
                 raise FeatureError(

@@ -172,8 +172,7 @@ def kth_nearest_blocked(
             if symmetric and j0 != i0:
                 bj = j0 // block_size
                 kr = min(kk, i1 - i0)
-                # a contiguous copy of the transpose: topk along rows of it is ~1.6x faster than on the strided view
-                v, pos = torch.topk(d2.T.contiguous(), kr, dim=1, largest=False, sorted=False)
+                v, pos = torch.topk(d2.T, kr, dim=1, largest=False, sorted=False)
                 width = min(kk, best_v[bj].shape[1] + kr)
                 best_v[bj], best_i[bj] = _merge_topk(best_v[bj], best_i[bj], v, pos + i0, width)
                 row_margin[j0:j1].clamp_(min=margin)
