@@ -226,3 +226,40 @@ def test_write_wav_round_trip(tmp_path) -> None:
     write_wav(tmp_path / "x.wav", signal, 16000)
     back = load_waveform(Path(tmp_path / "x.wav"))
     torch.testing.assert_close(back.samples[0], signal, atol=1 / 32767, rtol=0)
+
+
+def test_manifests_from_clotho_and_audiocaps_caption_files(tmp_path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    tone = torch.sin(torch.arange(8000) * 0.05) * 0.3
+    for name in ("a b.wav", "c.wav", "yt1.wav", "yt2.wav"):
+        write_wav(clips / name, tone, 16000)
+    clotho = tmp_path / "clotho_captions_evaluation.csv"
+    clotho.write_text(
+        "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
+        '"a b.wav",Birds sing.,"A bird, then wind.",Chirping,Song of birds,Birds outside\n'
+        "c.wav,Rain falls.,Rain on a roof,Water drips,Heavy rain,Rain\n"
+    )
+    out = tmp_path / "m.csv"
+    result = runner.invoke(app, ["manifest", "--format", "clotho", "--captions", str(clotho), "--audio-dir",
+                                 str(clips), "--split", "test", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    test = read_manifest(out).split("test")
+    assert test.item_ids == ["a b.wav", "c.wav"] and test.txt2item == [0] * 5 + [1] * 5
+    assert test.captions[1] == "A bird, then wind."
+    audiocaps = tmp_path / "train.csv"
+    audiocaps.write_text(
+        "audiocap_id,youtube_id,start_time,caption\n"
+        "11,yt1,30,A dog barks\n12,yt2,0,A car passes\n13,yt3,10,Gone from YouTube\n14,yt1,30,Barking dog\n"
+    )
+    args = ["manifest", "--format", "audiocaps", "--captions", str(audiocaps), "--audio-dir", str(clips),
+            "--split", "train", "--out", str(out), "--append"]  # fmt: skip
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 2 and "yt3.wav" in missing.stderr and "--skip-missing" in missing.stderr
+    result = runner.invoke(app, [*args, "--skip-missing"])
+    assert result.exit_code == 0 and "2 clips, 3 captions, 1 clip(s) missing" in result.stdout, result.output
+    train = read_manifest(out).split("train")
+    assert train.item_ids == ["yt1_30", "yt2_0"] and train.txt2item == [0, 1, 0]
+    assert read_manifest(out).split("test").captions == test.captions  # the appended file kept the other split
+    again = runner.invoke(app, [*args, "--skip-missing"])
+    assert again.exit_code == 2 and "already has a split 'train'" in again.stderr

@@ -228,3 +228,17 @@ def test_two_process_training_under_torchrun(shapes_cache, tmp_path) -> None:
     assert result.stdout.count("trained 4 steps") == 1
     state = load_checkpoint(out / "checkpoints" / "last.safetensors")
     assert state["step"] == 4
+
+
+def test_gpu_check_cpu_tiny_path() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("fusemix_gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.run("cpu", tiny=True)
+    assert result["passed"] and result["agreement"]["max_abs_diff_loss"] == 0.0
+    assert result["train"]["steps_per_s"] > 0 and result["peak_memory_mib"] is None
+    json.dumps(result)  # JSON-able for tools/gpu_check.py

@@ -335,6 +335,63 @@ def generate(
 
 @app.command()
 @exit_on_user_error
+def manifest(
+    source: str = typer.Option(..., "--format", help="clotho or audiocaps: the caption file's layout."),
+    captions: Path = typer.Option(..., "--captions", help="The dataset's captions CSV for one split."),
+    audio_dir: Path = typer.Option(..., "--audio-dir", help="Folder holding that split's clips."),
+    split: str = typer.Option(..., "--split", help="Split name written into the manifest (train, val, test)."),
+    out: Path = out_option(help="Manifest CSV to write (or extend with --append)."),
+    pattern: str = typer.Option(
+        "{youtube_id}.wav", "--pattern", help="AudioCaps clip file name from {youtube_id}, {start_time}."
+    ),
+    skip_missing: bool = typer.Option(False, "--skip-missing", help="Drop clips whose file is missing (counted)."),
+    append: bool = typer.Option(False, "--append", help="Add the rows to an existing --out manifest."),
+    overwrite: bool = overwrite_option(),
+    config_file: str | None = config_option(),
+    verbose: int = verbose_option(),
+) -> None:
+    """Write a manifest from AudioCaps or Clotho caption files for clips you already have."""
+    from fusemix.data.audio_datasets import audiocaps_rows, clotho_rows
+    from fusemix.data.manifest import read_manifest, write_manifest
+
+    _setup(verbose)
+    if source not in ("clotho", "audiocaps"):
+        raise UserError(f"--format must be clotho or audiocaps, got {source!r}")
+    if out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a folder; give a .csv file name")
+    if out.exists() and not (append or overwrite):
+        raise UserError(f"--out {str(out)!r} exists; pass --append to add this split or --overwrite to replace it")
+    if append and not out.is_file():
+        raise UserError(f"--append given but {str(out)!r} does not exist")
+    if source == "clotho":
+        rows, missing = clotho_rows(captions, audio_dir, split, skip_missing=skip_missing)
+    else:
+        rows, missing = audiocaps_rows(captions, audio_dir, split, pattern=pattern, skip_missing=skip_missing)
+    if not rows:
+        raise UserError(f"no clip of {str(captions)!r} was found under {str(audio_dir)!r}; check --audio-dir")
+    existing = []
+    if append:
+        old = read_manifest(out, check_files=False)
+        if split in old.splits:
+            raise UserError(f"{str(out)!r} already has a split {split!r}")
+        for name, part in old.splits.items():
+            existing += [{"item_id": part.item_ids[i], "item_path": str(part.item_paths[i]), "caption": c,
+                          "split": name} for c, i in zip(part.captions, part.txt2item, strict=True)]  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = out.with_name(out.name + ".new")
+    write_manifest(staged, existing + rows)
+    try:
+        read_manifest(staged)  # every rule of the manifest (empty captions, one path per item) before replacing
+    except UserError:
+        staged.unlink()
+        raise
+    staged.replace(out)
+    clips = len({r["item_id"] for r in rows})
+    typer.echo(f"{split}: {clips} clips, {len(rows)} captions, {len(missing)} clip(s) missing -> {out}")
+
+
+@app.command()
+@exit_on_user_error
 def encoders(
     verbose: int = verbose_option(),
 ) -> None:
