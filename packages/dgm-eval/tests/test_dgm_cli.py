@@ -376,3 +376,18 @@ def test_wrong_kind_files_are_one_line_errors(image_sets, tmp_path):
         encoder = [] if "--encoder" in args else ["--encoder", "random"]
         _assert_user_error(_run(*args, *encoder, "--device", "cpu", *extra), message)
     assert not (tmp_path / "o").exists() and not (tmp_path / "s.npz").exists()
+
+
+def test_sample_counts_are_checked_again_after_unreadable_images_are_dropped(image_sets):
+    d = image_sets["dir"]
+    small = d / "small"
+    small.mkdir()
+    for i, path in enumerate(sorted((d / "gen").iterdir())[:5]):
+        (small / f"{i}.png").write_bytes(path.read_bytes() if i < 3 else b"not a png")  # 3 readable of 5
+    args = [d / "ref", small, "--metrics", "prdc", *FAST, "--out", d / "out"]  # nearest_k 3: needs 4 samples
+    result = _run("compute", *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert "skipped 2 unreadable image(s)" in lines[0]  # the warning, then the one-line error
+    assert lines[-1].startswith("error: metric 'prdc' needs at least 4") and lines[-1].endswith("got 3")
+    assert len(lines) == 2 and not (d / "out").exists()
