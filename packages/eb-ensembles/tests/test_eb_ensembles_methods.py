@@ -158,3 +158,10 @@ def test_registry_round_trip_every_method_on_classification():
         probs = method.predict_samples(data.x_test[:7])
         assert probs.ndim == 3 and probs.shape[1:] == (7, 2), name
         torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]), atol=1e-5, rtol=0)
+
+
+def test_mc_dropout_is_deterministic_given_the_seed(linear_gaussian):
+    config = _config(hidden=(8,), dropout=0.2, samples=5, train={"epochs": 5, "batch_size": 8})
+    a = build_method("mc_dropout", config).fit(linear_gaussian["data"]).predict_samples(linear_gaussian["data"].x_test)
+    b = build_method("mc_dropout", config).fit(linear_gaussian["data"]).predict_samples(linear_gaussian["data"].x_test)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -231,7 +231,8 @@ def demo(
     if fast:
         typer.echo("SMOKE RUN (--fast): a few epochs and M <= 3; these numbers only show the pipeline runs.")
     typer.echo("E5 digits (classes 8, 9 held out as OOD), one row per method:")
-    typer.echo(_table(result["E5"]["table"], ("acc", "nll", "brier", "ece", "auroc_heldout_entropy", "shift_nll_sev5")))
+    columns = ("acc", "nll", "brier", "ece", "auroc_heldout_entropy", "shift_nll_sev5", "agree_hmc", "tv_hmc")
+    typer.echo(_table(result["E5"]["table"], columns))
     run.write_summary({"E1": e1, "E5": {"table": result["E5"]["table"], "eb": result["E5"]["eb"]}})
 
 

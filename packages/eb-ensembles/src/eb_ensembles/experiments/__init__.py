@@ -82,7 +82,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         _e5,
         options=("members", "dataset", "device"),
         default_members=10,
-        table_columns=("acc", "nll", "brier", "ece", "auroc_heldout_entropy"),
+        table_columns=("acc", "nll", "brier", "ece", "auroc_heldout_entropy", "agree_hmc", "tv_hmc"),
     ),
     "E6": Experiment(
         "E6",

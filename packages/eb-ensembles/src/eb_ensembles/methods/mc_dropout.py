@@ -46,15 +46,17 @@ class MCDropoutMethod:
         self.task = dataset.task
         self.noise_std = c.noise_std if dataset.task == "regression" else None
         train = replace(map_train_config(c.train, c.prior_precision, n), vectorise=False)
-        ensemble = train_ensemble(
-            network_factory(dataset, c, dropout=c.dropout),
-            dataset.x_train,
-            dataset.y_train,
-            train,
-            noise_std=self.noise_std,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-        )
+        with torch.random.fork_rng(devices=[]):  # dropout masks come from torch's global RNG: fork and seed it
+            torch.manual_seed(derive_seed(c.train.seed, "mc_dropout", "train"))
+            ensemble = train_ensemble(
+                network_factory(dataset, c, dropout=c.dropout),
+                dataset.x_train,
+                dataset.y_train,
+                train,
+                noise_std=self.noise_std,
+                checkpoint_dir=checkpoint_dir,
+                resume=resume,
+            )
         self.module = ensemble.modules()[0]
         self.seed = c.train.seed
         return self
