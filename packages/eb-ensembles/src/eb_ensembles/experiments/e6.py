@@ -2,7 +2,8 @@
 
 On digits (classes 8, 9 held out) an ensemble of M MLPs is trained on the first n training points for several n,
 with weight decay off (the paper's faithful mode: each member maximises the likelihood) and on (``α / n``, α = 1,
-a MAP member). Per (n, weight decay) over seeds:
+a MAP member), for the same number of Adam steps at every n (60 epochs of the full set). Per (n, weight decay)
+over seeds:
 
 * member log-likelihood spread: std and range of ``ℓ_m = Σ_i log p(y_i | x_i, θ_m)`` (nats), and the EB gap
   ``max_m ℓ_m − log mean_m exp ℓ_m`` of the uniform prior on the atoms;
@@ -103,7 +104,9 @@ def run_e6(
         chosen = sizes or ((100, 400, full) if fast else (100, 200, 400, 800, full))
         ns = sorted({min(n, full) for n in chosen})
         for wd, n in itertools.product(("off", "on"), ns):
-            row, weights = _one(data, n, wd == "on", members, epochs, s)
+            # the same number of optimiser steps at every n (a smaller n gets more epochs), so n is not confounded
+            # with training length
+            row, weights = _one(data, n, wd == "on", members, max(1, round(epochs * full / n)), s)
             for key, value in row.items():
                 curves[wd].setdefault(str(n), {}).setdefault(key, []).append(value)
             if s == seed and n == ns[-1]:
