@@ -191,3 +191,10 @@ def test_demo_already_holds_a_run_names_only_its_flags(tmp_path):
     result = runner.invoke(app, ["experiment", "E1", "--fast", "--out", str(out)])
     assert result.exit_code == 2 and "--overwrite" in result.stderr and "--resume" not in result.stderr
     _ok(["experiment", "E1", "--fast", "--members", "3", "--out", str(out), "--overwrite"])
+
+
+def test_experiment_e6_fast_through_the_registry(tmp_path):
+    out = tmp_path / "e6"
+    result = _ok(["experiment", "E6", "--fast", "--members", "2", "--threads", "1", "--out", str(out)])
+    assert "posterior_ess" in result.output and "n=100/wd off" in result.output
+    assert {"metrics.json", "summary.json", "e6_posterior_ess.png"} <= {p.name for p in out.iterdir()}
