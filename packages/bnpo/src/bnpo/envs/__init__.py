@@ -7,6 +7,8 @@ id                        environment                             horizon
 ``bnpo/Line-v0``          Line, positions 0..9, K_true = 2        20 steps
 ``bnpo/Landmarks-v0``     7x7 grid, 4 hidden landmarks            30 steps
 ``bnpo/LandmarksGoal-v0`` downstream: reach hidden landmark 2     20 steps
+``bnpo/TaxiHidden-v0``    gymnasium Taxi, destination hidden      200 steps
+                          after the first step (K_true = 4)
 ========================  ======================================  ==========
 
 ``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
@@ -19,11 +21,13 @@ import gymnasium as gym
 from bnpo.envs.landmarks import LandmarksEnv, LandmarksExpert, LandmarksGoalEnv
 from bnpo.envs.line import LineEnv, LineExpert
 from bnpo.envs.room import RoomEnv, RoomExpert
+from bnpo.envs.taxi import TaxiExpert, TaxiHiddenEnv
 
 ENV_IDS = {
     "bnpo/Room-v0": ("bnpo.envs.room:RoomEnv", 5),
     "bnpo/Line-v0": ("bnpo.envs.line:LineEnv", 20),
     "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
+    "bnpo/TaxiHidden-v0": ("bnpo.envs.taxi:TaxiHiddenEnv", 200),
 }
 DOWNSTREAM_ENV_IDS = {
     "bnpo/LandmarksGoal-v0": ("bnpo.envs.landmarks:LandmarksGoalEnv", 20),
@@ -59,6 +63,8 @@ def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
         return LandmarksExpert(
             epsilon=0.05 if epsilon is None else epsilon, seed=seed, n_actions=int(base.action_space.n)
         )
+    if isinstance(base, TaxiHiddenEnv):
+        return TaxiExpert(base, epsilon=epsilon or 0.0, seed=seed)
     raise ValueError(f"no scripted expert for {type(base).__name__}; pass your own policy(obs, info) callable")
 
 
@@ -72,6 +78,8 @@ __all__ = [
     "LineExpert",
     "RoomEnv",
     "RoomExpert",
+    "TaxiExpert",
+    "TaxiHiddenEnv",
     "make_expert",
     "register_envs",
 ]
