@@ -5,7 +5,8 @@ Weights are random (no download): the architectures are built from configs, at t
 default there; Inception and ResNet-50 are always their real architecture). Each case times ``extract_features``
 on ``batch_size`` in-memory 256x256 PIL images (preprocessing included; one warm-up run, then the best of 3 runs,
 interleaved with the peer's). For ``inception`` the peer is pytorch-fid's ``InceptionV3`` (same random weights,
-same images as [0, 1] tensors, its own batched resize) timed side by side; the ratio is ours / peer.
+same images as [0, 1] tensors, its own batched resize) and torch-fidelity's ``FeatureExtractorInceptionV3`` (the
+same random weights, uint8 input, its TF1-style resize) are timed side by side; each ratio is ours / peer.
 
 Usage:
     uv run --all-packages python packages/dgm-eval/benchmarks/bench_encoders.py [--device cuda] [--encoders a,b]
@@ -142,6 +143,32 @@ def pytorch_fid_runner(encoder: Encoder, batch_size: int, device: torch.device):
     return run
 
 
+def torch_fidelity_runner(encoder: Encoder, batch_size: int, device: torch.device):
+    """torch-fidelity's ``FeatureExtractorInceptionV3`` (its uint8 input, its TF1-style batched resize) with our
+    random weights, as a run(images) function; None if torch-fidelity is not installed."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "random_inception.pth")
+        torch.save(encoder.net.state_dict(), path)  # the same layout as the published FID weights
+        peer = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=path)
+    peer = peer.eval().to(device)
+
+    def run(batch_images) -> None:
+        with torch.no_grad():
+            for i in range(0, len(batch_images), batch_size):
+                chunk = batch_images[i : i + batch_size]
+                x = torch.stack([torch.from_numpy(np.array(im, dtype=np.uint8)) for im in chunk])
+                peer(x.permute(0, 3, 1, 2).contiguous().to(device))[0].cpu()
+        _sync(device)
+
+    return run
+
+
 def ours_runner(encoder: Encoder, batch_size: int, device: torch.device, precision: str):
     def run(batch_images) -> None:
         extract_features(
@@ -187,10 +214,14 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             runs = [ours_runner(encoder, batch_size, device, args.precision)]
+            peers = []
             if name == "inception" and args.precision == "fp32":
-                peer_run = pytorch_fid_runner(encoder, batch_size, device)
-                if peer_run is not None:
-                    runs.append(peer_run)
+                for label, make in (("pytorch-fid InceptionV3", pytorch_fid_runner),
+                                    ("torch-fidelity FeatureExtractorInceptionV3", torch_fidelity_runner)):  # fmt: skip
+                    peer_run = make(encoder, batch_size, device)
+                    if peer_run is not None:
+                        runs.append(peer_run)
+                        peers.append(label)
             times = best_times(runs, batch)
             ours = times[0]
             row = {
@@ -208,9 +239,11 @@ def main() -> None:
             }
             if device.type == "cuda":
                 row["peak_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-            if len(times) > 1:
-                row.update({"peer": "pytorch-fid InceptionV3", "peer_s": round(times[1], 4)})
-                row["ratio"] = round(ours / times[1], 3)
+            for label, peer_time in zip(peers, times[1:], strict=True):
+                row.setdefault("peers", {})[label] = {
+                    "peer_s": round(peer_time, 4),
+                    "ratio": round(ours / peer_time, 3),
+                }
             print(json.dumps(row), flush=True)
 
 
