@@ -264,9 +264,10 @@ def ball_counts_blocked(
             sure = d2 < (thr - margin).to(torch.float32)
             maybe = d2 <= (thr + margin).to(torch.float32)
             # (uint8 sums with an int32 accumulator: several times faster than summing bools into int64)
-            counts[j0:j1] += sure.view(torch.uint8).sum(dim=0, dtype=torch.int32)
+            column_counts = sure.view(torch.uint8).sum(dim=0, dtype=torch.int32)
+            counts[j0:j1] += column_counts
             has_fake[i0:i1] |= sure.any(dim=1)
-            if int(torch.count_nonzero(maybe)) != int(torch.count_nonzero(sure)):  # a pair within the rounding band
+            if int(torch.count_nonzero(maybe)) != int(column_counts.sum()):  # a pair within the rounding band
                 rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
                 rr, cc = rr + i0, cc + j0
                 inside = exact_sq_dists(real, fake, rr, cc).sqrt() < real_radii[rr]
