@@ -367,3 +367,12 @@ def test_text_to_image_cli(tiny_sd_dir, captioned_dir, tiny_clip_dir, tmp_path):
         "bitsandbytes",
     )
     assert not (tmp_path / "r2").exists()
+
+
+def test_only_the_main_process_prints(tiny_teacher_dir, tmp_path, monkeypatch):
+    import direct_cms.cli as cli
+
+    monkeypatch.setattr(cli, "is_main_process", lambda: False)  # as under torchrun on rank 1
+    args = ["distill", "--teacher", tiny_teacher_dir, "--out", tmp_path / "run", "--steps", 1, "--batch-size", 2]
+    result = _ok([*args, "--num-intervals", 10, "--lora-rank", 2, "--no-tensorboard", "--device", "cpu"])
+    assert result.output.strip() == ""
