@@ -76,7 +76,7 @@ def main() -> None:
         )
     )
     nfe_teacher = n * (2 if args.guidance not in (0.0, 1.0) else 1)
-    sched = DirectCMScheduler.from_config(ddpm.config, num_original_inference_steps=n)
+    sched = DirectCMScheduler.from_teacher_config(ddpm.config, n)
     for k in (1, 2, 4, 8):
         _, student_s = _time(lambda k=k: student_sample(UNetEps(unet), sched, x_T, labels, k, renoise))
         print(

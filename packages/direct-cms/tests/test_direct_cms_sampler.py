@@ -85,5 +85,5 @@ def test_save_load_roundtrip_and_tuple_output(tmp_path, gen):
     # built from a teacher's DDPM config, as the pipeline does
     from diffusers import DDPMScheduler
 
-    other = DirectCMScheduler.from_config(DDPMScheduler(beta_schedule="linear").config, num_original_inference_steps=20)
+    other = DirectCMScheduler.from_teacher_config(DDPMScheduler(beta_schedule="linear").config, 20)
     assert other.config.num_original_inference_steps == 20 and other.config.beta_schedule == "linear"

@@ -46,7 +46,7 @@ def test_pipeline_equals_own_sampler(kind, steps, text_runs):
     gen = torch.Generator().manual_seed(5)
     x_T = torch.randn(2, 4, 8, 8, generator=gen)
     renoise = torch.stack([torch.randn(2, 4, 8, 8, generator=gen) for _ in range(max(steps - 1, 1))])
-    scheduler = DirectCMScheduler.from_config(teacher.scheduler.config, num_original_inference_steps=10)
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, 10)
     cond = teacher.encode_prompts(prompts)
     ours = student_sample(models.student_eps, scheduler, x_T, cond, steps, renoise)
     torch.testing.assert_close(latents, ours, atol=1e-4, rtol=1e-4)
@@ -127,7 +127,7 @@ def test_evaluate_text(text_runs, tiny_clip_dir, tmp_path):
     guided = GuidedTeacher(models.teacher_eps, config_run.guidance, teacher.null_cond())
     again = teacher_sample(guided, make_solver("ddim", teacher.grid(10)), noise["x_T"], cond)
     assert ode_error(again, reference) < 1e-10
-    scheduler = DirectCMScheduler.from_config(teacher.scheduler.config, num_original_inference_steps=10)
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, 10)
     own = student_sample(models.student_eps, scheduler, noise["x_T"], cond, 2, noise["renoise"])
     assert row["latent_mse"] == pytest.approx(ode_error(own, reference), rel=1e-5)
     # the reference is computed once: a second evaluation reuses the cached file

@@ -57,14 +57,21 @@ def test_refused_pipeline_kind_and_missing(tiny_sd_dir, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["sd", "sdxl"])
-def test_grid_and_sampler_take_alphas_from_teacher_scheduler(kind, tiny_sd_dir, tiny_sdxl_dir):
+def test_grid_and_sampler_take_alphas_from_teacher_scheduler(kind, tiny_sd_dir, tiny_sdxl_dir, caplog):
+    import logging
+
+    import diffusers
+
     teacher = load_text_teacher(tiny_sd_dir if kind == "sd" else tiny_sdxl_dir)
+    diffusers.utils.logging.enable_propagation()
+    caplog.set_level(logging.WARNING)
     assert teacher.kind == kind
     grid = teacher.grid(100)
     acp = teacher.scheduler.alphas_cumprod.double()
     np.testing.assert_array_equal(grid.alphas_cumprod.numpy(), acp.numpy())
-    sampler = DirectCMScheduler.from_config(teacher.scheduler.config, num_original_inference_steps=100)
+    sampler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, 100)
     np.testing.assert_array_equal(sampler.grid.alphas_cumprod.numpy(), acp.numpy())
+    assert not [r for r in caplog.records if "not expected" in r.getMessage()]  # no "ignored config" warning
 
 
 def test_sampler_squaredcos_schedule_equals_ddpm():

@@ -146,9 +146,7 @@ def evaluate_students(
         teacher_result["ode_error_vs_fine"] = ode_error(reference[:m], fine)
     results: dict[str, Any] = {"teacher": teacher_result, "students": {}}
     panels = [(f"teacher {first_config.solver}-{first_config.num_intervals}", reference)]
-    scheduler = DirectCMScheduler.from_config(
-        teacher.scheduler.config, num_original_inference_steps=first_config.num_intervals
-    )
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, first_config.num_intervals)
     for name, (models, _, _) in loaded.items():
         per_k: dict[str, Any] = {}
         for k in config.ks:
@@ -182,9 +180,7 @@ def sample_student(student_dir: str | Path, out: str | Path, num_steps: int, num
         raise UserError(f"--steps K={num_steps} must lie in 1..N={config.num_intervals} (the distillation grid)")
     data = load_dataset(teacher.dataset or "digits")
     noise = EvalNoise.generate(tuple(data.x.shape[1:]), num_samples, teacher.num_classes, seed, num_steps)
-    scheduler = DirectCMScheduler.from_config(
-        teacher.scheduler.config, num_original_inference_steps=config.num_intervals
-    )
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, config.num_intervals)
     samples = student_sample(models.student_eps, scheduler, noise.x_T, noise.labels, num_steps, noise.renoise)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

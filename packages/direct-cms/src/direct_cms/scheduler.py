@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,6 +118,24 @@ class DirectCMScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps: int | None = None
         self.timesteps = torch.from_numpy(self.grid.start_times.numpy().copy())
         self._step_index: int | None = None
+
+    @classmethod
+    def from_teacher_config(cls, config: Any, num_original_inference_steps: int) -> DirectCMScheduler:
+        """The sampler for a teacher scheduler's config (any DDPM-like diffusers scheduler): its β settings are
+        kept, keys this sampler does not have (``timestep_spacing``, ``steps_offset``, …) are left out instead of
+        being reported as ignored, and N is set here (never patched on the config afterwards).
+
+        Example:
+            >>> from diffusers import EulerDiscreteScheduler
+            >>> DirectCMScheduler.from_teacher_config(EulerDiscreteScheduler().config, 100).config.beta_schedule
+            'linear'
+        """
+        import inspect
+
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        kwargs = {k: v for k, v in dict(config).items() if k in accepted}
+        kwargs["num_original_inference_steps"] = num_original_inference_steps
+        return cls(**kwargs)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
         """Identity (the model takes x_τ as is)."""

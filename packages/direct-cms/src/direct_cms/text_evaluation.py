@@ -329,9 +329,7 @@ def evaluate_text(
         },
         "students": {},
     }
-    scheduler = DirectCMScheduler.from_config(
-        teacher.scheduler.config, num_original_inference_steps=first.num_intervals
-    )
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, first.num_intervals)
     for name, path in student_dirs.items():
         # the student on the teacher's own UNet (LoRA attached, then removed), so no second pipeline is loaded
         state = load_checkpoint(Path(path) / STUDENT_FILE)

@@ -71,9 +71,7 @@ def student_pipeline(
         raise UserError("pipeline sampling needs a LoRA student (--student lora)")
     teacher = teacher_for_run(config, torch_dtype)
     pipe = teacher.pipe
-    pipe.scheduler = DirectCMScheduler.from_config(
-        teacher.scheduler.config, num_original_inference_steps=config.num_intervals
-    )
+    pipe.scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, config.num_intervals)
     load_lora_into(pipe, Path(run_dir) / LORA_DIR)
     return pipe.to(device), config
 
