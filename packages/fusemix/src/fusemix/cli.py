@@ -220,6 +220,7 @@ def demo(
         "image", "--modality", help="image (rendered shapes) or audio (synthesized sounds)."
     ),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
+    seed: int = seed_option(),
     steps: int = typer.Option(None, "--steps", help="Training steps per run (default 400)."),
     overwrite: bool = overwrite_option(),
     device: str | None = device_option(),
@@ -238,7 +239,9 @@ def demo(
     if seeds is not None:
         if seeds < 1:
             raise UserError(f"--seeds must be >= 1, got {seeds}")
-        demo_config = dataclasses.replace(demo_config, seeds=tuple(range(seeds)))
+        demo_config = dataclasses.replace(demo_config, seeds=tuple(range(seed, seed + seeds)))
+    elif seed:
+        demo_config = dataclasses.replace(demo_config, seeds=tuple(seed + s for s in demo_config.seeds))
     if steps is not None:
         if steps < 1:
             raise UserError(f"--steps must be >= 1, got {steps}")
@@ -260,6 +263,7 @@ def curve(
         [], "--subsample", help="uniform, kdpp-item, kdpp-text (repeat; default: all three)."
     ),
     seeds: int = typer.Option(None, "--seeds", help="Seeds per point (default 3)."),
+    seed: int = seed_option(),
     steps: int = typer.Option(None, "--steps", help="Training steps per run (default 200)."),
     overwrite: bool = overwrite_option(),
     device: str | None = device_option(),
@@ -290,7 +294,7 @@ def curve(
         sizes=chosen_sizes,
         train_pool=max(base.train_pool, max(chosen_sizes)),
         subsamples=tuple(dict.fromkeys(subsample)) or STRATEGIES,
-        seeds=tuple(range(seeds)) if seeds is not None else (base.seeds if fast else (0, 1, 2)),
+        seeds=tuple(range(seed, seed + (seeds if seeds is not None else (len(base.seeds) if fast else 3)))),
         steps=steps or base.steps,
         device=device,
     )
@@ -393,6 +397,7 @@ def manifest(
 @app.command()
 @exit_on_user_error
 def encoders(
+    config_file: str | None = config_option(),
     verbose: int = verbose_option(),
 ) -> None:
     """List the registered encoders (any Hugging Face model also works as hf:<id>@<pooling>)."""
