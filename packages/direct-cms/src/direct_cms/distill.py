@@ -238,8 +238,11 @@ def _resolve_teacher(source: str) -> str:
 
 
 def _require_bitsandbytes() -> Any:
+    import importlib
+
     try:
-        import bitsandbytes
+        # the optional ``direct-cms[bnb]`` extra (CUDA only), imported by name: it is usually not installed
+        bitsandbytes = importlib.import_module("bitsandbytes")
     except ImportError as err:
         raise UserError(
             "--optimizer adamw8bit needs bitsandbytes: pip install 'direct-cms[bnb]' (CUDA), or use adamw"
