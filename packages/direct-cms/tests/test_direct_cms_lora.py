@@ -80,6 +80,9 @@ def test_missing_lora_folder_is_one_line(tiny_sd_dir, tmp_path):
     teacher = load_text_teacher(tiny_sd_dir)
     with pytest.raises(UserError, match="holds no pytorch_lora_weights"):
         load_lora_into(teacher.pipe, tmp_path)
+    (tmp_path / "pytorch_lora_weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="could not be loaded as a LoRA"):
+        load_lora_into(teacher.pipe, tmp_path)
 
 
 def test_saved_network_never_holds_peft_keys(tiny_sd_dir, tmp_path):

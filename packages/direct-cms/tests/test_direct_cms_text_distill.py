@@ -148,6 +148,9 @@ def test_latents_are_scaled_vae_encodings_and_cache(tiny_sdxl_dir, captioned_dir
         build_cache(teacher, data, 24, 0, tmp_path / "c.safetensors")
     cached = TextBatchSource(teacher, data, 16, cache).draw(2, 10, seed=0, step=1)
     assert cached.x0.shape == (2, 4, 8, 8)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(UserError, match="not a readable safetensors"):
+        build_cache(teacher, data, 16, 0, tmp_path / "bad.safetensors")
 
 
 def test_distill_with_cache_checkpointing_and_bf16(tiny_sd_dir, captioned_dir, tmp_path):

@@ -173,8 +173,13 @@ def build_cache(
     path = Path(path)
     key = _cache_key(teacher, data, resolution, seed, vae)
     if path.is_file():
-        with safe_open(str(path), "pt") as handle:
-            stored = json.loads((handle.metadata() or {}).get("key", "{}"))
+        from safetensors import SafetensorError
+
+        try:
+            with safe_open(str(path), "pt") as handle:
+                stored = json.loads((handle.metadata() or {}).get("key", "{}"))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UserError(f"latent cache {str(path)!r} is not a readable safetensors file; delete it") from err
         if stored != key:
             changed = sorted(k for k in key if stored.get(k) != key[k])
             raise UserError(

@@ -134,4 +134,11 @@ def load_lora_into(pipe: Any, folder: str | Path, adapter_name: str = "student")
     path = Path(folder) / LORA_WEIGHT_NAME
     if not path.is_file():
         raise UserError(f"{str(folder)!r} holds no {LORA_WEIGHT_NAME}; pass the lora/ folder of a `distill` run")
-    pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHT_NAME, adapter_name=adapter_name)
+    from safetensors import SafetensorError
+
+    try:
+        pipe.load_lora_weights(str(folder), weight_name=LORA_WEIGHT_NAME, adapter_name=adapter_name)
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise UserError(
+            f"{str(path)!r} could not be loaded as a LoRA for this pipeline ({type(err).__name__})"
+        ) from err
