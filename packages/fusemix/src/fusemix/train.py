@@ -305,7 +305,10 @@ def _train_loop(
             raise UserError(f"--resume given but {str(run.path)!r} has no checkpoints/last.safetensors")
         state = run.load_checkpoint("last")
         stored = state.get("train_config", {})
-        changed = [k for k, v in dataclasses.asdict(config).items() if k != "device" and stored.get(k) != v]
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields added since the run began
+        changed = [
+            k for k, v in dataclasses.asdict(config).items() if k != "device" and stored.get(k, defaults[k]) != v
+        ]
         if changed:
             raise UserError(f"--resume with settings that differ from the stored run: {', '.join(changed)}")
         load_state_strict(model, state["model"], str(run.checkpoint_path("last")))
