@@ -84,7 +84,8 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
 
         if not config.prompt:
             raise UserError("this student was distilled from an SD/SDXL teacher: pass --prompt TEXT (repeatable)")
-        n = run_config(student_dir).num_intervals
+        run = run_config(student_dir)
+        n = run.num_intervals
         if config.steps > n:
             raise UserError(f"--steps K={config.steps} must lie in 1..N={n} (the distillation grid)")
         _fresh_output(out, overwrite)
@@ -92,7 +93,8 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
 
         dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[config.precision]
         pipe, _ = student_pipeline(student_dir, device=config.device or "cpu", torch_dtype=dtype)
-        images = sample_prompts(pipe, config.prompt, config.steps, config.seed)
+        size = run.resolution  # the resolution the student was distilled at
+        images = sample_prompts(pipe, config.prompt, config.steps, config.seed, height=size, width=size)
         out.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
             image.save(out / f"sample_{i:03d}.png")

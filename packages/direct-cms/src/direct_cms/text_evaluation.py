@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from direct_cms.conditioning import sdxl_time_ids
 from direct_cms.evaluation import DEFAULT_KS, EvalNoise, student_sample, teacher_sample
 from direct_cms.guidance import GuidedTeacher, UNetEps
 from direct_cms.metrics import ode_error
@@ -284,7 +285,8 @@ def evaluate_text(
     else:
         noise = EvalNoise.generate(shape, len(prompts), len(prompts), config.seed, max(config.ks))
         save_checkpoint(noise_path, noise.state())
-    cond = teacher.encode_prompts(prompts, device=device)
+    size = first.resolution  # SDXL micro-conditioning of the run's resolution, no crop
+    cond = teacher.encode_prompts(prompts, sdxl_time_ids((size, size), (0, 0), (size, size)), device=device)
     x_T = noise.x_T.to(device)
 
     # teacher reference: its own DDIM-N at the training w, cached
