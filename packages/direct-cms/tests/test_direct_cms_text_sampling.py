@@ -135,3 +135,25 @@ def test_evaluate_text(text_runs, tiny_clip_dir, tmp_path):
     evaluate_text({"sd": text_runs["sd"]}, prompts, out, TextEvalConfig(ks=[1], clip_model=""))
     assert (out / "teacher_latents.safetensors").stat().st_mtime_ns == stamp
     assert "latent_mse" in format_text_table(result)
+
+
+def test_exported_pipeline_is_plain_and_samples_like_the_student(text_runs, tmp_path):
+    from diffusers import DiffusionPipeline
+    from safetensors import safe_open
+
+    from direct_cms.text_sampling import export_pipeline
+
+    out = export_pipeline(text_runs["sdxl"], tmp_path / "pipe")
+    files = list((out / "unet").glob("*.safetensors"))
+    with safe_open(str(files[0]), "pt") as handle:
+        keys = list(handle.keys())
+    assert keys and not [k for k in keys if "lora" in k or "base_layer" in k]
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert isinstance(pipe.scheduler, DirectCMScheduler)
+    pipe.set_progress_bar_config(disable=True)
+    fused = sample_prompts(pipe, ["a red cat"], 2, seed=3, output_type="latent")
+    student, _ = student_pipeline(text_runs["sdxl"])
+    expected = sample_prompts(student, ["a red cat"], 2, seed=3, output_type="latent")
+    torch.testing.assert_close(fused, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(UserError, match="already holds a pipeline"):
+        export_pipeline(text_runs["sdxl"], out)

@@ -27,6 +27,7 @@ _LOCATIONS = {
     "clip_score": "text_evaluation",
     "evaluate": "jobs",
     "evaluate_text": "text_evaluation",
+    "export_pipeline": "text_sampling",
     "frechet_distance_dgm": "text_evaluation",
     "load_captioned_folder": "captions",
     "load_lora_into": "lora",

@@ -21,7 +21,7 @@ from sixlab_shared import UserError, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_config", "sample_prompts", "student_pipeline", "teacher_for_run"]
+__all__ = ["export_pipeline", "run_config", "sample_prompts", "student_pipeline", "teacher_for_run"]
 
 
 def run_config(run_dir: str | Path) -> Any:
@@ -108,3 +108,22 @@ def sample_prompts(
         generator=generator,
         output_type=output_type,
     ).images
+
+
+def export_pipeline(run_dir: str | Path, out: str | Path) -> Path:
+    """Save the student as a standalone diffusers pipeline: the LoRA fused into the UNet with diffusers'
+    ``fuse_lora`` and then unloaded (so the saved UNet holds plain weights, never peft-injected keys), with
+    ``DirectCMScheduler`` as its scheduler. ``DiffusionPipeline.from_pretrained(out)`` then samples in K steps
+    (``guidance_scale=0``) without direct-cms code other than the scheduler class.
+
+    Raises:
+        UserError: as :func:`student_pipeline`; ``out`` already holds a pipeline.
+    """
+    out = Path(out)
+    if (out / "model_index.json").is_file():
+        raise UserError(f"{str(out)!r} already holds a pipeline; choose another folder")
+    pipe, _ = student_pipeline(run_dir)
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    pipe.save_pretrained(out)
+    return out
