@@ -78,7 +78,8 @@ def compute(
     encoder_cfg: EncoderConfig,
 ) -> None:
     """Compute metrics of each GEN against REF; prints a table and writes results.json/results.csv/config.json."""
-    from dgm_eval.evaluation import format_table, run_compute
+    from dgm_eval.evaluation import run_compute
+    from dgm_eval.results import format_table
 
     setup_logging(verbose)
     if len(paths) < 2:
