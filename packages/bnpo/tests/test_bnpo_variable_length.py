@@ -14,6 +14,7 @@ import bnpo
 from bnpo.cli import app
 from bnpo.data import Dataset, DatasetError
 from bnpo.fit import FitConfig, fit, split_windows
+from sixlab_shared import UserError
 
 
 def _variable(lengths: list[int], seed: int = 0) -> Dataset:
@@ -131,3 +132,68 @@ def test_collect_with_a_module_callable_policy(tmp_path, monkeypatch) -> None:
         result = runner.invoke(app, ["collect", "bnpo/Line-v0", "--out", str(out), "--policy", spec])
         assert result.exit_code == 2 and message in result.stderr, (spec, result.output)
         assert not out.exists()
+
+
+def test_padded_likelihood_and_viterbi_equal_each_episode_alone() -> None:
+    data = _variable([5, 9, 3, 12])
+    padded = data.padded()
+    assert padded["states"].shape[:2] == (4, 12) and padded["mask"].sum(1).tolist() == [5, 9, 3, 12]
+    model = bnpo.OptionModel(bnpo.OptionModelConfig(obs_dim=3, n_actions=2, n_options=3, seed=2))
+    loglik = model.log_likelihood(padded["states"], padded["actions"], padded["mask"])
+    options, boundaries = model.segment(padded["states"], padded["actions"], padded["mask"])
+    for i, (begin, end) in enumerate(data.episode_bounds()):  # each episode alone, no padding at all
+        states = torch.as_tensor(data.observations[begin:end])[None]
+        actions = torch.as_tensor(data.actions[begin:end])[None]
+        assert float(loglik[i]) == pytest.approx(
+            float(model.log_likelihood(states, actions)[0]), abs=1e-6
+        )  # float32 nets
+        alone, _ = model.segment(states, actions)
+        n = end - begin
+        assert options[i, :n].tolist() == alone[0].tolist()
+        assert not boundaries[i, n:].any()
+
+
+def test_padded_exact_loss_has_finite_gradients_and_relaxed_refuses_a_mask() -> None:
+    data = _variable([5, 9, 3, 12])
+    padded = data.padded()
+    model = bnpo.OptionModel(bnpo.OptionModelConfig(obs_dim=3, n_actions=2, n_options=3, objective="exact"))
+    out = model.loss(padded["states"], padded["actions"], tau=1.0, entropy_weight=1.0, n_train=4, mask=padded["mask"])
+    out["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    relaxed = bnpo.OptionModel(bnpo.OptionModelConfig(obs_dim=3, n_actions=2, n_options=3))
+    with pytest.raises(ValueError, match="need objective='exact'"):
+        relaxed.loss(padded["states"], padded["actions"], tau=1.0, entropy_weight=1.0, n_train=4, mask=padded["mask"])
+    with pytest.raises(UserError, match="padding"):
+        FitConfig(padding=True)
+
+
+def test_fit_padded_line_episodes_and_cli(line_data, tmp_path) -> None:
+    keep = []
+    for i, (begin, _) in enumerate(line_data.episode_bounds()):
+        keep += list(range(begin, begin + (20, 15, 11, 8)[i % 4]))
+    keep = np.asarray(keep)
+    data = Dataset(
+        line_data.observations[keep],
+        line_data.actions[keep],
+        line_data.episode_starts[keep],
+        2,
+        options=line_data.options[keep],
+    )
+    config = FitConfig(nonparametric=False, k=2, epochs=30, batch_size=16, objective="exact", padding=True)
+    result = fit(data, config)
+    scores = bnpo.evaluate(result.model, data.padded())
+    assert scores["accuracy"] >= 0.95, scores
+    path = tmp_path / "line.npz"
+    data.save(path)
+    runner = CliRunner()
+    run = tmp_path / "run"
+    args = ["fit", str(path), "--out", str(run), "--k", "2", "--epochs", "2", "--objective", "exact", "--padding"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, ["segment", str(run), str(path), "--out", str(tmp_path / "s"), "--padding"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    segments = json.loads((tmp_path / "s" / "segments.json").read_text())
+    assert [len(row) for row in segments["options"]] == data.episode_lengths().tolist()
+    bad = runner.invoke(app, ["fit", str(path), "--out", str(tmp_path / "r2"), "--padding"])
+    assert bad.exit_code == 2 and "padding" in bad.stderr and not (tmp_path / "r2").exists()

@@ -164,7 +164,8 @@ def segment(
     data: Path = typer.Argument(..., help="Dataset (.npz)."),
     out: Path = out_option(help="Folder for segments.json and segmentation.png."),
     n_plot: int = typer.Option(12, "--n-plot", help="Trajectories drawn in the figure."),
-    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Steps per window (default: the shortest episode)."),
+    padding: bool = typer.Option(False, "--padding", help="Whole episodes padded with a mask instead of windows."),
     overwrite: bool = overwrite_option(),
     device: str | None = device_option(),
     threads: int | None = threads_option(),
@@ -173,7 +174,9 @@ def segment(
 ) -> None:
     """Viterbi segmentation of trajectories into options, with a figure coloured by option."""
     setup_logging(verbose)
-    result = segment_job(model, data, out, n_plot=n_plot, seq_len=seq_len, overwrite=overwrite, device=device)
+    result = segment_job(
+        model, data, out, n_plot=n_plot, seq_len=seq_len, overwrite=overwrite, device=device, padding=padding
+    )
     typer.echo(
         format_table(
             [
@@ -191,7 +194,8 @@ def evaluate(
     model: Path = typer.Argument(..., help="Checkpoint file or run directory."),
     data: Path = typer.Argument(..., help="Dataset (.npz)."),
     out: Path = out_option(help="Folder for evaluation.json."),
-    seq_len: int = typer.Option(None, "--seq-len", help="Steps per trajectory (default: shortest episode)."),
+    seq_len: int = typer.Option(None, "--seq-len", help="Steps per window (default: the shortest episode)."),
+    padding: bool = typer.Option(False, "--padding", help="Whole episodes padded with a mask instead of windows."),
     overwrite: bool = overwrite_option(),
     device: str | None = device_option(),
     threads: int | None = threads_option(),
@@ -200,7 +204,7 @@ def evaluate(
 ) -> None:
     """Exact held-out log-likelihood, K and usage, and (with ground truth) matched accuracy and boundary F1."""
     setup_logging(verbose)
-    result = evaluate_job(model, data, out, seq_len=seq_len, overwrite=overwrite, device=device)
+    result = evaluate_job(model, data, out, seq_len=seq_len, overwrite=overwrite, device=device, padding=padding)
     typer.echo(format_table(summary_rows(result)))
 
 

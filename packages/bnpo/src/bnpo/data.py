@@ -184,6 +184,40 @@ class Dataset:
             out["options"] = torch.as_tensor(self.options[index], dtype=torch.int64)
         return out
 
+    def padded(self) -> dict[str, torch.Tensor]:
+        """Every episode whole, padded at the end to the longest one, with a mask of the real steps.
+
+        Padded steps repeat the episode's last step (states, actions, options), so padding never looks like an
+        option boundary; models given the ``mask`` ignore them (``OptionModel.log_likelihood(..., mask)``).
+
+        Returns:
+            dict with ``states`` (N, T_max, D) float32, ``actions`` (N, T_max) int64 or (N, T_max, A) float32,
+            ``mask`` (N, T_max) bool, ``episode`` (N,) = 0..N-1, ``start`` (N,) zeros, and ``options`` (N, T_max)
+            int64 with ground truth.
+
+        Example:
+            >>> import numpy as np
+            >>> data = Dataset(np.arange(5, dtype=np.float32)[:, None], np.zeros(5, np.int64),
+            ...                np.array([1, 0, 0, 1, 0], bool), n_actions=1)
+            >>> p = data.padded()
+            >>> p["states"][..., 0].tolist(), p["mask"].tolist()
+            ([[0.0, 1.0, 2.0], [3.0, 4.0, 4.0]], [[True, True, True], [True, True, False]])
+        """
+        bounds = self.episode_bounds()
+        longest = max(end - begin for begin, end in bounds)
+        index = np.stack([np.minimum(np.arange(begin, begin + longest), end - 1) for begin, end in bounds])
+        mask = np.stack([np.arange(longest) < end - begin for begin, end in bounds])
+        out = {
+            "states": torch.as_tensor(self.observations[index], dtype=torch.float32),
+            "actions": torch.as_tensor(self.actions[index], dtype=torch.float32 if self.continuous else torch.int64),
+            "mask": torch.as_tensor(mask),
+            "episode": torch.arange(len(bounds), dtype=torch.int64),
+            "start": torch.zeros(len(bounds), dtype=torch.int64),
+        }
+        if self.options is not None:
+            out["options"] = torch.as_tensor(self.options[index], dtype=torch.int64)
+        return out
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the dataset as ``.npz`` atomically."""
         arrays: dict[str, Any] = {

@@ -93,6 +93,10 @@ class FitConfig:
     that cover every step (``Dataset.windows``), never truncated."""
     window_stride: int | None = None
     """Steps between the starts of an episode's windows (default T: adjacent windows; smaller: overlapping)."""
+    padding: bool = False
+    """Fit every episode whole, padded to the longest with a mask (``Dataset.padded``), instead of windows; needs
+    ``objective="exact"`` (padded steps are neutral in the forward algorithm). ``seq_len``/``window_stride`` are
+    then unused."""
     holdout_fraction: float = 0.01
     """Fraction of trajectories held out for the exact log-likelihood (at least one when there are >= 2)."""
     policy_hidden: list[int] = field(default_factory=lambda: [16])
@@ -139,6 +143,7 @@ class FitConfig:
             "relaxation": (self.relaxation in ("concrete", "straight_through"), "concrete or straight_through"),
             "seq_len": (self.seq_len is None or self.seq_len >= 2, "an integer >= 2 (or unset)"),
             "window_stride": (self.window_stride is None or self.window_stride >= 1, "an integer >= 1 (or unset)"),
+            "padding": (not self.padding or self.objective == "exact", "false unless objective is exact"),
             "holdout_fraction": (0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
             "policy_hidden": (sizes(self.policy_hidden), "a non-empty list of sizes >= 1"),
             "termination_hidden": (sizes(self.termination_hidden), "a non-empty list of sizes >= 1"),
@@ -262,6 +267,16 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
     return perm[n_held:].sort().values, perm[:n_held].sort().values
 
 
+def training_batches(dataset: Dataset, config: FitConfig) -> dict[str, torch.Tensor]:
+    """The trajectories a fit trains on: ``dataset.padded()`` with ``config.padding``, else
+    ``dataset.windows(seq_len, window_stride)``; a ``mask`` (all True for windows) is always present."""
+    if config.padding:
+        return dataset.padded()
+    windows = dataset.windows(config.seq_len, config.window_stride)
+    windows["mask"] = torch.ones(windows["states"].shape[:2], dtype=torch.bool)
+    return windows
+
+
 def split_windows(episode: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, held-out) window indices from the seeded split of the *episodes* (:func:`split_indices`), so the
     windows of one episode never land on both sides. ``episode``: (N,) int64 episode of each window."""
@@ -369,14 +384,16 @@ def fit(
         return _train(dataset, config, run=run, resume=resume, device=device, run_seed=config.seed)[0]
     started = time.perf_counter()
     warmup = min(config.restart_epochs or config.epochs, config.epochs)
-    windows = dataset.windows(config.seq_len, config.window_stride)
+    windows = training_batches(dataset, config)
     candidates = []
     for r in range(config.restarts):
         seed = config.restart_seed(r)
         result, state = _train(dataset, config, run=None, device=device, run_seed=seed, epochs=warmup)
         on_heldout = config.restart_select == "heldout" and len(result.heldout_index) > 0
         index = result.heldout_index if on_heldout else result.train_index
-        score = selection_score(result.model, windows["states"][index], windows["actions"][index])
+        score = selection_score(
+            result.model, windows["states"][index], windows["actions"][index], windows["mask"][index]
+        )
         candidates.append((score, r, result, state))
         logger.info("restart %d (seed %d): K=%d, log-lik/step %.5f", r, seed, result.model.n_options, score)
     best = max(candidates, key=lambda c: (c[0], -c[1]))  # ties: the earliest restart
@@ -404,23 +421,32 @@ def fit(
     return result
 
 
-def viterbi_usage(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> np.ndarray:
-    """(K,) float64 fraction of steps the Viterbi segmentation assigns to each option."""
-    options, _ = model.segment(states, actions)
+def viterbi_usage(
+    model: OptionModel, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+) -> np.ndarray:
+    """(K,) float64 fraction of (real) steps the Viterbi segmentation assigns to each option."""
+    options, _ = model.segment(states, actions, mask)
+    if mask is not None:
+        options = options[mask.bool()]
     return metrics.option_usage(options.cpu(), model.n_options)
 
 
-def selection_score(model: OptionModel, states: torch.Tensor, actions: torch.Tensor) -> float:
-    """The restart-selection criterion: mean exact log p(a | s) per step (forward algorithm), float64.
+def selection_score(
+    model: OptionModel, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+) -> float:
+    """The restart-selection criterion: mean exact log p(a | s) per (real) step (forward algorithm), float64.
 
     Args:
         model: a fitted model.
         states: (B, T, obs_dim) float32.
         actions: (B, T) int64 or (B, T, A) float32.
+        mask: (B, T) bool real steps of padded episodes (None: all).
     """
+    device = model.device
     with torch.no_grad():
-        loglik = model.log_likelihood(states.to(model.device), actions.to(model.device))
-    return float(loglik.mean()) / states.shape[1]
+        loglik = model.log_likelihood(states.to(device), actions.to(device), None if mask is None else mask.to(device))
+    steps = states.shape[0] * states.shape[1] if mask is None else int(mask.sum())
+    return float(loglik.sum()) / steps
 
 
 def _train(
@@ -439,12 +465,15 @@ def _train(
     started = time.perf_counter()
     device = torch.device(device)
     # 1. data and derived sizes
-    windows = dataset.windows(config.seq_len, config.window_stride)
+    windows = training_batches(dataset, config)
     states_all, actions_all = windows["states"].to(device), windows["actions"].to(device)
+    masks_all = windows["mask"].to(device)
     train_index, heldout_index = split_windows(windows["episode"], config.holdout_fraction, config.seed)
     if resume and run is not None and run.has_checkpoint(CHECKPOINT_NAME):
         run_seed = int(run.load_checkpoint(CHECKPOINT_NAME).get("run_seed", config.seed))
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
+    masks = masks_all[train_index.to(device)]
+    padded = not bool(masks.all())  # windows: no mask needed (bit-identical to before)
     n_train = states.shape[0]
     if n_train == 0:
         raise UserError(
@@ -541,13 +570,14 @@ def _train(
         for iteration in range(iters_per_epoch):
             index = stream.next().to(device)
             s, a = states[index], actions[index]
+            m = masks[index] if padded else None
             if (
                 iteration == 0
                 and config.nonparametric
                 and schedules.is_growth_check_epoch(epoch, every=config.growth_every)
             ):
-                grow = schedules.should_grow(model.greedy_usage(s, a).tolist(), tol=config.growth_tol)
-            out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator)
+                grow = schedules.should_grow(model.greedy_usage(s, a, m).tolist(), tol=config.growth_tol)
+            out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator, mask=m)
             if not torch.isfinite(out["loss"]):
                 raise diverged("loss", epoch, iteration)
             optimizer.zero_grad(set_to_none=True)
@@ -577,7 +607,7 @@ def _train(
     def split_trial(epoch: int):
         """Both branches of a split trial from the current state; returns the winner and its records, or None."""
         n_epochs = min(config.split_trial_epochs, epochs - epoch)
-        usage = viterbi_usage(model, states, actions)
+        usage = viterbi_usage(model, states, actions, masks if padded else None)
         source, target = int(usage.argmax()), int(usage.argmin())
         if model.n_options < 2 or float(usage[target]) >= config.growth_tol / model.n_options:
             logger.info("epoch %d: no split trial (every option used)", epoch)
@@ -600,7 +630,7 @@ def _train(
                 run_epoch(branch, branch_optimizer, branch_generator, branch_stream, e)
                 for e in range(epoch, epoch + n_epochs)
             ]
-            score = selection_score(branch, states, actions)
+            score = selection_score(branch, states, actions, masks if padded else None)
             branches.append((score, branch, branch_optimizer, branch_generator, branch_stream, records))
         accepted = branches[1][0] > branches[0][0]
         info = {
@@ -641,11 +671,12 @@ def _train(
 def evaluate(
     model: OptionModel, windows: dict[str, torch.Tensor], *, n_rooms: int | None = None, used_threshold: float = 0.02
 ) -> dict[str, Any]:
-    """Scores of a fitted model on fixed-length trajectories.
+    """Scores of a fitted model on fixed-length windows or padded episodes.
 
     Args:
         model: fitted model.
-        windows: ``Dataset.windows()`` output (``options`` optional).
+        windows: ``Dataset.windows()`` or ``Dataset.padded()`` output (``options`` and ``mask`` optional; with a
+            mask, padded steps count nowhere).
         n_rooms: V, to add the Room score when the data come from Room(V).
         used_threshold: an option counts as used when Viterbi assigns it at least this fraction of steps.
 
@@ -656,21 +687,28 @@ def evaluate(
     """
     device = model.device
     states, actions = windows["states"].to(device), windows["actions"].to(device)
-    loglik = model.log_likelihood(states, actions)
-    options, _ = model.segment(states, actions)
-    usage = metrics.option_usage(options.cpu(), model.n_options)
+    mask = windows.get("mask")
+    mask = None if mask is None or bool(mask.all()) else mask.to(device)
+    loglik = model.log_likelihood(states, actions, mask)
+    options, _ = model.segment(states, actions, mask)
+    options = options.cpu()
+    real = options if mask is None else options[mask.cpu()]  # steps that exist (padding excluded)
+    usage = metrics.option_usage(real, model.n_options)
+    steps = real.numel()
     result: dict[str, Any] = {
         "K": model.n_options,
         "usage": [round(float(u), 4) for u in usage],
         "used_options": int((usage >= used_threshold).sum()),
         "loglik_per_traj": float(loglik.mean()),
-        "loglik_per_step": float(loglik.mean() / states.shape[1]),
+        "loglik_per_step": float(loglik.sum() / steps),
     }
     if "options" in windows:
         truth = windows["options"]
-        result["accuracy"] = metrics.hungarian_accuracy(options.cpu(), truth)[0]
+        real_truth = truth if mask is None else truth[mask.cpu()]
+        result["accuracy"] = metrics.hungarian_accuracy(real, real_truth)[0]
+        # padded steps repeat the last real step (data) and keep its option (Viterbi): no boundary inside padding
         result["boundary_f1"] = metrics.boundary_f1(
-            metrics.boundaries_from_options(options.cpu()), metrics.boundaries_from_options(truth)
+            metrics.boundaries_from_options(options), metrics.boundaries_from_options(truth)
         )
     if n_rooms is not None:
         result["room_score"] = metrics.room_score(model, n_rooms)

@@ -36,6 +36,27 @@ LOG_EPS = 1e-4  # the public code's `10e-5`
 RELAXATIONS = ("concrete", "straight_through")
 OBJECTIVES = ("relaxed", "exact")
 _EPS = 1e-12
+_NEVER = -1e9  # log-probability of a switch at a padded step (finite, so gradients stay finite)
+
+
+def mask_hmm(
+    log_pi: torch.Tensor, log_beta: torch.Tensor, log_not_beta: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Make padded steps neutral for the forward algorithm and Viterbi: no emission (log pi = 0), no switch
+    (log beta = -1e9, log(1 - beta) = 0), so the option and the likelihood carry through them unchanged.
+
+    Args:
+        log_pi, log_beta, log_not_beta: (B, T, K).
+        mask: (B, T) bool, True at real steps (None: all real).
+    """
+    if mask is None:
+        return log_pi, log_beta, log_not_beta
+    pad = ~mask.bool().unsqueeze(-1)
+    return (
+        log_pi.masked_fill(pad, 0.0),
+        log_beta.masked_fill(pad, _NEVER),
+        log_not_beta.masked_fill(pad, 0.0),
+    )
 
 
 @dataclass
@@ -344,6 +365,7 @@ class OptionModel(nn.Module):
         entropy_weight: float,
         n_train: int,
         generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Minibatch objective of reference §1.4 (minimised).
 
@@ -357,6 +379,7 @@ class OptionModel(nn.Module):
             entropy_weight: lambda_ent.
             n_train: number of training trajectories (the KL weight is 1 / n_train).
             generator: noise source (sticks, Concrete samples).
+            mask: (B, T) bool, True at real steps of padded episodes (exact objective only; None: all real).
 
         Returns:
             dict of 0-dim tensors: ``loss`` (with grad), ``elbo`` (mean relaxed ELBO per trajectory, the KL share
@@ -368,10 +391,15 @@ class OptionModel(nn.Module):
         if self.config.objective == "exact":
             # eta is sub-normalised (mass beyond K left out): a lower bound on the infinite model's likelihood.
             log_beta, log_not_beta = self.log_beta(states)
+            log_pi, log_beta, log_not_beta = mask_hmm(log_pi, log_beta, log_not_beta, mask)
             log_lik, filtered = hmm.forward_log_likelihood(
                 log_pi, log_beta, torch.log(eta + _EPS), log_not_beta, return_filtered=True
             )
-            usage = filtered.mean(dim=(0, 1))
+            if mask is None:
+                usage = filtered.mean(dim=(0, 1))
+            else:
+                weights = mask.to(filtered.dtype).unsqueeze(-1)
+                usage = (filtered * weights).sum(dim=(0, 1)) / weights.sum()
             neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
             elbo = log_lik.mean() - kl / n_train
             return {
@@ -381,6 +409,8 @@ class OptionModel(nn.Module):
                 "neg_entropy": neg_entropy.detach(),
                 "usage": usage.detach(),
             }
+        if mask is not None and not bool(mask.all()):
+            raise ValueError("padded episodes (a mask) need objective='exact'; the relaxed objective takes windows")
         beta = self.beta(states)
         straight = self.config.relaxation == "straight_through"
         sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=straight)
@@ -424,25 +454,36 @@ class OptionModel(nn.Module):
         return total / n_samples
 
     @torch.no_grad()
-    def log_likelihood(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def log_likelihood(
+        self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Exact log p(a | s) per trajectory by the forward algorithm, eta at its (renormalised) posterior mean.
+
+        ``mask`` (B, T) bool marks the real steps of padded episodes (padded steps contribute nothing).
 
         Returns:
             (B,) float64 log-likelihoods.
         """
         log_pi = self.log_pi(states, actions).double()
         log_beta, log_not_beta = (x.double() for x in self.log_beta(states))
+        log_pi, log_beta, log_not_beta = mask_hmm(log_pi, log_beta, log_not_beta, mask)
         return hmm.forward_log_likelihood(log_pi, log_beta, self.prior.mean_eta().double().log(), log_not_beta)
 
     @torch.no_grad()
-    def segment(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Viterbi segmentation: (B, T) option per step and (B, T) bool boundaries (see :func:`hmm.viterbi`)."""
+    def segment(
+        self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Viterbi segmentation: (B, T) option per step and (B, T) bool boundaries (see :func:`hmm.viterbi`); padded
+        steps (``mask`` False) keep the option of the last real step and are never boundaries."""
         log_pi = self.log_pi(states, actions).double()
         log_beta, log_not_beta = (x.double() for x in self.log_beta(states))
+        log_pi, log_beta, log_not_beta = mask_hmm(log_pi, log_beta, log_not_beta, mask)
         return hmm.viterbi(log_pi, log_beta, self.prior.mean_eta().double().log(), log_not_beta)
 
     @torch.no_grad()
-    def greedy_usage(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def greedy_usage(
+        self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The growth check's "perfect encoder" usage (§1.5): fraction of (s_t, a_t) with k* = argmax_k pi_k(a_t|s_t).
 
         For continuous actions k* = argmin_k ||mu_k(s_t) - a_t||^2.
@@ -455,6 +496,8 @@ class OptionModel(nn.Module):
             best = ((means - actions.unsqueeze(-2)) ** 2).sum(-1).argmin(-1)
         else:
             best = self.log_pi(states, actions).argmax(-1)
+        if mask is not None:
+            best = best[mask.bool()]
         counts = torch.bincount(best.reshape(-1), minlength=self.n_options).to(torch.float64)
         return counts / counts.sum()
 

@@ -21,7 +21,7 @@ from bnpo import metrics
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import DownstreamConfig
 from bnpo.envs import ENV_IDS, make_expert
-from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_windows
+from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_windows, training_batches
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
 
@@ -149,7 +149,7 @@ def fit_job(
         UserError: bad data, bad options, an existing run without ``resume``, or a mismatching checkpoint.
     """
     dataset = load_dataset(data)
-    windows = dataset.windows(config.seq_len, config.window_stride)  # validates lengths before anything is written
+    windows = training_batches(dataset, config)  # validates lengths before anything is written
     train_index, _ = split_windows(windows["episode"], config.holdout_fraction, config.seed)
     if len(train_index) == 0:
         raise UserError(
@@ -192,7 +192,11 @@ def fit_job(
 
 
 def _load_for_model(
-    model_path: str | os.PathLike[str], data: str | os.PathLike[str], seq_len: int | None, device: str | None = None
+    model_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    seq_len: int | None,
+    device: str | None = None,
+    padding: bool = False,
 ):
     model_file = checkpoint_file(model_path)
     if not model_file.is_file():
@@ -204,7 +208,7 @@ def _load_for_model(
             f"the model expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions} but the data has "
             f"obs_dim={dataset.obs_dim}, n_actions={dataset.n_actions}"
         )
-    return model, dataset, dataset.windows(seq_len)
+    return model, dataset, dataset.padded() if padding else dataset.windows(seq_len)
 
 
 def _refuse_existing(out: Path, names: tuple[str, ...], overwrite: bool) -> None:
@@ -221,11 +225,13 @@ def evaluate_job(
     seq_len=None,
     overwrite: bool = False,
     device: str | None = None,
+    padding: bool = False,
 ) -> dict[str, Any]:
-    """Scores of a saved model on a dataset, written to ``out/evaluation.json`` (replaced only with ``overwrite``)."""
+    """Scores of a saved model on a dataset, written to ``out/evaluation.json`` (replaced only with ``overwrite``);
+    ``padding`` scores whole padded episodes instead of windows."""
     out = _output_folder(out)
     _refuse_existing(out, ("evaluation.json",), overwrite)
-    model, dataset, windows = _load_for_model(model_path, data, seq_len, device)
+    model, dataset, windows = _load_for_model(model_path, data, seq_len, device, padding)
     result = evaluate(model, windows, n_rooms=_n_rooms(dataset))
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(out) / "evaluation.json", result)
@@ -241,20 +247,33 @@ def segment_job(
     seq_len: int | None = None,
     overwrite: bool = False,
     device: str | None = None,
+    padding: bool = False,
 ) -> dict[str, Any]:
     """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``
-    (replaced only with ``overwrite``)."""
+    (replaced only with ``overwrite``); ``padding`` segments whole episodes (lists cut to each episode's length)."""
     if n_plot < 1:
         raise UserError(f"--n-plot must be >= 1, got {n_plot}")
     out = _output_folder(out)
     _refuse_existing(out, ("segments.json", "segmentation.png"), overwrite)
-    model, _, windows = _load_for_model(model_path, data, seq_len, device)
-    options, boundaries = model.segment(windows["states"].to(model.device), windows["actions"].to(model.device))
+    model, _, windows = _load_for_model(model_path, data, seq_len, device, padding)
+    mask = windows.get("mask")
+    options, boundaries = model.segment(
+        windows["states"].to(model.device),
+        windows["actions"].to(model.device),
+        None if mask is None else mask.to(model.device),
+    )
     options, boundaries = options.cpu().numpy(), boundaries.cpu().numpy()
+    lengths = mask.sum(1).tolist() if mask is not None else [options.shape[1]] * options.shape[0]
     truth = windows["options"].numpy() if "options" in windows else None
     mapping = metrics.hungarian_accuracy(options, truth)[1] if truth is not None else None
     Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(out) / "segments.json", {"options": options.tolist(), "boundaries": boundaries.tolist()})
+    atomic_write_json(
+        Path(out) / "segments.json",
+        {
+            "options": [row[:n].tolist() for row, n in zip(options, lengths, strict=True)],
+            "boundaries": [row[:n].tolist() for row, n in zip(boundaries, lengths, strict=True)],
+        },
+    )
     plot_segmentation(
         Path(out) / "segmentation.png",
         options[:n_plot],
