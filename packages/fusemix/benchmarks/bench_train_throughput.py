@@ -22,8 +22,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from fusemix.adapters import AdapterConfig, FusionModel  # noqa: E402
-from fusemix.cache import PairedLatents  # noqa: E402
 from fusemix.encoders import resolve_encoder  # noqa: E402
+from fusemix.latents import PairedLatents  # noqa: E402
 from fusemix.loss import symmetric_infonce  # noqa: E402
 from fusemix.optim import build_optimizer  # noqa: E402
 from fusemix.train import TrainConfig, train  # noqa: E402

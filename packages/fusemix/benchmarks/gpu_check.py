@@ -26,8 +26,8 @@ import torch
 
 
 def _latents(n_items: int, d_item: int, d_text: int, seed: int = 0):
-    from fusemix.cache import PairedLatents
     from fusemix.encoders import resolve_encoder
+    from fusemix.latents import PairedLatents
 
     g = torch.Generator().manual_seed(seed)
     return PairedLatents(

@@ -16,12 +16,13 @@ import torchaudio
 from typer.testing import CliRunner
 
 from fusemix.audio import Waveform, load_waveform, pad_or_trim, prepare_waveform, to_mono, write_wav
-from fusemix.cache import build_cache, load_paired_latents
+from fusemix.cache import build_cache
 from fusemix.cli import app
 from fusemix.data.items import UnreadableItemError
 from fusemix.data.manifest import read_manifest
 from fusemix.data.sounds import make_sounds_dataset
 from fusemix.encoders import EncoderSpec, load_encoder, register_encoder, resolve_encoder
+from fusemix.latents import load_paired_latents
 
 runner = CliRunner()
 MEL = resolve_encoder("frozen-mel", "audio")

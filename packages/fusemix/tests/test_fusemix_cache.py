@@ -16,12 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 from fusemix import cache as cache_module
-from fusemix.cache import build_cache, latent_cache_path, load_paired_latents, read_cache_metadata
+from fusemix.cache import build_cache, latent_cache_path, read_cache_metadata
 from fusemix.data.items import load_item
 from fusemix.data.manifest import read_manifest
 from fusemix.data.shapes import make_shapes_dataset
 from fusemix.encoders import EncoderSpec, load_encoder, resolve_encoder
 from fusemix.encoders.frozen import FrozenEncoder
+from fusemix.latents import load_paired_latents
 from sixlab_shared import UserError
 
 CONV = resolve_encoder("frozen-conv", "image")

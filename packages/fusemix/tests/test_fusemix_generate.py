@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fusemix.cache import build_cache, load_paired_latents
+from fusemix.cache import build_cache
 from fusemix.checkpoint import load_fusion_checkpoint
 from fusemix.cli import app
 from fusemix.data.items import load_item
@@ -16,6 +16,7 @@ from fusemix.data.manifest import read_manifest
 from fusemix.data.sounds import make_sounds_dataset
 from fusemix.encoders import load_encoder, resolve_encoder
 from fusemix.generate import GenerateConfig, conditioning, generate_from_audio, load_pipeline
+from fusemix.latents import load_paired_latents
 from fusemix.train import TrainConfig, train
 from sixlab_shared import UserError
 

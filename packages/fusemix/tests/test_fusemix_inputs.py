@@ -15,12 +15,13 @@ import torch
 from PIL import Image
 
 from fusemix.adapters import AdapterConfig, FusionModel
-from fusemix.cache import build_cache, load_paired_latents
+from fusemix.cache import build_cache
 from fusemix.checkpoint import save_fusion_checkpoint
 from fusemix.data.manifest import read_manifest
 from fusemix.encoders import EncoderSpec, load_encoder, resolve_encoder
 from fusemix.encoders import huggingface as hf_module
 from fusemix.encoders.weights import folder_fingerprint, weights_fingerprint
+from fusemix.latents import load_paired_latents
 from fusemix.query import retrieve
 from sixlab_shared import UserError
 

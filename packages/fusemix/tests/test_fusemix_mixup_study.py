@@ -12,9 +12,9 @@ import statistics
 import pytest
 import torch
 
-from fusemix.cache import PairedLatents
 from fusemix.encoders import resolve_encoder
 from fusemix.evaluate import evaluate_retrieval
+from fusemix.latents import PairedLatents
 from fusemix.train import TrainConfig, train
 
 

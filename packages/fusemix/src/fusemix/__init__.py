@@ -6,7 +6,7 @@ FuseMix and a symmetric InfoNCE (:func:`train`), and evaluate retrieval with sev
 """
 
 from fusemix.adapters import ADAPTER_PRESETS, AdapterConfig, FusionAdapter, FusionModel, count_parameters
-from fusemix.cache import PairedLatents, build_cache, extract_split, latent_cache_path, load_paired_latents
+from fusemix.cache import build_cache, extract_split, latent_cache_path
 from fusemix.captions import clean_caption
 from fusemix.checkpoint import load_fusion_checkpoint, save_fusion_checkpoint
 from fusemix.data.manifest import PairedManifest, PairedSplit, read_manifest, write_manifest
@@ -14,6 +14,7 @@ from fusemix.data.shapes import make_shapes_dataset
 from fusemix.demo import DemoConfig, run_demo
 from fusemix.encoders import EncoderSpec, load_encoder, register_encoder, registered_encoders, resolve_encoder
 from fusemix.evaluate import embed_latents, evaluate_retrieval
+from fusemix.latents import PairedLatents, load_paired_latents
 from fusemix.loss import Temperature, symmetric_infonce
 from fusemix.mixup import MixedBatch, fusemix, mix_halves, mixup_alpha, sample_lambda
 from fusemix.optim import build_optimizer, learning_rate, parameter_groups

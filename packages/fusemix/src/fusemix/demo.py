@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fusemix.cache import build_cache, load_paired_latents
+from fusemix.cache import build_cache
 from fusemix.checkpoint import load_fusion_checkpoint
 from fusemix.data.manifest import read_manifest
 from fusemix.data.shapes import make_shapes_dataset
 from fusemix.data.sounds import make_sounds_dataset
 from fusemix.encoders import resolve_encoder
 from fusemix.evaluate import evaluate_retrieval
+from fusemix.latents import load_paired_latents
 from fusemix.train import TrainConfig, _subset_items, train
 from sixlab_shared import RunDir, get_device
 

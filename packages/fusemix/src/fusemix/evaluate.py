@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from fusemix.adapters import FusionModel
-from fusemix.cache import PairedLatents
+from fusemix.latents import PairedLatents
 from fusemix.recall_metrics import DEFAULT_KS, chance_recall, retrieval_metrics, retrieval_ranks
 from sixlab_shared import UserError
 
@@ -111,8 +111,8 @@ def evaluate_checkpoint(
         UserError: ``out`` holds results (without ``overwrite``) or a training run, missing caches, latent sizes
             that differ from the checkpoint's adapters; nothing is written then.
     """
-    from fusemix.cache import load_paired_latents
     from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
+    from fusemix.latents import load_paired_latents
     from sixlab_shared import RunDir
 
     if chunk_size < 1:

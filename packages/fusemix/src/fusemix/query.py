@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from fusemix.cache import load_paired_latents
 from fusemix.checkpoint import checkpoint_encoders, load_fusion_checkpoint
 from fusemix.encoders import load_encoder
 from fusemix.evaluate import check_latent_sizes, embed_latents
+from fusemix.latents import load_paired_latents
 from sixlab_shared import UserError
 
 

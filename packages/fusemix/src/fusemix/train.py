@@ -1,6 +1,7 @@
 """Training the fusion adapters on cached latents with FuseMix (reference §1.5-1.7), top to bottom.
 
-Nothing here loads or imports an encoder: the inputs are the safetensors latents of :mod:`fusemix.cache`.
+Nothing here loads or imports an encoder: the inputs are the safetensors latents of :mod:`fusemix.cache`, read
+by :mod:`fusemix.latents`.
 
 Per step: take the next ``2B`` shuffled (item, caption) pairs (``B`` without mixup, so the *contrastive* batch is
 ``B`` either way), mix the two halves with one ``lambda ~ Beta(alpha, alpha)`` shared by both modalities, map both
@@ -26,9 +27,9 @@ from typing import Any
 import torch
 
 from fusemix.adapters import ADAPTER_PRESETS, AdapterConfig, FusionModel, count_parameters
-from fusemix.cache import PairedLatents, cached_encoder, load_paired_latents
 from fusemix.checkpoint import load_state_strict
 from fusemix.evaluate import evaluate_retrieval
+from fusemix.latents import PairedLatents, cached_encoder, load_paired_latents
 from fusemix.loss import symmetric_infonce
 from fusemix.mixup import fusemix, mixup_alpha
 from fusemix.optim import build_optimizer, learning_rate, set_learning_rate
