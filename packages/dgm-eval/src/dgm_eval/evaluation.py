@@ -19,7 +19,7 @@ from dgm_eval.api import (
     compute_metrics,
     parse_metrics,
 )
-from dgm_eval.cache import FeatureCache
+from dgm_eval.cache import FeatureCache, FileHashIndex
 from dgm_eval.config import ComputeConfig, EncoderConfig, FeaturesConfig, StatsConfig
 from dgm_eval.features import (
     Features,
@@ -135,7 +135,9 @@ def resolved_settings(cfg: ComputeConfig, encoder: Any, cache: FeatureCache) -> 
     from sixlab_shared import get_device
 
     return {
-        "encoder": None if encoder is None else encoder_identity(encoder),
+        "encoder": None
+        if encoder is None
+        else encoder_identity(encoder, FileHashIndex(cache.folder if cache.enabled else None)),
         "precision": cfg.encoder.precision,
         "device": str(get_device(cfg.encoder.device)),
         "cache_dir": str(cache.folder) if cache.enabled else None,

@@ -182,20 +182,22 @@ def image_features(
     from sixlab_shared import is_main_process
 
     cache = cache or FeatureCache(enabled=False)
-    index = FileHashIndex(cache.folder if cache.enabled else None, verify=verify_cache)
-    parts = feature_key_parts(
-        source,
-        encoder,
-        index=index,
-        selection=selection,
-        strict=strict,
-        with_logits=with_logits,
-        precision=precision,
-    )
-    key = cache_key(**parts)
-    if is_main_process():
-        index.save()
-    hit = cache.load(key)
+    key, parts, hit = None, None, None
+    if cache.enabled:  # no cache, no key: nothing is hashed
+        index = FileHashIndex(cache.folder, verify=verify_cache)
+        parts = feature_key_parts(
+            source,
+            encoder,
+            index=index,
+            selection=selection,
+            strict=strict,
+            with_logits=with_logits,
+            precision=precision,
+        )
+        key = cache_key(**parts)
+        if is_main_process():
+            index.save()
+        hit = cache.load(key)
     if hit is not None and "features" in hit:
         logger.info("%s: features from cache %s", source.description, cache.path(key))
         return Features(
@@ -225,10 +227,9 @@ def image_features(
         probs=probs,
         skipped=len(source.skipped),
     )
-    if is_main_process():
+    if is_main_process() and key is not None:
         cache.save(key, features=feats, labels=result.labels, probs=probs, skipped=np.int64(result.skipped))
-        if cache.enabled:
-            cache.save_parts(key, parts)
+        cache.save_parts(key, parts)
     return result
 
 

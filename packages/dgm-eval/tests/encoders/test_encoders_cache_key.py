@@ -128,6 +128,8 @@ def test_a_hit_reads_no_image_bytes_unless_verify(tmp_path, monkeypatch):
     calls.clear()
     assert _run(folder, enc, cache).cached and calls == []  # (path, size, mtime) unchanged: nothing re-read
     assert _run(folder, enc, cache, verify_cache=True).cached and len(calls) == 6
+    calls.clear()
+    assert not _run(folder, enc, FeatureCache(tmp_path / "off", enabled=False)).cached and calls == []  # no key
     # an edit that keeps size and mtime (BMP is uncompressed: one pixel byte flipped, same size): trusted without
     # --verify-cache, caught with it
     (tmp_path / "bmp").mkdir()
