@@ -98,3 +98,20 @@ def test_losses(gen):
     huber = pseudo_huber_loss(a, b, 1e-3).item()
     assert huber >= 0 and huber == pytest.approx(float(np.mean(np.sqrt(d**2 + 1e-6) - 1e-3)), rel=1e-5)
     assert pseudo_huber_loss(a, a).item() == 0.0
+
+
+def test_config_names_match_the_registries():
+    from direct_cms.config import LOSS_NAMES, SOLVER_NAMES
+    from direct_cms.objectives import LOSSES
+    from direct_cms.solvers import SOLVERS
+
+    assert tuple(SOLVERS) == SOLVER_NAMES and tuple(LOSSES) == LOSS_NAMES
+
+
+def test_cli_import_does_not_load_diffusers():
+    import subprocess
+    import sys
+
+    code = "import sys, direct_cms.cli; print(any(m.split('.')[0] in ('diffusers', 'peft') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

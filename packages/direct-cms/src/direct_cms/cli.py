@@ -15,9 +15,7 @@ from pathlib import Path
 import typer
 
 from direct_cms import __version__
-from direct_cms.distill import DistillConfig
-from direct_cms.jobs import EvaluateConfig, SampleConfig
-from direct_cms.teacher import TeacherConfig
+from direct_cms.config import DistillConfig, EvaluateConfig, SampleConfig, TeacherConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
     config_option,

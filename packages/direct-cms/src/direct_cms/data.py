@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from direct_cms.config import DATASETS
 from sixlab_shared import UserError, derive_seed, make_generator
 
 __all__ = ["DATASETS", "Batch", "Dataset", "draw_batch", "load_dataset", "ring_centres", "sample_ring"]
 
-DATASETS = ("digits", "ring")
 RING_MODES = 8
 RING_RADIUS = 1.0
 RING_STD = 0.03

@@ -14,24 +14,24 @@ function of seed and step).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from direct_cms.captions import TextBatchSource, build_cache, load_captioned_folder
+from direct_cms.config import DEFAULT_LORA_TARGETS, PAPER_LORA_TARGETS, PRESETS, DistillConfig
 from direct_cms.data import Batch, draw_batch, load_dataset
 from direct_cms.grid import TimeGrid
 from direct_cms.guidance import GuidedTeacher
-from direct_cms.lora import PAPER_LORA_TARGETS, save_lora
-from direct_cms.objectives import LOSSES, OBJECTIVES, cd_target, direct_target, pseudo_huber_loss, student_output
-from direct_cms.solvers import SOLVERS, make_solver
-from direct_cms.students import DEFAULT_LORA_TARGETS, STUDENT_KINDS, StudentTeacher
+from direct_cms.lora import save_lora
+from direct_cms.objectives import LOSSES, cd_target, direct_target, pseudo_huber_loss, student_output
+from direct_cms.solvers import make_solver
+from direct_cms.students import StudentTeacher
 from direct_cms.teacher import load_checked_scheduler, load_teacher, scheduler_from_config
 from sixlab_shared import RunDir, UserError, derive_seed, get_device, progress, save_checkpoint, seeded
 
@@ -71,145 +71,6 @@ _RESUME_KEYS = (
     "mixed_precision",
     "seed",
 )
-OPTIMIZERS = ("adamw", "adamw8bit")
-
-#: Named presets. ``paper``: the paper's SDXL setting (reference §2); its values replace every field left at its
-#: default (a field set explicitly keeps the user's value).
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        "num_intervals": 100,
-        "solver": "ddim",
-        "guidance": 9.0,
-        "lora_rank": 64,
-        "lora_alpha": 64.0,
-        "lora_targets": list(PAPER_LORA_TARGETS),
-        "lr": 1e-4,
-        "weight_decay": 1e-2,
-        "grad_clip": 1.0,
-        "batch_size": 16,
-        "steps": 250,
-        "seed": 24,
-        "checkpoint_every": 50,
-        "mixed_precision": "fp16",
-        "gradient_checkpointing": True,
-        "optimizer": "adamw8bit",
-        "resolution": 1024,
-    }
-}
-
-
-@dataclass
-class DistillConfig:
-    """Settings of ``direct-cms distill`` (identical for both objectives except ``objective``)."""
-
-    teacher: str = ""
-    """Teacher: a ``train-teacher`` folder, or a diffusers SD 1.5 / SDXL pipeline (Hugging Face id or folder)."""
-    data: str = ""
-    """Captioned image folder for SD/SDXL teachers (``metadata.jsonl`` imagefolder or ``.txt`` sidecars)."""
-    vae: str = ""
-    """VAE replacing the pipeline's (id or folder, e.g. ``madebyollin/sdxl-vae-fp16-fix``)."""
-    variant: str = ""
-    """Weight variant of the pipeline (e.g. ``fp16``)."""
-    revision: str = ""
-    """Hub revision of the pipeline."""
-    resolution: int = 512
-    """Square crop size in pixels for SD/SDXL data (paper: 1024)."""
-    cache: str = ""
-    """Latent + prompt-embedding cache file (safetensors; built on first use) so the VAE and text encoders are not
-    needed during training; empty: encode every batch."""
-    preset: str = ""
-    """A named preset (``paper``): sets every field left at its default to the paper's value."""
-    objective: str = "cd"
-    """``cd`` (one teacher step + stop-gradient target) or ``direct`` (teacher solve to t = 0)."""
-    num_intervals: int = 20
-    """N, the grid; must divide the scheduler's training steps (paper: 100)."""
-    solver: str = "ddim"
-    """Teacher ODE solver: ``ddim``, ``euler`` or ``heun``."""
-    guidance: float = 3.0
-    """Fixed Imagen-form CFG scale w of the teacher (paper: 9 for SDXL)."""
-    loss: str = "l2"
-    """``l2`` (the paper's) or ``huber`` (pseudo-Huber)."""
-    huber_c: float = 1e-3
-    """c of the pseudo-Huber loss."""
-    student: str = "lora"
-    """``lora`` (peft adapters, the paper's) or ``full`` fine-tuning."""
-    lora_rank: int = 8
-    """LoRA rank (paper: 64)."""
-    lora_alpha: float | None = None
-    """LoRA α (default: the rank)."""
-    lora_targets: list[str] = field(default_factory=list)
-    """Module-name suffixes that get LoRA adapters; empty: the built-in teachers' list, or the paper's 14 groups
-    for SD/SDXL."""
-    ema_decay: float = 0.0
-    """EMA decay of the CD target network; 0 = stop-gradient online target (the paper's LoRA scripts)."""
-    steps: int = 200
-    """Optimiser updates."""
-    batch_size: int = 32
-    """Examples per micro-batch per process."""
-    grad_accum: int = 1
-    """Micro-batches per update."""
-    lr: float = 1e-3
-    """AdamW learning rate (constant)."""
-    weight_decay: float = 1e-2
-    """AdamW weight decay."""
-    grad_clip: float = 1.0
-    """Gradient-norm clip."""
-    optimizer: str = "adamw"
-    """``adamw`` (torch) or ``adamw8bit`` (bitsandbytes, the paper's; CUDA)."""
-    mixed_precision: str = "no"
-    """``no``, ``fp16`` or ``bf16``: frozen weights are stored in that dtype and autocast computes in it; the
-    trained (LoRA) weights stay float32."""
-    gradient_checkpointing: bool = False
-    """Recompute UNet activations in the backward pass (saves memory, costs time)."""
-    checkpoint_every: int = 50
-    """Write ``checkpoints/last.safetensors`` every M updates (and at the end)."""
-    log_every: int = 10
-    """Log metrics every this many updates."""
-    tensorboard: bool = True
-    """Also log to TensorBoard (``<out>/tensorboard``)."""
-    seed: int = 0
-    """Seeds the data/noise/index stream (identical for both objectives) and the LoRA initialisation."""
-    device: str | None = None
-    """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: accelerate's choice)."""
-
-    def __post_init__(self) -> None:
-        if self.preset:
-            if self.preset not in PRESETS:
-                raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-            defaults = {f.name: f.default_factory() if callable(f.default_factory) else f.default for f in fields(self)}
-            for name, value in PRESETS[self.preset].items():
-                if getattr(self, name) == defaults[name]:
-                    setattr(self, name, copy.deepcopy(value))
-
-    def validate(self) -> None:
-        """Check every option the user can get wrong (before anything is written).
-
-        Raises:
-            UserError: naming the option, what it must be and what arrived.
-        """
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.solver not in SOLVERS:
-            raise UserError(f"--solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        if self.loss not in LOSSES:
-            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.student not in STUDENT_KINDS:
-            raise UserError(f"--student must be one of {', '.join(STUDENT_KINDS)}, got {self.student!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.guidance < 0:
-            raise UserError(f"--guidance must be >= 0 (Imagen form, 1 = no guidance), got {self.guidance}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise UserError(f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
-        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every", "lora_rank", "resolution"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.huber_c <= 0:
-            raise UserError("--lr, --grad-clip and --huber-c must be > 0 and --weight-decay >= 0")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
-        if not self.teacher:
-            raise UserError("--teacher is required: a folder from `direct-cms train-teacher` or a diffusers pipeline")
 
 
 @contextlib.contextmanager

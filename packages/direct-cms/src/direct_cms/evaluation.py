@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from direct_cms.classifier import DigitClassifier
+from direct_cms.config import DEFAULT_KS
 from direct_cms.data import RING_STD, Dataset, ring_centres
 from direct_cms.guidance import EpsModel, GuidedTeacher
 from direct_cms.metrics import energy_distance, frechet_distance, mode_stats, ode_error, precision_recall
@@ -30,8 +31,6 @@ from sixlab_shared import UserError, derive_seed, make_generator
 logger = logging.getLogger(__name__)
 
 __all__ = ["EvalNoise", "quality_metrics", "student_sample", "teacher_sample"]
-
-DEFAULT_KS = (1, 2, 4, 8)
 
 
 @dataclass

@@ -9,43 +9,16 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from direct_cms.evaluation import DEFAULT_KS
-from direct_cms.text_evaluation import CLIP_MODEL
+from direct_cms.config import EvaluateConfig, SampleConfig
 from sixlab_shared import UserError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EvaluateConfig", "SampleConfig", "evaluate", "sample"]
-
-
-@dataclass
-class SampleConfig:
-    """Settings of ``direct-cms sample``."""
-
-    steps: int = 4
-    """K sampling steps (1..N)."""
-    num_samples: int = 100
-    """Built-in students: number of samples (labels balanced over classes)."""
-    prompt: list[str] = field(default_factory=list)
-    """SD/SDXL students: prompts (repeatable), one image each."""
-    seed: int = 0
-    """Seeds the initial and re-noising draws."""
-    precision: str = "fp32"
-    """SD/SDXL: weights dtype of the pipeline (fp32, fp16, bf16)."""
-    device: str | None = None
-    """Where SD/SDXL sampling runs (built-in students sample on the CPU)."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {self.steps}")
-        if self.num_samples < 1:
-            raise ValueError(f"--num-samples must be >= 1, got {self.num_samples}")
-        if self.precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"--precision must be fp32, fp16 or bf16, got {self.precision!r}")
 
 
 def _is_text_run(student_dir: Path) -> bool:
@@ -113,50 +86,6 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
     from direct_cms.experiment import sample_student
 
     return sample_student(student_dir, out, config.steps, config.num_samples, config.seed)
-
-
-@dataclass
-class EvaluateConfig:
-    """Settings of ``direct-cms evaluate`` (built-in students, or SD/SDXL students with ``--prompts``)."""
-
-    prompts: str = ""
-    """SD/SDXL students: a text file with one prompt per line (the evaluation set)."""
-    ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))
-    """Student step counts K (repeatable)."""
-    num_samples: int = 500
-    """Built-in students: fixed initial noises."""
-    sanity_samples: int = 64
-    """Built-in students: samples for the teacher's N-step vs fine solve (0 skips)."""
-    sanity_intervals: int = 1000
-    """Built-in students: grid of the fine teacher solve."""
-    classifier: str = ""
-    """Built-in digits: classifier file (trained and saved there if missing; default in --out)."""
-    classifier_steps: int = 400
-    """Built-in digits: training steps of the classifier when it is not cached."""
-    clip_model: str = CLIP_MODEL
-    """SD/SDXL: CLIP model (id or folder) for the CLIP score; empty skips it."""
-    fd_encoders: list[str] = field(default_factory=list)
-    """SD/SDXL: dgm-eval encoders for Fréchet distances (inception → FID, dinov2 → FD-DINOv2; repeatable)."""
-    real_images: str = ""
-    """SD/SDXL: folder of real images, the reference set of the teacher's FD."""
-    batch_size: int = 8
-    """SD/SDXL: images per forward pass."""
-    precision: str = "fp32"
-    """SD/SDXL: compute precision of sampling and decoding (fp32, or autocast fp16/bf16 on a GPU)."""
-    seed: int = 0
-    """Seeds the fixed noise (stored once in --out, reused)."""
-    device: str | None = None
-    """SD/SDXL: where models run (built-in evaluation runs on the CPU)."""
-
-    def __post_init__(self) -> None:
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError(f"--ks must hold integers >= 1, got {self.ks}")
-        if self.num_samples < 2:
-            raise ValueError(f"--num-samples must be >= 2, got {self.num_samples}")
-        if self.precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"--precision must be fp32, fp16 or bf16, got {self.precision!r}")
-        if self.batch_size < 1 or self.sanity_samples < 0 or self.classifier_steps < 1:
-            raise ValueError("--batch-size and --classifier-steps must be >= 1, --sanity-samples >= 0")
 
 
 def _names(student_dirs: list[Path]) -> dict[str, Path]:

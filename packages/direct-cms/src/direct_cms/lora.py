@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from direct_cms.config import PAPER_LORA_TARGETS
 from sixlab_shared import UserError
 
 logger = logging.getLogger(__name__)
@@ -30,25 +31,6 @@ __all__ = [
     "save_lora",
     "without_lora",
 ]
-
-#: The paper's 14 LoRA target module groups: attention q/k/v/out, proj_in/out, feed-forward, resnet convs and
-#: shortcut, down/upsampler convs, time-embedding projection.
-PAPER_LORA_TARGETS = (
-    "to_q",
-    "to_k",
-    "to_v",
-    "to_out.0",
-    "proj_in",
-    "proj_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "conv1",
-    "conv2",
-    "conv_shortcut",
-    "downsamplers.0.conv",
-    "upsamplers.0.conv",
-    "time_emb_proj",
-)
 
 #: Named LoRA settings: ``rank``, ``alpha`` and ``targets``.
 LORA_PRESETS: dict[str, dict[str, Any]] = {"paper": {"rank": 64, "alpha": 64.0, "targets": list(PAPER_LORA_TARGETS)}}

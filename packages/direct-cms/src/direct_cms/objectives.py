@@ -15,14 +15,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from direct_cms.config import OBJECTIVES
 from direct_cms.grid import TimeGrid
 from direct_cms.guidance import EpsModel
 from direct_cms.parameterization import SIGMA_DATA, TIMESTEP_SCALING, consistency_function
 from direct_cms.solvers import _GridSolver, solve
 
 __all__ = ["LOSSES", "OBJECTIVES", "cd_target", "direct_target", "l2_loss", "pseudo_huber_loss", "student_output"]
-
-OBJECTIVES = ("cd", "direct")
 
 
 def student_output(

@@ -16,17 +16,13 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
+from direct_cms.config import DEFAULT_LORA_TARGETS, STUDENT_KINDS
 from direct_cms.guidance import UNetEps
 from sixlab_shared import UserError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_LORA_TARGETS", "STUDENT_KINDS", "StudentTeacher"]
-
-#: LoRA targets for the built-in teachers: UNet attention, resnet convs and time projections, and MLP linears
-#: (the paper's SDXL list also covers proj_in/out, feed-forward and up/down-sampler convs).
-DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj", "fc_in", "fc_hidden")
-STUDENT_KINDS = ("lora", "full")
 
 
 def _lora_layers(module: nn.Module) -> list[nn.Module]:

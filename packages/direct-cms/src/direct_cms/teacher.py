@@ -18,7 +18,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 from torch import nn
 
-from direct_cms.data import DATASETS, Dataset, draw_batch, load_dataset
+from direct_cms.config import SCHEDULES, TeacherConfig
+from direct_cms.data import Dataset, draw_batch, load_dataset
 from direct_cms.grid import TimeGrid
 from direct_cms.networks import MLPDenoiser, build_digits_unet
 from sixlab_shared import UserError, derive_seed, get_device, make_generator, progress, seeded
@@ -29,41 +30,6 @@ __all__ = ["Teacher", "TeacherConfig", "load_teacher", "make_teacher_scheduler",
 
 UNET_DIR = "unet"
 SCHEDULER_DIR = "scheduler"
-
-
-@dataclass
-class TeacherConfig:
-    """Settings of ``direct-cms train-teacher``."""
-
-    dataset: str = "digits"
-    """``digits`` (UNet2DModel) or ``ring`` (MLP)."""
-    steps: int = 2000
-    """Optimiser steps."""
-    batch_size: int = 64
-    """Examples per step."""
-    lr: float = 2e-3
-    """Adam learning rate (cosine decay to 0)."""
-    label_dropout: float = 0.1
-    """Probability of replacing a label by the null class (for CFG)."""
-    schedule: str = "scaled_linear"
-    """β schedule: ``scaled_linear`` (SDXL's 0.00085 → 0.012, the paper's) or ``linear`` (1e-4 → 0.02)."""
-    width: int = 16
-    """Base width (UNet channels (w, 2w); MLP hidden = 4w)."""
-    seed: int = 0
-    """Seeds initialisation and the data/noise stream."""
-    device: str | None = None
-    """``cpu``, ``cuda`` or ``mps`` (default: best available)."""
-
-    def validate(self) -> None:
-        """Raises UserError for values the user can fix."""
-        if self.dataset not in DATASETS:
-            raise UserError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise UserError(f"--steps and --batch-size must be >= 1, got {self.steps} and {self.batch_size}")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise UserError(f"--label-dropout must lie in [0, 1), got {self.label_dropout}")
 
 
 @dataclass
@@ -83,9 +49,6 @@ class Teacher:
     def grid(self, num_intervals: int) -> TimeGrid:
         """The N-interval grid on this teacher's schedule."""
         return TimeGrid.from_scheduler(self.scheduler, num_intervals)
-
-
-SCHEDULES = {"scaled_linear": (0.00085, 0.012), "linear": (1e-4, 0.02)}
 
 
 def make_teacher_scheduler(schedule: str = "scaled_linear") -> DDPMScheduler:

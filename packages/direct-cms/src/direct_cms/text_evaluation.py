@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from direct_cms.conditioning import sdxl_time_ids
+from direct_cms.config import CLIP_MODEL
 from direct_cms.evaluation import DEFAULT_KS, EvalNoise, student_sample, teacher_sample
 from direct_cms.guidance import GuidedTeacher, UNetEps
 from direct_cms.metrics import ode_error
@@ -39,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CLIP_MODEL", "TextEvalConfig", "clip_score", "decode_latents", "evaluate_text", "frechet_distance_dgm"]
 
-#: The paper's CLIP model for the CLIP score.
-CLIP_MODEL = "openai/clip-vit-large-patch14"
 #: dgm-eval encoder → name of the metric in the table.
 FD_NAMES = {"inception": "fid", "dinov2": "fd_dinov2"}
 NOISE_FILE = "eval_noise.safetensors"
