@@ -6,6 +6,7 @@ FuseMix and a symmetric InfoNCE (:func:`train`), and evaluate retrieval with sev
 """
 
 from fusemix.adapters import ADAPTER_PRESETS, AdapterConfig, FusionAdapter, FusionModel, count_parameters
+from fusemix.audio import Waveform, load_waveform, prepare_waveform
 from fusemix.cache import build_cache, extract_split, latent_cache_path
 from fusemix.captions import clean_caption
 from fusemix.checkpoint import load_fusion_checkpoint, save_fusion_checkpoint
@@ -13,13 +14,14 @@ from fusemix.data.manifest import PairedManifest, PairedSplit, read_manifest, wr
 from fusemix.data.shapes import make_shapes_dataset
 from fusemix.demo import DemoConfig, run_demo
 from fusemix.encoders import EncoderSpec, load_encoder, register_encoder, registered_encoders, resolve_encoder
-from fusemix.evaluate import embed_latents, evaluate_retrieval
-from fusemix.latents import PairedLatents, load_paired_latents
+from fusemix.evaluate import embed_latents, evaluate_checkpoint, evaluate_retrieval
+from fusemix.latents import PairedLatents, cached_encoder, load_paired_latents
 from fusemix.loss import Temperature, symmetric_infonce
 from fusemix.mixup import MixedBatch, fusemix, mix_halves, mixup_alpha, sample_lambda
 from fusemix.optim import build_optimizer, learning_rate, parameter_groups
 from fusemix.query import Hit, retrieve
 from fusemix.recall_metrics import chance_recall, ranks_from_similarity, recall_at_k, retrieval_metrics, retrieval_ranks
+from fusemix.subsample import choose_items, greedy_kdpp
 from fusemix.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
@@ -41,23 +43,30 @@ __all__ = [
     "TrainResult",
     "__version__",
     "build_cache",
+    "Waveform",
     "build_optimizer",
+    "cached_encoder",
+    "choose_items",
     "chance_recall",
     "clean_caption",
     "count_parameters",
     "embed_latents",
+    "evaluate_checkpoint",
     "evaluate_retrieval",
     "extract_split",
     "fusemix",
+    "greedy_kdpp",
     "latent_cache_path",
     "learning_rate",
     "load_encoder",
     "load_fusion_checkpoint",
     "load_paired_latents",
+    "load_waveform",
     "make_shapes_dataset",
     "mix_halves",
     "mixup_alpha",
     "parameter_groups",
+    "prepare_waveform",
     "ranks_from_similarity",
     "read_manifest",
     "recall_at_k",
