@@ -60,9 +60,9 @@ def _killed_after(monkeypatch, calls: int):
     monkeypatch.setattr(module, "student_output", flaky)
 
 
-@pytest.mark.parametrize("objective", ["cd", "direct"])
-def test_text_resume_is_bit_exact(objective, tiny_sdxl_dir, captioned_dir, tmp_path, monkeypatch):
-    config = _config(tiny_sdxl_dir, captioned_dir, steps=3, objective=objective)
+@pytest.mark.parametrize(("kind", "objective"), [("sdxl", "cd"), ("sdxl", "direct"), ("sd", "direct")])
+def test_text_resume_is_bit_exact(kind, objective, tiny_sd_dir, tiny_sdxl_dir, captioned_dir, tmp_path, monkeypatch):
+    config = _config(tiny_sdxl_dir if kind == "sdxl" else tiny_sd_dir, captioned_dir, steps=3, objective=objective)
     distill(config, tmp_path / "full")
     with monkeypatch.context() as patch:
         _killed_after(patch, 1)
