@@ -9,6 +9,12 @@ process (each process draws its own seeded shard), gradient accumulation, and on
 Checkpoints (``checkpoints/last.safetensors``: trainable weights, optimiser, EMA, step) are written atomically
 every ``checkpoint_every`` steps; ``resume=True`` continues from the last one exactly (the stream is a pure
 function of seed and step).
+
+Teachers: a built-in ``train-teacher`` folder (class labels, its own dataset), or an SD 1.5 / SDXL pipeline with
+``data`` (captioned images through :class:`~direct_cms.captions.TextBatchSource`: VAE latents and
+:class:`~direct_cms.conditioning.TextCond`). Frozen weights can be held in fp16/bf16 with the trained (LoRA)
+weights in float32, the UNet can recompute activations (gradient checkpointing), and SD/SDXL LoRA students are
+also written in diffusers' LoRA format (``<out>/lora``).
 """
 
 from __future__ import annotations
