@@ -60,6 +60,19 @@ def test_train_options_cover_train_config() -> None:
         assert result.exit_code == 2 and missing in result.output
 
 
+def test_demo_options_cover_demo_config(tmp_path) -> None:
+    from fusemix.demo import DemoConfig
+    from sixlab_shared.cli import config_coverage
+
+    # seeds: `--seeds N` with the shared `--seed` first seed; device: the shared --device; subsamples: `fusemix curve`
+    assert config_coverage(app, "demo", DemoConfig, exclude=("seeds", "device", "subsamples")) == []
+    bad = runner.invoke(app, ["demo", "--fast", "--steps", "0", "--out", str(tmp_path / "d")])
+    _user_error(bad, "--steps must be >= 1, got 0")
+    _user_error(runner.invoke(app, ["demo", "--fast", "--size", "500", "--out", str(tmp_path / "d")]),
+                "--size 500 exceeds --train-pool 60")  # fmt: skip
+    assert not (tmp_path / "d").exists()
+
+
 def test_shared_options_on_every_verb() -> None:
     from sixlab_shared.cli import HELP
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from fusemix import __version__
+from fusemix.demo import DemoConfig
 from fusemix.train import TrainConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
@@ -213,15 +214,14 @@ def retrieve(
 
 @app.command()
 @exit_on_user_error
+@config_options(DemoConfig, into="demo_config", exclude=("seeds", "device", "subsamples"), rename={"sizes": "--size"})
 def demo(
+    *,
+    demo_config: DemoConfig,
     out: Path = out_option(Path("runs/fusemix-demo")),
     fast: bool = fast_option(),
-    demo_modality: str = typer.Option(
-        "image", "--modality", help="image (rendered shapes) or audio (synthesized sounds)."
-    ),
     seeds: int = typer.Option(None, "--seeds", help="Number of seeds (default 3; 1 with --fast)."),
     seed: int = seed_option(),
-    steps: int = typer.Option(None, "--steps", help="Training steps per run (default 400)."),
     overwrite: bool = overwrite_option(),
     device: str | None = device_option(),
     threads: int | None = threads_option(),
@@ -229,24 +229,21 @@ def demo(
     verbose: int = verbose_option(),
 ) -> None:
     """Synthetic shapes or sounds -> cached latents (frozen conv net or log-mel pooling, MiniLM) -> FuseMix vs
-    no-mixup at two data sizes over seeds."""
-    from fusemix.demo import DemoConfig, format_demo_table, run_demo
+    no-mixup at two data sizes over seeds. Every option is a field of DemoConfig; with --fast the options you
+    give still win over the fast sizes."""
+    from fusemix.demo import format_demo_table, run_demo
 
     _setup(verbose)
-    if demo_modality not in ("image", "audio"):
-        raise UserError(f"--modality must be image or audio, got {demo_modality!r}")
-    demo_config = DemoConfig.fast(demo_modality) if fast else DemoConfig(modality=demo_modality)
-    if seeds is not None:
-        if seeds < 1:
-            raise UserError(f"--seeds must be >= 1, got {seeds}")
-        demo_config = dataclasses.replace(demo_config, seeds=tuple(range(seed, seed + seeds)))
-    elif seed:
-        demo_config = dataclasses.replace(demo_config, seeds=tuple(seed + s for s in demo_config.seeds))
-    if steps is not None:
-        if steps < 1:
-            raise UserError(f"--steps must be >= 1, got {steps}")
-        demo_config = dataclasses.replace(demo_config, steps=steps)
-    demo_config = dataclasses.replace(demo_config, device=device)
+    if fast:  # the fast preset, except for the options given with other values than the full demo's defaults
+        full = DemoConfig(modality=demo_config.modality)
+        given = {k: v for k, v in dataclasses.asdict(demo_config).items() if v != getattr(full, k)}
+        demo_config = dataclasses.replace(DemoConfig.fast(demo_config.modality), **given)
+    count = len(demo_config.seeds) if seeds is None else seeds
+    if count < 1:
+        raise UserError(f"--seeds must be >= 1, got {count}")
+    if max(demo_config.sizes) > demo_config.train_pool:
+        raise UserError(f"--size {max(demo_config.sizes)} exceeds --train-pool {demo_config.train_pool}")
+    demo_config = dataclasses.replace(demo_config, seeds=tuple(range(seed, seed + count)), device=device)
     summary = run_demo(demo_config, out, overwrite=overwrite)
     typer.echo(format_demo_table(summary))
     typer.echo(f"run directory: {out} ({summary['seconds']:.0f} s)")

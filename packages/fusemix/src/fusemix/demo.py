@@ -73,6 +73,20 @@ class DemoConfig:
     device: str | None = "cpu"
     """Where to train."""
 
+    def __post_init__(self) -> None:
+        if self.modality not in DATASETS:
+            raise ValueError(f"--modality must be image or audio, got {self.modality!r}")
+        for name in ("train_pool", "val_items", "test_items", "steps", "batch_size", "expansion", "out_dim",
+                     "eval_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not self.sizes or min(self.sizes) < 1:
+            raise ValueError(f"--size must be >= 1 (at least one), got {list(self.sizes)}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+        if self.depth < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--depth must be >= 0 and --dropout in [0, 1), got {self.depth} and {self.dropout}")
+
     @classmethod
     def fast(cls, modality: str = "image") -> DemoConfig:
         """A seconds-long variant for tests."""
