@@ -135,6 +135,17 @@ def test_whisper_encoder_pools_over_valid_frames_only(tiny_whisper_dir) -> None:
     assert not torch.allclose(latent, hidden.mean(1), atol=1e-3)  # the padded 30 s would give another latent
 
 
+def test_hf_audio_encoder_through_the_cache_cli(tiny_whisper_dir, tmp_path) -> None:
+    manifest = make_sounds_dataset(tmp_path / "data", {"train": 3}, seed=2)
+    args = ["cache", "--manifest", str(manifest), "--dataset", "s", "--cache-dir", str(tmp_path / "cache"),
+            "--item-encoder", f"hf:{tiny_whisper_dir}@mean", "--text-encoder", "frozen-bow"]  # fmt: skip
+    as_image = runner.invoke(app, args)  # an hf: item encoder is an image encoder unless told otherwise
+    assert as_image.exit_code == 2 and as_image.stderr.startswith("error: "), as_image.output
+    result = runner.invoke(app, [*args, "--modality", "audio"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[:4] == ["train", "items", "3", "0"]
+
+
 def test_ast_and_clap_audio_towers(tmp_path) -> None:
     from transformers import (
         ASTConfig,
