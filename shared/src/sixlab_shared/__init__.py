@@ -1,7 +1,7 @@
 """sixlab-shared: device, seeding, logging, run directories and checkpoints for the sixlab packages.
 
 Kept thin on purpose: nothing paper-specific lives here. The command-line conventions (shared options, config
-dataclass -> options) are in :mod:`sixlab_shared.cli`, imported on its own because it needs typer.
+dataclass -> options) are in :mod:`sixlab_shared.cli`, imported on its own (it loads typer).
 """
 
 from sixlab_shared.atomic import (

@@ -23,7 +23,7 @@ docstring as help, so the dataclass is the one table of defaults. The shared opt
 the command line is parsed, before the command body runs (so before any output folder exists), and every error
 they find is one line on stderr with exit status 2, as :func:`~sixlab_shared.errors.exit_on_user_error` prints.
 
-This module imports typer (the ``cli`` extra of sixlab-shared; every package with a CLI depends on it).
+This module imports typer, a dependency of sixlab-shared (the CLI library of every package).
 """
 
 from __future__ import annotations

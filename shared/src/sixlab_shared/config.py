@@ -52,6 +52,6 @@ def config_option_callback(ctx: Any, param: Any, value: str | None) -> str | Non
     from the file become the defaults of the command's other options (explicit options still win), and a missing,
     invalid, unknown-key or wrong-type file is one line on stderr and exit status 2.
     """
-    from sixlab_shared.cli import _load_config_file  # typer is an optional dependency of the shared package
+    from sixlab_shared.cli import _load_config_file  # imported here: the package root does not load typer
 
     return _load_config_file(ctx, param, value)
