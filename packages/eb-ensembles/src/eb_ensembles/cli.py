@@ -24,6 +24,7 @@ from eb_ensembles.runs import RunConfig, evaluate_run, train_run
 from eb_ensembles.training.config import TrainConfig
 from sixlab_shared import RunDir, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
+    HELP,
     config_option,
     config_options,
     device_option,
@@ -155,7 +156,9 @@ def train(
 def evaluate(
     run: Path = typer.Option(..., "--run", help="A training run directory written by `train`."),
     out: Path = out_option(Path("runs/eb-ensembles-eval")),
-    fast: bool = typer.Option(False, "--fast", help="Fewer corruptions and OOD points."),
+    fast: bool = fast_option(
+        help=f"{HELP['fast']} Here: two corruptions at severities 1, 3, 5 and 200 points per synthetic OOD set."
+    ),
     seed: int = seed_option(),
     device: str | None = device_option(),
     threads: int | None = threads_option(),
