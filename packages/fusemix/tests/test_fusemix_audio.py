@@ -140,7 +140,9 @@ def test_hf_audio_encoder_through_the_cache_cli(tiny_whisper_dir, tmp_path) -> N
     args = ["cache", "--manifest", str(manifest), "--dataset", "s", "--cache-dir", str(tmp_path / "cache"),
             "--item-encoder", f"hf:{tiny_whisper_dir}@mean", "--text-encoder", "frozen-bow"]  # fmt: skip
     as_image = runner.invoke(app, args)  # an hf: item encoder is an image encoder unless told otherwise
-    assert as_image.exit_code == 2 and as_image.stderr.startswith("error: "), as_image.output
+    last = as_image.stderr.strip().splitlines()[-1]
+    assert as_image.exit_code == 2 and last.startswith("error: could not load image encoder"), as_image.output
+    assert "for audio items pass --modality audio" in last and len(last) < 600
     result = runner.invoke(app, [*args, "--modality", "audio"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1].split()[:4] == ["train", "items", "3", "0"]

@@ -86,7 +86,15 @@ def _unavailable_message(spec: EncoderSpec, location: str, err: BaseException | 
     reason = ""
     if err is not None:
         text = str(err).strip()
-        reason = f" ({text.splitlines()[0] if text else type(err).__name__})"
+        first = text.splitlines()[0] if text else type(err).__name__
+        reason = f" ({first[:200]}{' ...' if len(first) > 200 else ''})"
+    if Path(location).is_dir():  # the files are here: the folder does not hold what this encoder needs
+        preprocessor = {"text": "a tokenizer", "audio": "a feature extractor"}.get(spec.modality, "an image processor")
+        return (
+            f"could not load {spec.modality} encoder {spec.name!r} from the folder {location!r}{reason}; it must "
+            f"hold a transformers model ({spec.hf_class}) and {preprocessor}"
+            + ("; for audio items pass --modality audio" if spec.modality == "image" else "")
+        )
     return (
         f"could not load {spec.modality} encoder {spec.name!r} from {location!r}{reason}; its weights are "
         f"not available here: download them once with `huggingface-cli download {location}` while online, "
