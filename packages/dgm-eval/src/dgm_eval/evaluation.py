@@ -198,10 +198,7 @@ def run_compute(cfg: ComputeConfig) -> dict[str, dict[str, Any]]:
     needs_images = any(isinstance(item, ImageSource) for item in [ref, test, *gens])
     encoder = _load_encoder(cfg.encoder, cfg.seed) if needs_images else None
     if cfg.heatmaps and encoder.heatmap_layer() is None:
-        raise UserError(
-            f"encoder {encoder.name!r} has no heatmap layer; --heatmaps works with dinov2, clip, inception, "
-            "sinception and random"
-        )
+        raise UserError(f"encoder {encoder.name!r} has no heatmap layer; --heatmaps works with every encoder but pixel")
     heatmaps: list[tuple[list[Any], list[np.ndarray]]] = []
     cache = FeatureCache(cfg.cache_dir, enabled=cfg.cache)
 

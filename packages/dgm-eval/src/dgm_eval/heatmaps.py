@@ -107,8 +107,8 @@ def fd_heatmaps(
     """
     layer = encoder.heatmap_layer()
     if layer is None:
-        raise UserError(f"encoder {encoder.name!r} has no heatmap layer; --heatmaps works with dinov2, clip, "
-                        "inception, sinception and random")  # fmt: skip
+        raise UserError(f"encoder {encoder.name!r} has no heatmap layer; --heatmaps works with every encoder "
+                        "but pixel")  # fmt: skip
     module, prefix = layer
     dev = torch.device(device) if device is not None else next(encoder.parameters()).device
     encoder.to(dev)

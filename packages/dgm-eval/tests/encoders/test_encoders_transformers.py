@@ -236,3 +236,27 @@ def test_data2vec_without_pooler_weights_uses_the_identity_layernorm(tiny_hf_mod
         tokens = model.eval()(pixel_values=x).last_hidden_state[:, 1:].mean(1)
         expected = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:], eps=model.config.layer_norm_eps)
     np.testing.assert_allclose(encoder(x).numpy(), expected.numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["clip", "convnext", "mae", "data2vec"])
+def test_fd_heatmaps_run_on_every_transformers_encoder(name, images, tiny_hf_models):
+    from dgm_eval.heatmaps import fd_heatmaps
+    from dgm_eval.metrics import feature_statistics
+
+    encoder = load_encoder(name, weights=str(tiny_hf_models[name]), device="cpu")
+    feats = extract_features(images, encoder, batch_size=7).astype(np.float64)
+    ref = feature_statistics(np.random.default_rng(0).normal(size=(3 * encoder.dim, encoder.dim)))
+    maps = fd_heatmaps(encoder, images[:2], [0, 1], ref, feats, size=16)
+    assert [m.shape for m in maps] == [(16, 16)] * 2 and any(m.max() > 0 for m in maps)
+
+
+@pytest.mark.slow  # a full ResNet-50 forward/backward and a 2048x2048 eigvalsh with its gradient: ~20 s on CPU
+def test_fd_heatmaps_on_swav(images, tiny_swav_file):
+    from dgm_eval.heatmaps import fd_heatmaps
+    from dgm_eval.metrics import feature_statistics
+
+    encoder = load_encoder("swav", weights=str(tiny_swav_file), device="cpu")
+    feats = extract_features(images[:4], encoder, batch_size=4).astype(np.float64)
+    ref = feature_statistics(np.random.default_rng(0).normal(size=(64, encoder.dim)))
+    maps = fd_heatmaps(encoder, images[:1], [0], ref, feats, size=16)
+    assert maps[0].shape == (16, 16) and maps[0].max() > 0

@@ -42,6 +42,10 @@ class ConvNeXtEncoder(HFBackboneEncoder):
 
     name = "convnext"
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last stage (its ``(N, C, 7, 7)`` map is pooled into the features)."""
+        return self.model.encoder.stages[-1], -1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).pooler_output  # N x C
 

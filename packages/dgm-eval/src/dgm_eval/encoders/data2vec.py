@@ -36,6 +36,10 @@ class Data2VecEncoder(HFBackboneEncoder):
 
     name = "data2vec"
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last block's first LayerNorm, CLS dropped."""
+        return self.model.encoder.layer[-1].layernorm_before, 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).pooler_output  # N x D
 

@@ -38,6 +38,11 @@ class MAEEncoder(HFBackboneEncoder):
 
     name = "mae"
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """The last block's first LayerNorm, CLS dropped (no masking: the patches keep their order)."""
+        layers = self.model.layers if hasattr(self.model, "layers") else self.model.encoder.layer
+        return layers[-1].layernorm_before, 1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         config = self.model.config
         num_patches = (config.image_size // config.patch_size) ** 2

@@ -76,6 +76,10 @@ class SwAVEncoder(Encoder):
         self.weights_id = source
         return self.freeze()
 
+    def heatmap_layer(self) -> tuple[torch.nn.Module, int]:
+        """ResNet-50 ``layer4`` (its 7x7 map is average-pooled into the features)."""
+        return self.model.layer4, -1
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)  # N x 2048 (avgpool, flattened; fc is the identity)
 
