@@ -20,7 +20,7 @@ import gymnasium as gym
 from bnpo import metrics
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import DownstreamConfig
-from bnpo.envs import ENV_IDS, make_expert
+from bnpo.envs import BABYAI_ENV_IDS, ENV_IDS, make_expert
 from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_windows, training_batches
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
@@ -116,8 +116,11 @@ def collect_job(
     if ":" in policy:
         actor = load_policy(policy, env, seed)
     elif policy == "expert":
-        if env_id not in ENV_IDS:
-            raise UserError(f"no scripted expert for {env_id!r}; pass --policy random or use {', '.join(ENV_IDS)}")
+        if env_id not in ENV_IDS and env_id not in BABYAI_ENV_IDS:
+            known = ", ".join([*ENV_IDS, *BABYAI_ENV_IDS])
+            raise UserError(
+                f"no scripted expert for {env_id!r}; pass --policy random or module:callable, or use {known}"
+            )
         actor = make_expert(env, epsilon=epsilon, seed=seed)
     else:
         env.action_space.seed(seed)

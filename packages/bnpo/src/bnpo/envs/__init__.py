@@ -11,6 +11,10 @@ id                        environment                             horizon
                           after the first step (K_true = 4)
 ========================  ======================================  ==========
 
+``bnpo/BabyAI-<Level>-v0`` for the levels in ``bnpo.envs.babyai.LEVELS`` (``GoToObj``, ``GoToLocal``,
+``UnlockLocal``, ``PickupLoc``; needs ``bnpo[minigrid]``): the BabyAI level with flat observations, the mission
+hidden, and the BabyAI bot as the expert (its subgoal stack labels the options).
+
 ``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from bnpo.envs.babyai import LEVELS, BabyAIBotExpert, BabyAIExpertEnv
 from bnpo.envs.landmarks import LandmarksEnv, LandmarksExpert, LandmarksGoalEnv
 from bnpo.envs.line import LineEnv, LineExpert
 from bnpo.envs.room import RoomEnv, RoomExpert
@@ -29,6 +34,7 @@ ENV_IDS = {
     "bnpo/Landmarks-v0": ("bnpo.envs.landmarks:LandmarksEnv", 30),
     "bnpo/TaxiHidden-v0": ("bnpo.envs.taxi:TaxiHiddenEnv", 200),
 }
+BABYAI_ENV_IDS = {f"bnpo/BabyAI-{level}-v0": level for level in LEVELS}
 DOWNSTREAM_ENV_IDS = {
     "bnpo/LandmarksGoal-v0": ("bnpo.envs.landmarks:LandmarksGoalEnv", 20),
 }
@@ -39,6 +45,9 @@ def register_envs() -> None:
     for env_id, (entry_point, horizon) in {**ENV_IDS, **DOWNSTREAM_ENV_IDS}.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, max_episode_steps=horizon)
+    for env_id, level in BABYAI_ENV_IDS.items():  # minigrid is imported only when one is made
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="bnpo.envs.babyai:make_level", kwargs={"level": level})
 
 
 def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
@@ -63,12 +72,20 @@ def make_expert(env: gym.Env, *, epsilon: float | None = None, seed: int = 0):
         return LandmarksExpert(
             epsilon=0.05 if epsilon is None else epsilon, seed=seed, n_actions=int(base.action_space.n)
         )
+    layer = env
+    while isinstance(layer, gym.Wrapper):  # the BabyAI wrapper sits inside gym.make's own wrappers
+        if isinstance(layer, BabyAIExpertEnv):
+            return BabyAIBotExpert(int(layer.action_space.n), epsilon=epsilon or 0.0, seed=seed)
+        layer = layer.env
     if isinstance(base, TaxiHiddenEnv):
         return TaxiExpert(base, epsilon=epsilon or 0.0, seed=seed)
     raise ValueError(f"no scripted expert for {type(base).__name__}; pass your own policy(obs, info) callable")
 
 
 __all__ = [
+    "BABYAI_ENV_IDS",
+    "BabyAIBotExpert",
+    "BabyAIExpertEnv",
     "DOWNSTREAM_ENV_IDS",
     "ENV_IDS",
     "LandmarksEnv",
