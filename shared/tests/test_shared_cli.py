@@ -205,6 +205,30 @@ def test_coverage_names_missing_fields_and_wrong_defaults():
     assert not any("lr" in p or "hidden" in p for p in problems)
 
 
+def test_coverage_accepts_a_required_field_as_a_required_option():
+    @dataclass
+    class Needs:
+        manifest: Path
+        """Required."""
+        k: int = 1
+
+    app = typer.Typer()
+
+    @app.command()
+    @config_options(Needs)
+    def run(*, config: Needs) -> None:
+        """Generated options."""
+
+    @app.command()
+    def loose(manifest: Path = typer.Option(None, "--manifest"), k: int = typer.Option(1, "--k")) -> None:
+        """The required field as an optional option."""
+
+    assert config_coverage(app, "run", Needs) == []
+    assert config_coverage(app, "loose", Needs) == [
+        "default: manifest has no dataclass default but the option is not required"
+    ]
+
+
 def test_unsupported_field_type_is_refused_when_the_command_is_defined():
     @dataclass
     class Nested:

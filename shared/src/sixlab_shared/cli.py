@@ -350,7 +350,7 @@ def config_options(
 
         arguments = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if is_argument(p)]
         options = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own if not is_argument(p)]
-        own_hints = typing.get_type_hints(func)
+        own_hints = _hints_except(func, into)
         for p in own:
             annotations[p.name] = own_hints.get(p.name, p.annotation)
         params = [*arguments, *generated, *options]
@@ -373,6 +373,21 @@ def config_options(
     return decorate
 
 
+def _hints_except(func: Callable[..., Any], skip: str) -> dict[str, Any]:
+    """The resolved annotations of ``func`` but ``skip`` (the config parameter, which may name a local class)."""
+    raw = {k: v for k, v in getattr(func, "__annotations__", {}).items() if k != skip}
+    namespace = dict(getattr(inspect.unwrap(func), "__globals__", {}))
+    resolved = {}
+    for name, annotation in raw.items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # noqa: S307 (a postponed annotation of our own code)
+            except Exception:
+                annotation = Any
+        resolved[name] = annotation
+    return resolved
+
+
 def config_coverage(
     app: typer.Typer,
     verb: str | None,
@@ -384,7 +399,8 @@ def config_coverage(
     """What keeps ``config_cls`` from being fully settable through ``<cli> <verb>``: an empty list when nothing.
 
     A field is reachable when the command has a parameter of that name (or ``aliases[field]``), which is also the
-    key ``--config`` accepts. Each reachable field's command-line default must equal the dataclass default.
+    key ``--config`` accepts. Each reachable field's command-line default must equal the dataclass default; a field
+    without a default must be a required option (or argument).
 
     Args:
         app: the package's typer app.
@@ -411,6 +427,10 @@ def config_coverage(
             continue
         cli_default = param.default() if callable(param.default) else param.default
         expected = _field_default(f)
+        if expected is ...:  # a field without a default must be a required option
+            if not getattr(param, "required", False):
+                problems.append(f"default: {f.name} has no dataclass default but the option is not required")
+            continue
         if isinstance(expected, enum.Enum):
             expected = expected.value
         if isinstance(cli_default, enum.Enum):
