@@ -236,6 +236,49 @@ def test_distill_config_file(tiny_teacher_dir, tmp_path):
     assert not (tmp_path / "run2").exists()
 
 
+def _distill_config(monkeypatch, args):
+    """The DistillConfig that `direct-cms distill ARGS` hands to the library (the run itself is replaced)."""
+    import direct_cms.distill
+
+    seen = []
+
+    def fake_distill(config, out, **kwargs):
+        seen.append(config)
+        return {"steps": 0, "first_loss": 0, "final_loss": 0, "teacher_calls_per_update": 0, "updates_per_s": 0}
+
+    monkeypatch.setattr(direct_cms.distill, "distill", fake_distill)
+    _ok(["distill", *args])
+    return seen[0]
+
+
+def test_preset_never_overrides_an_explicit_option(monkeypatch, tmp_path):
+    from direct_cms.config import PRESETS, DistillConfig
+
+    base = ["--teacher", "x", "--out", tmp_path / "run"]
+    paper = PRESETS["paper"]
+    defaults = DistillConfig()
+    alone = _distill_config(monkeypatch, [*base, "--preset", "paper"])
+    assert alone.preset == "paper"
+    assert {name: getattr(alone, name) for name in paper} == paper
+    # given at their default values (which the preset changes): the user's values win
+    explicit = _distill_config(
+        monkeypatch,
+        [*base, "--preset", "paper", "--lr", defaults.lr, "--seed", defaults.seed, "--no-gradient-checkpointing"],
+    )
+    assert (explicit.lr, explicit.seed, explicit.gradient_checkpointing) == (defaults.lr, defaults.seed, False)
+    assert explicit.lr != paper["lr"] and explicit.batch_size == paper["batch_size"]
+    # --config beats the preset, the command line beats --config
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'preset = "paper"\nlr = {defaults.lr}\nbatch-size = {defaults.batch_size}\n')
+    from_file = _distill_config(monkeypatch, [*base, "--config", toml])
+    assert (from_file.preset, from_file.lr, from_file.batch_size) == ("paper", defaults.lr, defaults.batch_size)
+    assert from_file.steps == paper["steps"]
+    both = _distill_config(monkeypatch, [*base, "--config", toml, "--batch-size", 3])
+    assert (both.lr, both.batch_size, both.steps) == (defaults.lr, 3, paper["steps"])
+    # no preset: plain defaults
+    assert _distill_config(monkeypatch, base).lr == defaults.lr
+
+
 @pytest.mark.parametrize(
     ("verb", "config_cls", "exclude"),
     [

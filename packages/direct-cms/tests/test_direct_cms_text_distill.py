@@ -3,6 +3,7 @@ data transform and cache, gradient checkpointing, mixed precision, presets and o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -194,7 +195,7 @@ def test_gradient_checkpointing_same_loss_and_grads(tiny_sdxl_dir, captioned_dir
 
 
 def test_paper_preset_and_refusals(tiny_sd_dir, captioned_dir, tmp_path):
-    config = DistillConfig(teacher="x", preset="paper", lr=5e-4)
+    config = DistillConfig.from_preset("paper", teacher="x", lr=5e-4)
     assert (config.lora_rank, config.lora_alpha, config.batch_size, config.steps, config.seed) == (
         64,
         64.0,
@@ -204,8 +205,11 @@ def test_paper_preset_and_refusals(tiny_sd_dir, captioned_dir, tmp_path):
     )
     assert config.lr == 5e-4 and config.guidance == 9.0 and config.optimizer == "adamw8bit"
     assert config.checkpoint_every == 50 and config.gradient_checkpointing and config.mixed_precision == "fp16"
+    assert dataclasses.replace(config, device="cpu").lr == 5e-4  # a rebuild does not re-apply the preset
     with pytest.raises(UserError, match="--preset"):
         DistillConfig(preset="nope")
+    with pytest.raises(UserError, match="--preset"):
+        DistillConfig.from_preset("nope")
     with pytest.raises(UserError, match="--data is required"):
         distill(_config(tiny_sd_dir, ""), tmp_path / "a")
     if not torch.cuda.is_available():

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -61,6 +62,23 @@ def _echo(text: str) -> None:
         typer.echo(text)
 
 
+def _given_options(ctx: typer.Context, config_cls: type) -> dict[str, Any]:
+    """The config fields the user set, on the command line or in ``--config`` (not left at their defaults).
+
+    Read from click's parameter sources, so an option given at its default value counts as given.
+    """
+    given = {}
+    for f in dataclasses.fields(config_cls):
+        source = ctx.get_parameter_source(f.name)
+        if f.name in ctx.params and source is not None and source.name in _GIVEN:
+            value = ctx.params[f.name]
+            given[f.name] = list(value) if isinstance(value, tuple) else value
+    return given
+
+
+_GIVEN = ("COMMANDLINE", "DEFAULT_MAP", "ENVIRONMENT")  # click's ParameterSource: --config fills the default map
+
+
 @app.command("train-teacher")
 @exit_on_user_error
 @config_options(TeacherConfig, exclude=("device",))
@@ -91,6 +109,7 @@ def train_teacher_cmd(
 @exit_on_user_error
 @config_options(DistillConfig, exclude=("device",))
 def distill_cmd(
+    ctx: typer.Context,
     out: Path = out_option(help="Run directory."),
     resume: bool = resume_option(),
     overwrite: bool = overwrite_option(),
@@ -105,6 +124,8 @@ def distill_cmd(
     from direct_cms.distill import distill
 
     setup_logging(verbose)
+    if config.preset:
+        config = DistillConfig.from_preset(config.preset, **_given_options(ctx, DistillConfig))
     summary = distill(dataclasses.replace(config, device=device), out, resume=resume, overwrite=overwrite)
     _echo(
         f"{config.objective}  steps={summary['steps']}  loss {summary['first_loss']} -> {summary['final_loss']}  "

@@ -7,7 +7,7 @@ libraries; the modules that run the jobs import these classes from here (and re-
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from sixlab_shared import UserError
@@ -107,8 +107,9 @@ class TeacherConfig:
 
 OPTIMIZERS = ("adamw", "adamw8bit")
 
-#: Named presets. ``paper``: the paper's SDXL setting (reference §2); its values replace every field left at its
-#: default (a field set explicitly keeps the user's value).
+#: Named presets. ``paper``: the paper's SDXL setting (reference §2). Precedence of a value, highest first: the
+#: command line, a ``--config`` file, the preset, the dataclass default (:meth:`DistillConfig.from_preset`; the CLI
+#: reads which options were given from click's parameter sources).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "num_intervals": 100,
@@ -152,7 +153,8 @@ class DistillConfig:
     """Latent + prompt-embedding cache file (safetensors; built on first use) so the VAE and text encoders are not
     needed during training; empty: encode every batch."""
     preset: str = ""
-    """A named preset (``paper``): sets every field left at its default to the paper's value."""
+    """A named preset (``paper``): the paper's values for every option not given on the command line or in
+    --config. In Python, build with ``DistillConfig.from_preset(name, **values)`` (here it is only recorded)."""
     objective: str = "cd"
     """``cd`` (one teacher step + stop-gradient target) or ``direct`` (teacher solve to t = 0)."""
     num_intervals: int = 20
@@ -207,13 +209,36 @@ class DistillConfig:
     """``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: accelerate's choice)."""
 
     def __post_init__(self) -> None:
-        if self.preset:
-            if self.preset not in PRESETS:
-                raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-            defaults = {f.name: f.default_factory() if callable(f.default_factory) else f.default for f in fields(self)}
-            for name, value in PRESETS[self.preset].items():
-                if getattr(self, name) == defaults[name]:
-                    setattr(self, name, copy.deepcopy(value))
+        # The preset is applied once, by from_preset; here it is only a recorded name. Filling default-valued fields
+        # here would re-run on every rebuild (dataclasses.replace, a run's saved config) and overwrite values the
+        # user gave explicitly at their defaults.
+        if self.preset and self.preset not in PRESETS:
+            raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+
+    @classmethod
+    def from_preset(cls, preset: str, /, **given: Any) -> DistillConfig:
+        """The preset's values with ``given`` on top: every given value wins, even one equal to the default.
+
+        Args:
+            preset: a name in :data:`PRESETS` (empty: no preset, plain defaults).
+            **given: field values set by the user (command line or ``--config``).
+
+        Returns:
+            The config, with ``preset`` recorded.
+
+        Raises:
+            UserError: an unknown preset.
+
+        Example:
+            >>> DistillConfig.from_preset("paper", lr=1e-3).lr  # 1e-3 is the default, given explicitly
+            0.001
+            >>> DistillConfig.from_preset("paper").lr
+            0.0001
+        """
+        if preset and preset not in PRESETS:
+            raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        values = {**copy.deepcopy(PRESETS.get(preset, {})), **given, "preset": preset}
+        return cls(**values)
 
     def validate(self) -> None:
         """Check every option the user can get wrong (before anything is written).
