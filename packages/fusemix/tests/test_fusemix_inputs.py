@@ -96,6 +96,14 @@ def test_item_cache_is_keyed_on_ids_and_resolved_paths_not_captions_or_cwd(image
     relative = Path(images.name) / "m.csv"
     third = build_cache(read_manifest(relative), "d", CONV, BOW, Path(images.name) / "cache")["train"]
     assert third["items"].reused and third["texts"].reused
+    # a file rewritten in place (same id and path, new content) is not reused
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(images / "b.png")
+    with pytest.raises(UserError, match="built from other content"):
+        build_cache(read_manifest(images / "m.csv"), "d", CONV, BOW, cache)
+    rebuilt = build_cache(read_manifest(images / "m.csv"), "d", CONV, BOW, cache, overwrite=True)["train"]
+    assert not rebuilt["items"].reused and rebuilt["texts"].reused
+    data = load_paired_latents(cache, CONV, BOW, "d", "train")
+    torch.testing.assert_close(data.items[1], load_encoder(CONV).encode([Image.open(images / "b.png")])[0])
     # another file under the same item id is another item: the items are rebuilt
     (images / "m.csv").write_text(_rows([("a", "a crimson thing"), ("b", "a blue thing"), ("c", "a blue thing")])
                                   .replace("c,c.png", "c,a.png"))  # fmt: skip

@@ -38,14 +38,21 @@ class PairedSplit:
     txt2item: list[int]
 
     def item_fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of the item ids and their resolved paths: the key of the item-side cache.
+        """SHA-256 (16 hex digits) of the item ids, their resolved paths and each file's size and modification
+        time: the key of the item-side cache.
 
         Captions are not part of it, so editing a caption never re-encodes the items; paths are absolute, so the
-        key does not depend on the working directory.
+        key does not depend on the working directory; a file rewritten in place (same name, new content) changes
+        its size or modification time, so its latents are not reused. Copying the files elsewhere re-encodes.
         """
         digest = hashlib.sha256()
         for item_id, path in zip(self.item_ids, self.item_paths, strict=True):
-            digest.update(f"i\0{item_id}\0{path}\n".encode())
+            try:
+                stat = path.stat()
+                state = f"{stat.st_size}:{stat.st_mtime_ns}"
+            except OSError:
+                state = "missing"
+            digest.update(f"i\0{item_id}\0{path}\0{state}\n".encode())
         return digest.hexdigest()[:16]
 
     def text_fingerprint(self) -> str:
