@@ -124,8 +124,33 @@ def test_distill_user_errors(tiny_teacher_dir, tmp_path, extra, message):
 
 
 def test_distill_missing_teacher(tmp_path):
-    _user_error(["distill", "--teacher", tmp_path / "nope", "--out", tmp_path / "run"], "could not load teacher")
+    _user_error(["distill", "--teacher", tmp_path / "nope", "--out", tmp_path / "run"], "neither an existing local")
     assert not (tmp_path / "run").exists()
+
+
+def test_uncached_hub_teacher_offline_is_one_line_naming_the_id(tmp_path, monkeypatch):
+    # an empty cache and offline mode: nothing may reach the network, and nothing may load before the refusal
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    import direct_cms.distill
+    import direct_cms.text_teacher
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a teacher was loaded before the hub id was refused")
+
+    monkeypatch.setattr(direct_cms.distill, "load_checked_scheduler", must_not_load)
+    monkeypatch.setattr(direct_cms.distill, "load_teacher", must_not_load)
+    monkeypatch.setattr(direct_cms.text_teacher, "check_teacher_source", must_not_load)
+    monkeypatch.chdir(tmp_path)
+    repo = "some-org/some-sdxl-pipeline"
+    result = _user_error(["distill", "--teacher", repo, "--out", tmp_path / "run", "--device", "cpu"], repr(repo))
+    line = result.output.strip().splitlines()[-1]
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert "HF_HUB_OFFLINE" in line and "hf download some-org/some-sdxl-pipeline" in line and "local folder" in line
+    assert "train-teacher" not in line  # no longer mistaken for a built-in teacher folder
+    assert not (tmp_path / "run").exists() and not (tmp_path / "hf-cache").exists()
 
 
 def test_sample(students, tmp_path):

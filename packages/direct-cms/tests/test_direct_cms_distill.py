@@ -96,7 +96,7 @@ def test_resume_with_other_config_is_refused(tiny_teacher_dir, tmp_path):
         ({"num_intervals": 30}, "must divide"),
         ({"guidance": -1.0}, "guidance"),
         ({"objective": "both"}, "objective"),
-        ({"teacher": "/nonexistent/teacher"}, "could not load teacher"),
+        ({"teacher": "/nonexistent/teacher"}, "neither an existing local folder"),
     ],
 )
 def test_bad_input_writes_nothing(tiny_teacher_dir, tmp_path, overrides, message):

@@ -107,8 +107,7 @@ def _hub_kwargs(revision: str | None) -> dict[str, Any]:
 
 
 def _offline_hint() -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    return f"HF_HUB_OFFLINE is {'set' if offline else 'not set'}"
+    return f"HF_HUB_OFFLINE is {'set' if _offline() else 'not set'}"
 
 
 def _read_config(source: str, subfolder: str | None, filename: str, revision: str | None) -> dict[str, Any]:
@@ -123,17 +122,80 @@ def _read_config(source: str, subfolder: str | None, filename: str, revision: st
     return json.loads(Path(hf_hub_download(source, filename, subfolder=subfolder, **_hub_kwargs(revision))).read_text())
 
 
+def _hub_file_available(repo_id: str, filename: str, revision: str | None) -> bool:
+    """Whether ``filename`` of the Hub model ``repo_id`` can be read: offline, from the local cache only (never the
+    network); online, by downloading it (an unknown repository or a missing file is False).
+
+    Raises:
+        UserError: offline and the cache holds no copy of the repository's file, or online and the Hub cannot be
+            reached; ``repo_id`` is not a valid Hub id.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        if _offline():
+            cached = try_to_load_from_cache(repo_id, filename, revision=revision)
+            if isinstance(cached, str):
+                return True
+            if cached is None:  # no record at all: the repository was never downloaded
+                raise UserError(_not_available(repo_id, "HF_HUB_OFFLINE is set and the local Hugging Face cache"))
+            return False  # the cache knows this file does not exist in the repository
+        hf_hub_download(repo_id, filename, **_hub_kwargs(revision))
+        return True
+    except HFValidationError as err:
+        raise UserError(
+            f"teacher {repo_id!r} is neither an existing local folder nor a valid Hugging Face id; pass the folder of "
+            "a `direct-cms train-teacher` run or of a diffusers SD 1.5 / SDXL pipeline, or a Hub id such as "
+            "stabilityai/stable-diffusion-xl-base-1.0"
+        ) from err
+    except LocalEntryNotFoundError as err:  # before its base EntryNotFoundError: online, Hub unreachable, no cache
+        raise UserError(_not_available(repo_id, "the Hugging Face Hub cannot be reached and the local cache")) from err
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+        return False
+
+
+def _not_available(repo_id: str, where: str) -> str:
+    return (
+        f"teacher {repo_id!r} is not a local folder, and as a Hugging Face id its weights are not available: {where} "
+        f"has no copy of it; download it first (`hf download {repo_id}` on a machine with network, same HF_HOME) or "
+        "pass the local folder of the pipeline"
+    )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
 def is_pipeline_source(source: str | Path, revision: str | None = None) -> bool:
-    """True when ``source`` is a local folder with ``model_index.json``, or (not a local path) a Hub id whose
-    ``model_index.json`` can be read."""
-    path = Path(source)
+    """True when ``source`` is a diffusers pipeline: a local folder with ``model_index.json``, or a Hub id whose
+    ``model_index.json`` can be read (offline: from the cache). False for other local paths (built-in teachers)
+    and for Hub models that are not pipelines (``unet/`` + ``scheduler/``).
+
+    Raises:
+        UserError: ``source`` is no local path and, as a Hub id, neither its ``model_index.json`` nor its
+            ``scheduler/scheduler_config.json`` can be read (offline and not cached, the Hub unreachable, an
+            unknown id): one line naming the id and how to provide the weights. Nothing is loaded before this.
+    """
+    path = Path(source).expanduser()
     if path.exists():
         return path.is_dir() and (path / "model_index.json").is_file()
-    try:
-        _read_config(str(source), None, "model_index.json", revision)
-    except Exception:  # noqa: BLE001 - any hub/offline failure means "not a loadable pipeline"; caller reports
-        return False
-    return True
+    repo_id = str(source)
+    if _hub_file_available(repo_id, "model_index.json", revision):
+        return True
+    if _hub_file_available(repo_id, "scheduler/scheduler_config.json", revision):
+        return False  # a Hub model with unet/ and scheduler/: loaded as a built-in-style teacher
+    raise UserError(
+        f"teacher {repo_id!r} is neither an existing local folder nor a Hugging Face model with model_index.json or "
+        "scheduler/scheduler_config.json; pass a `direct-cms train-teacher` folder or an SD 1.5 / SDXL pipeline "
+        "(local folder, or a Hub id such as stabilityai/stable-diffusion-xl-base-1.0)"
+    )
 
 
 def check_teacher_source(source: str | Path, revision: str | None = None) -> tuple[str, dict[str, Any]]:
