@@ -25,7 +25,7 @@ def _data():
     return x, y
 
 
-def _pyro_predictive(x, y, grid, draws=600, warmup=400):
+def _pyro_predictive(x, y, grid, draws=500, warmup=300):
     import pyro.distributions as dist
     from pyro.infer import MCMC, NUTS
 
@@ -38,7 +38,8 @@ def _pyro_predictive(x, y, grid, draws=600, warmup=400):
         pyro.sample("y", dist.Normal(f, NOISE).to_event(1), obs=y)
 
     pyro.set_rng_seed(0)
-    mcmc = MCMC(NUTS(model), num_samples=draws, warmup_steps=warmup, num_chains=1, disable_progbar=True)
+    kernel = NUTS(model, max_tree_depth=6)  # at most 63 leapfrog steps per iteration: enough for 16 weights
+    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, num_chains=1, disable_progbar=True)
     mcmc.run(x, y)
     s = mcmc.get_samples()
     f = torch.tanh(grid[None] @ s["w1"].transpose(1, 2) + s["b1"][:, None]) @ s["w2"].transpose(1, 2) + s["b2"][:, None]
