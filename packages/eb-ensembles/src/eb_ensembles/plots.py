@@ -171,7 +171,7 @@ def plot_bands(
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6, loc="upper left")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.02)
     return _save(fig, path)
 
 
@@ -239,5 +239,5 @@ def plot_reliability_grid(path: Path, panels: dict[str, dict[str, list[float]]],
         ax.set(xlim=(0, 1), ylim=(0, 1.12), xlabel="confidence")
         ax.set_title(name, fontsize=9)
     axes[0, 0].set_ylabel("accuracy")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.06)  # above the panel titles and the bin counts
     return _save(fig, path)
