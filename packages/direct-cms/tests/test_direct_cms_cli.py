@@ -159,9 +159,72 @@ def test_sample(students, tmp_path):
     assert (tmp_path / "s" / "samples.safetensors").is_file()
     _user_error(["sample", "--student", students["cd"], "--out", tmp_path / "t", "--steps", 11], "K=11")
     assert not (tmp_path / "t").exists()
-    # built-in students sample on the CPU: another device is refused (unavailable, or not supported), not ignored
-    _user_error(["sample", "--student", students["cd"], "--out", tmp_path / "t", "--device", "cuda"], "cuda")
-    assert not (tmp_path / "t").exists()
+    if not torch.cuda.is_available():  # an unavailable device is refused at parse time, not ignored
+        _user_error(["sample", "--student", students["cd"], "--out", tmp_path / "t", "--device", "cuda"], "cuda")
+        assert not (tmp_path / "t").exists()
+
+
+def test_builtin_sample_takes_a_non_cpu_device(students, tmp_path, monkeypatch):
+    """`sample --device cuda` of a built-in student is no longer refused: the device reaches the sampler (CUDA is
+    faked at parse time here and the job is handed the CPU, so this runs on a machine without a GPU)."""
+    import direct_cms.experiment
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(
+        direct_cms.experiment, "get_device", lambda device=None: asked.append(device) or torch.device("cpu")
+    )
+    _ok(
+        [
+            "sample",
+            "--student",
+            students["cd"],
+            "--out",
+            tmp_path / "s",
+            "--steps",
+            1,
+            "--num-samples",
+            2,
+            "--device",
+            "cuda",
+        ]
+    )
+    assert asked == ["cuda"] and (tmp_path / "s" / "samples.safetensors").is_file()
+
+
+def test_builtin_sample_and_evaluate_on_a_device_keep_the_cpu_numbers(students, tmp_path, classifier_path):
+    """`sample`/`evaluate --device cpu` of built-in students equal the package's sampler and teacher solve called
+    directly on CPU tensors (the computation before they became device-aware), bit for bit."""
+    from direct_cms.data import load_dataset
+    from direct_cms.distill import load_student
+    from direct_cms.evaluation import EvalNoise, student_sample, teacher_sample
+    from direct_cms.guidance import GuidedTeacher, UNetEps
+    from direct_cms.metrics import ode_error
+    from direct_cms.scheduler import DirectCMScheduler
+    from direct_cms.solvers import DDIMSolver
+    from direct_cms.teacher import load_teacher
+    from sixlab_shared import load_checkpoint
+
+    _ok(["sample", "--student", students["cd"], "--out", tmp_path / "s", "--steps", 2, "--num-samples", 6, "--seed", 3])
+    _ok(["sample", "--student", students["cd"], "--out", tmp_path / "c", "--steps", 2, "--num-samples", 6])
+    models, config, teacher = load_student(students["cd"])
+    scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, config.num_intervals)
+    noise = EvalNoise.generate(tuple(load_dataset(teacher.dataset).x.shape[1:]), 6, teacher.num_classes, 3, 2)
+    direct = student_sample(models.student_eps, scheduler, noise.x_T, noise.labels, 2, noise.renoise)
+    assert torch.equal(load_checkpoint(tmp_path / "s" / "samples.safetensors")["samples"], direct)
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "--student", students["cd"], "--out", out, "--num-samples", 8, "--ks", 1, "--ks", 2]
+    _ok([*args, "--sanity-samples", 0, "--classifier", classifier_path, "--device", "cpu"])
+    stored = load_checkpoint(out / "eval_noise.safetensors")
+    reference_teacher = load_teacher(config.teacher)
+    guided = GuidedTeacher(UNetEps(reference_teacher.network), config.guidance, torch.tensor(teacher.null_class))
+    reference = teacher_sample(guided, DDIMSolver(teacher.grid(config.num_intervals)), stored["x_T"], stored["labels"])
+    assert torch.equal(load_checkpoint(out / "teacher_samples.safetensors")["samples"], reference)
+    summary = json.loads((out / "summary.json").read_text())
+    for k in (1, 2):
+        samples = student_sample(models.student_eps, scheduler, stored["x_T"], stored["labels"], k, stored["renoise"])
+        assert summary["students"]["cd"][str(k)]["ode_error"] == ode_error(samples, reference)
 
 
 def test_evaluate(students, tmp_path, classifier_path, tiny_teacher_dir):

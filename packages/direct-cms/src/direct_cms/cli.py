@@ -201,8 +201,6 @@ def demo_cmd(
     from direct_cms.experiment import DemoConfig, EvalConfig, format_table, run_demo
 
     setup_logging(verbose)
-    if device not in (None, "cpu"):
-        raise UserError("`direct-cms demo` runs on the CPU in this version; omit --device or pass --device cpu")
     if dataset not in ("digits", "ring"):
         raise UserError(f"--dataset must be digits or ring, got {dataset!r}")
     if num_seeds < 1:
@@ -234,6 +232,7 @@ def demo_cmd(
         ),
         seeds=[seed + i for i in range(num_seeds)],
         smoke=fast,
+        device=device,
     )
     summary = run_demo(cfg, out, overwrite=overwrite)
     _echo(format_table(summary, dataset))

@@ -286,7 +286,7 @@ class SampleConfig:
     precision: str = "fp32"
     """SD/SDXL: weights dtype of the pipeline (fp32, fp16, bf16)."""
     device: str | None = None
-    """Where SD/SDXL sampling runs (built-in students sample on the CPU)."""
+    """Where the student runs (default: the best available); the noise is drawn on the CPU."""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -328,7 +328,8 @@ class EvaluateConfig:
     seed: int = 0
     """Seeds the fixed noise (stored once in --out, reused)."""
     device: str | None = None
-    """SD/SDXL: where models run (built-in evaluation runs on the CPU)."""
+    """Where the teacher and students run (default: the best available); noise is drawn and metrics computed on
+    the CPU."""
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 1:

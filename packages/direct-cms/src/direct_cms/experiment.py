@@ -23,7 +23,7 @@ from direct_cms.plotting import save_sample_figure
 from direct_cms.scheduler import DirectCMScheduler
 from direct_cms.solvers import make_solver
 from direct_cms.teacher import Teacher, TeacherConfig, load_teacher, save_teacher, train_teacher
-from sixlab_shared import RunDir, UserError, load_checkpoint, save_checkpoint
+from sixlab_shared import RunDir, UserError, get_device, load_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,23 @@ def _noise_for(run: RunDir, teacher: Teacher, config: EvalConfig, sample_shape: 
     return noise
 
 
+def _to_cpu(x: torch.Tensor) -> torch.Tensor:
+    """``x`` on the CPU (the same tensor when it is there already); waits for the device's work to finish."""
+    return x.cpu()
+
+
 def evaluate_students(
-    student_dirs: dict[str, str | Path], out: str | Path, config: EvalConfig, classifier_path: str | Path | None = None
+    student_dirs: dict[str, str | Path],
+    out: str | Path,
+    config: EvalConfig,
+    classifier_path: str | Path | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Evaluate distilled students (``name → distill run dir``) against their shared teacher; write to ``out``.
+
+    The teacher's solves and the students' sampling run on ``device`` (default: the best available); the fixed
+    noise is drawn on the CPU (stored, identical on every device) and moved there, and the samples come back to the
+    CPU for the quality metrics, which run on the CPU. On the CPU this is the plain CPU computation.
 
     The digit classifier (the frozen feature space) is loaded from ``classifier_path`` if it exists, else trained
     and saved there (default ``<out>/digit_classifier.safetensors``).
@@ -103,8 +116,10 @@ def evaluate_students(
             "evaluate them separately"
         )
     _, first_config, _ = next(iter(loaded.values()))
+    dev = get_device(device)
     # a fresh copy: the students' networks carry their LoRA adapters (enabled), the reference must not
     teacher = load_teacher(first_config.teacher)
+    teacher.network.to(dev)
     if max(config.ks) > first_config.num_intervals:
         raise UserError(f"K={max(config.ks)} exceeds the distillation grid N={first_config.num_intervals}")
     data = load_dataset(teacher.dataset or "digits", seed=0)
@@ -119,17 +134,22 @@ def evaluate_students(
 
     # teacher reference: its own N-step solve at the training guidance, from the fixed x_T
     grid = teacher.grid(first_config.num_intervals)
-    null = torch.tensor(teacher.null_class)
+    null = torch.tensor(teacher.null_class, device=dev)
     guided = GuidedTeacher(UNetEps(teacher.network), first_config.guidance, null)
+    x_T, labels = noise.x_T.to(dev), noise.labels.to(dev)
     start = time.perf_counter()
-    reference = teacher_sample(guided, make_solver(first_config.solver, grid), noise.x_T, noise.labels)
+    reference = _to_cpu(teacher_sample(guided, make_solver(first_config.solver, grid), x_T, labels))
     teacher_time = time.perf_counter() - start
     save_checkpoint(run.file(TEACHER_SAMPLES_FILE), {"samples": reference, "labels": noise.labels})
     # a second, independent teacher split (fresh noise) for the teacher-vs-teacher quality floor
     split_noise = EvalNoise.generate(
         tuple(data.x.shape[1:]), config.num_samples, teacher.num_classes, config.seed + 1, 1
     )
-    teacher_split = teacher_sample(guided, make_solver(first_config.solver, grid), split_noise.x_T, split_noise.labels)
+    teacher_split = _to_cpu(
+        teacher_sample(
+            guided, make_solver(first_config.solver, grid), split_noise.x_T.to(dev), split_noise.labels.to(dev)
+        )
+    )
     teacher_result: dict[str, Any] = {
         "nfe": first_config.num_intervals * (2 if first_config.guidance not in (0.0, 1.0) else 1),
         "wall_s": teacher_time,
@@ -137,21 +157,22 @@ def evaluate_students(
     }
     if config.sanity_samples > 0:
         m = min(config.sanity_samples, config.num_samples)
-        fine = teacher_sample(
-            guided,
-            make_solver(first_config.solver, teacher.grid(config.sanity_intervals)),
-            noise.x_T[:m],
-            noise.labels[:m],
+        fine = _to_cpu(
+            teacher_sample(
+                guided, make_solver(first_config.solver, teacher.grid(config.sanity_intervals)), x_T[:m], labels[:m]
+            )
         )
         teacher_result["ode_error_vs_fine"] = ode_error(reference[:m], fine)
     results: dict[str, Any] = {"teacher": teacher_result, "students": {}}
     panels = [(f"teacher {first_config.solver}-{first_config.num_intervals}", reference)]
     scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, first_config.num_intervals)
     for name, (models, _, _) in loaded.items():
+        models.to(dev)
         per_k: dict[str, Any] = {}
         for k in config.ks:
             start = time.perf_counter()
-            samples = student_sample(models.student_eps, scheduler, noise.x_T, noise.labels, k, noise.renoise)
+            # the stored re-noising draws stay on the CPU; the sampler moves each step's slice to the device
+            samples = _to_cpu(student_sample(models.student_eps, scheduler, x_T, labels, k, noise.renoise))
             wall = time.perf_counter() - start
             per_k[str(k)] = {
                 "ode_error": ode_error(samples, reference),
@@ -168,20 +189,33 @@ def evaluate_students(
     return results
 
 
-def sample_student(student_dir: str | Path, out: str | Path, num_steps: int, num_samples: int, seed: int) -> Path:
+def sample_student(
+    student_dir: str | Path,
+    out: str | Path,
+    num_steps: int,
+    num_samples: int,
+    seed: int,
+    device: str | torch.device | None = None,
+) -> Path:
     """Draw ``num_samples`` K-step samples (balanced labels) from a distilled student; writes
-    ``samples.safetensors`` and ``samples.png`` in ``out``.
+    ``samples.safetensors`` (float32 ``(M, ...)`` samples and int64 labels) and ``samples.png`` in ``out``.
+
+    The noise is drawn on the CPU from ``seed`` (the same on every device); the student runs on ``device``
+    (default: the best available) and the samples come back to the CPU.
 
     Raises:
         UserError: K outside 1..N, or no student in ``student_dir``.
     """
+    dev = get_device(device)
     models, config, teacher = load_student(student_dir)
     if not 1 <= num_steps <= config.num_intervals:
         raise UserError(f"--steps K={num_steps} must lie in 1..N={config.num_intervals} (the distillation grid)")
     data = load_dataset(teacher.dataset or "digits")
     noise = EvalNoise.generate(tuple(data.x.shape[1:]), num_samples, teacher.num_classes, seed, num_steps)
     scheduler = DirectCMScheduler.from_teacher_config(teacher.scheduler.config, config.num_intervals)
-    samples = student_sample(models.student_eps, scheduler, noise.x_T, noise.labels, num_steps, noise.renoise)
+    models.to(dev)
+    x_T, labels = noise.x_T.to(dev), noise.labels.to(dev)
+    samples = _to_cpu(student_sample(models.student_eps, scheduler, x_T, labels, num_steps, noise.renoise))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out / "samples.safetensors", {"samples": samples, "labels": noise.labels})
@@ -208,6 +242,8 @@ class DemoConfig:
     """Distillation seeds (each runs both objectives)."""
     smoke: bool = False
     """A ``--fast`` smoke run: the table says its numbers are not results."""
+    device: str | None = None
+    """Where the teacher trains, the students distil and the evaluation samples (default: the best available)."""
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -241,7 +277,7 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
                 dataset=config.dataset,
                 steps=config.teacher_steps,
                 width=config.teacher_width,
-                device="cpu",
+                device=config.device,
                 seed=config.seeds[0],
             )
         )
@@ -262,7 +298,7 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
                     "teacher": str(teacher_dir),
                     "objective": objective,
                     "seed": seed,
-                    "device": "cpu",
+                    "device": config.device,
                 }
             )
             train_stats[objective].append(distill(dc, run_dir, overwrite=True))
@@ -273,7 +309,9 @@ def run_demo(config: DemoConfig, out: str | Path, overwrite: bool = False) -> di
         eval_dir = out / f"seed{seed}" / "eval"
         if (eval_dir / "config.json").is_file():
             (eval_dir / "summary.json").unlink(missing_ok=True)
-        per_seed.append(evaluate_students(students, eval_dir, ev, classifier_path=out / CLASSIFIER_FILE))
+        per_seed.append(
+            evaluate_students(students, eval_dir, ev, classifier_path=out / CLASSIFIER_FILE, device=config.device)
+        )
     summary = aggregate(per_seed, train_stats, config)
     run.write_summary(summary)
     return summary

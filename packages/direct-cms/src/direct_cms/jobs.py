@@ -49,7 +49,7 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
 
     Raises:
         UserError: no finished run, K outside 1..N, prompts given to a built-in student (or missing for an SD/SDXL
-            one), a device other than the CPU for a built-in student, or a non-empty ``out`` without ``overwrite``.
+            one), or a non-empty ``out`` without ``overwrite``.
     """
     student_dir, out = Path(student_dir), Path(out)
     if _is_text_run(student_dir):
@@ -75,8 +75,6 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
         return out
     if config.prompt:
         raise UserError("--prompt applies to SD/SDXL students; this one was distilled from a built-in teacher")
-    if config.device not in (None, "cpu"):
-        raise UserError("built-in students sample on the CPU in this version; omit --device or pass --device cpu")
     from direct_cms.distill import load_student
 
     _, run, _ = load_student(student_dir)
@@ -85,7 +83,7 @@ def sample(student_dir: str | Path, out: str | Path, config: SampleConfig, overw
     _fresh_output(out, overwrite)
     from direct_cms.experiment import sample_student
 
-    return sample_student(student_dir, out, config.steps, config.num_samples, config.seed)
+    return sample_student(student_dir, out, config.steps, config.num_samples, config.seed, device=config.device)
 
 
 def _names(student_dirs: list[Path]) -> dict[str, Path]:
@@ -105,8 +103,7 @@ def evaluate(
         ``(results, table)``: the results (also ``summary.json``) and the printed comparison table.
 
     Raises:
-        UserError: no or unfinished students, mixed teachers, K > N, bad prompts file, or built-in students on
-            another device than the CPU.
+        UserError: no or unfinished students, mixed teachers, K > N, or a bad prompts file.
     """
     paths = [Path(p) for p in student_dirs]
     if not paths:
@@ -142,8 +139,6 @@ def evaluate(
         return results, format_text_table(results)
     if config.prompts:
         raise UserError("--prompts applies to SD/SDXL students; these were distilled from a built-in teacher")
-    if config.device not in (None, "cpu"):
-        raise UserError("built-in students are evaluated on the CPU in this version; omit --device")
     from direct_cms.experiment import EvalConfig, evaluate_students, format_table
 
     eval_config = EvalConfig(
@@ -154,7 +149,9 @@ def evaluate(
         sanity_intervals=config.sanity_intervals,
         classifier_steps=config.classifier_steps,
     )
-    results = evaluate_students(names, out, eval_config, classifier_path=config.classifier or None)
+    results = evaluate_students(
+        names, out, eval_config, classifier_path=config.classifier or None, device=config.device
+    )
     summary = {
         "teacher": {k: (v, 0.0) for k, v in results["teacher"].items()},
         "students": {
