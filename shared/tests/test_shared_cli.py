@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from sixlab_shared import exit_on_user_error
 from sixlab_shared.cli import (
     HELP,
+    OneLineErrorGroup,
     config_coverage,
     config_option,
     config_options,
@@ -236,3 +237,50 @@ def test_unsupported_field_type_is_refused_when_the_command_is_defined():
 
     with pytest.raises(TypeError, match="table"):
         config_options(Nested)(lambda *, config: None)
+
+
+def make_group_app(seen: list) -> typer.Typer:
+    app = typer.Typer(cls=OneLineErrorGroup, no_args_is_help=True, pretty_exceptions_enable=False)
+
+    @app.command()
+    def fit(k: int = typer.Option(1, "--k"), hidden: list[int] = typer.Option([1], "--hidden")) -> int:
+        """Returns a number, which must not become the exit status."""
+        seen.append((k, hidden))
+        return 5
+
+    @app.command()
+    def other() -> None:
+        """Second verb."""
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["fit", "--k", "x"], "Invalid value for '--k'"),
+        (["fit", "--hidden", "a"], "Invalid value for '--hidden'"),
+        (["fit", "--nope"], "No such option: --nope"),
+        (["fit", "--k"], "requires an argument"),
+        (["fitt"], "No such command 'fitt'"),
+    ],
+)
+def test_command_line_mistakes_are_one_line(args, fragment):
+    seen: list = []
+    result = runner().invoke(make_group_app(seen), args)
+    assert result.exit_code == 2 and seen == []
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert "Usage" not in result.output
+    if "requires an argument" not in fragment:  # the parser raises that one without a command context
+        assert "--help')" in lines[0]
+
+
+def test_one_line_group_keeps_help_and_success_codes():
+    seen: list = []
+    ok = runner().invoke(make_group_app(seen), ["fit", "--k", "3", "--hidden", "2"])
+    assert ok.exit_code == 0 and seen == [(3, [2])]  # the command's return value (5) is not an exit status
+    bare = runner().invoke(make_group_app(seen), [])
+    assert bare.exit_code == 0 and "Usage" in bare.output
+    helped = runner().invoke(make_group_app(seen), ["fit", "--help"])
+    assert helped.exit_code == 0 and "--hidden" in helped.output

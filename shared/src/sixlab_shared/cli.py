@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from sixlab_shared.config import read_toml_config
 from sixlab_shared.device import DEVICE_ENV_VAR, get_device
@@ -69,6 +70,43 @@ def fail(message: str) -> typer.Exit:
     """Print ``error: <message>`` on one line to stderr and return the exit (status 2) to raise."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
     return typer.Exit(code=USER_ERROR_EXIT_CODE)
+
+
+# typer vendors click in recent releases; its exception classes are reached through the ones typer exports.
+_CLICK_EXCEPTION: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class OneLineErrorGroup(TyperGroup):
+    """A typer command group whose command-line mistakes are one line on stderr and exit status 2.
+
+    Click prints a usage box for an option it cannot parse (``--seed abc``, an unknown option, a missing argument);
+    with ``typer.Typer(cls=OneLineErrorGroup)`` the same mistake prints ``error: <what is wrong> (see '<cmd>
+    --help')``, as every other user error of a sixlab CLI does. Help, ``--version`` and the commands' own exit codes
+    are unchanged.
+    """
+
+    def invoke(self, ctx: Any) -> None:
+        super().invoke(ctx)  # a command's return value is not an exit code (see main)
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:  # fmt: skip
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CLICK_EXCEPTION as err:
+            context = getattr(err, "ctx", None)
+            if type(err).__name__ == "NoArgsIsHelpError" and context is not None:  # bare command: show its help
+                print(context.get_help())
+                raise SystemExit(0) from None
+            message = " ".join(str(err.format_message()).split())  # type: ignore[attr-defined]
+            where = f" (see '{context.command_path} --help')" if context is not None else ""
+            print(f"error: {message}{where}", file=sys.stderr, flush=True)
+            raise SystemExit(USER_ERROR_EXIT_CODE) from None
+        except typer.Abort:
+            print("Aborted!", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
 
 
 # ------------------------------------------------------------------------------------------------ shared options
