@@ -60,3 +60,19 @@ def test_shared_options_are_spelled_and_explained_alike(package):
             if legacy in options:
                 problems.append(f"{verb}: {legacy} (the shared spelling is --out)")
     assert not problems, f"{package}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("package", PAPER_PACKAGES)
+def test_a_mistyped_option_is_one_line(package):
+    """Click's usage box for an unparsable value becomes one line and exit 2 (sixlab_shared.cli.OneLineErrorGroup)."""
+    from typer.testing import CliRunner
+
+    app = importlib.import_module(f"{package.replace('-', '_')}.cli").app
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps stderr apart already
+        runner = CliRunner()
+    result = runner.invoke(app, ["demo", "--seed", "not-a-number"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--seed" in lines[0], result.stderr

@@ -18,6 +18,7 @@ from dgm_eval.demo import DemoConfig
 from dgm_eval.metric_registry import METRIC_NAMES
 from sixlab_shared import UserError, exit_on_user_error, setup_logging
 from sixlab_shared.cli import (
+    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
@@ -28,6 +29,7 @@ from sixlab_shared.cli import (
 )
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
     name="dgm-eval",
     help="dgm-eval: evaluate generative image models (Stein et al., NeurIPS 2023). See `dgm-eval COMMAND --help`.",
     no_args_is_help=True,

@@ -19,6 +19,7 @@ from direct_cms import __version__
 from direct_cms.config import DistillConfig, EvaluateConfig, SampleConfig, TeacherConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
+    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
@@ -34,6 +35,7 @@ from sixlab_shared.cli import (
 logger = logging.getLogger(__name__)
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
     name="direct-cms",
     help="direct-cms: consistency distillation vs Direct CMs. See `direct-cms COMMAND --help`.",
     no_args_is_help=True,

@@ -25,6 +25,7 @@ from eb_ensembles.training.config import TrainConfig
 from sixlab_shared import RunDir, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
     HELP,
+    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
@@ -38,6 +39,7 @@ from sixlab_shared.cli import (
 )
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
     name="eb-ensembles",
     help="Deep ensembles as empirical Bayes: train, evaluate, run experiments E1/E2/E5, demo.",
     no_args_is_help=True,

@@ -13,6 +13,7 @@ from fusemix.demo import DemoConfig
 from fusemix.train import TrainConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
+    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
@@ -28,6 +29,7 @@ from sixlab_shared.cli import (
 logger = logging.getLogger(__name__)
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
     name="fusemix",
     help="FuseMix: align frozen unimodal encoders with small adapters trained on cached latents.",
     no_args_is_help=True,
