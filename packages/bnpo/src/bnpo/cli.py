@@ -29,6 +29,7 @@ from bnpo.workflows import (
 )
 from sixlab_shared import UserError, exit_on_user_error, setup_logging
 from sixlab_shared.cli import (
+    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
@@ -42,6 +43,7 @@ from sixlab_shared.cli import (
 )
 
 app = typer.Typer(
+    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
     name="bnpo",
     help="bnpo: offline option discovery with Bayesian nonparametrics. See `bnpo COMMAND --help`.",
     no_args_is_help=True,

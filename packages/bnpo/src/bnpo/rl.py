@@ -10,7 +10,7 @@ and :class:`SMDPPPO` bootstraps a time-limit truncation with γ^n V(s_terminal) 
 are exactly SB3's PPO (tested). SMDPPPO also counts primitive environment steps and records every finished episode
 (primitive steps so far, decisions so far, success, return), so learning curves are drawn against primitive steps.
 
-Requires the ``rl`` extra: ``pip install 'bnpo[rl]'`` (Stable-Baselines3 >= 2.3).
+Built on Stable-Baselines3 >= 2.3 (a dependency of bnpo).
 """
 
 from __future__ import annotations
@@ -21,17 +21,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
 
 from sixlab_shared import UserError
-
-try:  # the optional extra
-    from gymnasium import spaces
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.buffers import RolloutBuffer
-    from stable_baselines3.common.utils import obs_as_tensor
-    from stable_baselines3.common.vec_env import VecEnv
-except ImportError as _err:  # pragma: no cover - exercised only without the extra
-    raise UserError("bnpo's RL needs Stable-Baselines3: pip install 'bnpo[rl]'") from _err
 
 logger = logging.getLogger(__name__)
 
