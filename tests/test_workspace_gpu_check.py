@@ -46,3 +46,13 @@ def test_gpu_check_refuses_an_unknown_package(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and result.stderr.startswith("error: --only names unknown packages")
+
+
+def test_gpu_check_refuses_bad_threads_and_a_folder_as_out(tmp_path):
+    script = str(ROOT / "tools" / "gpu_check.py")
+    cases = [(["--threads", "0"], "--threads must be at least 1"), (["--out", str(tmp_path)], "is a folder")]
+    for args, fragment in cases:
+        result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith("error: ") and fragment in lines[0]

@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from sixlab_shared import UserError, get_device, set_threads
 
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
+    if Path(args.out).is_dir():
+        print(f"error: --out {args.out!r} is a folder; give the path of the JSON file to write", file=sys.stderr)
+        return 2
     if args.threads is not None:
         set_threads(args.threads)
     try:

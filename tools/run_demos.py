@@ -35,7 +35,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="pass --threads N to every demo (N >= 1)")
     args = parser.parse_args()
     if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be at least 1, got {args.threads}")
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
 
     chosen = [p for p in PACKAGES if not args.only or p in args.only.split(",")]
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

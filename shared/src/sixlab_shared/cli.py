@@ -47,7 +47,7 @@ from typer.core import TyperGroup
 
 from sixlab_shared.config import read_toml_config
 from sixlab_shared.device import DEVICE_ENV_VAR, get_device
-from sixlab_shared.errors import USER_ERROR_EXIT_CODE, UserError
+from sixlab_shared.errors import USER_ERROR_EXIT_CODE, UserError, print_user_error
 from sixlab_shared.threads import set_threads
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,7 +68,7 @@ HELP = {
 
 def fail(message: str) -> typer.Exit:
     """Print ``error: <message>`` on one line to stderr and return the exit (status 2) to raise."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    print_user_error(message)
     return typer.Exit(code=USER_ERROR_EXIT_CODE)
 
 
@@ -99,9 +99,8 @@ class OneLineErrorGroup(TyperGroup):
             if type(err).__name__ == "NoArgsIsHelpError" and context is not None:  # bare command: show its help
                 print(context.get_help())
                 raise SystemExit(0) from None
-            message = " ".join(str(err.format_message()).split())  # type: ignore[attr-defined]
             where = f" (see '{context.command_path} --help')" if context is not None else ""
-            print(f"error: {message}{where}", file=sys.stderr, flush=True)
+            print_user_error(f"{err.format_message()}{where}")  # type: ignore[attr-defined]
             raise SystemExit(USER_ERROR_EXIT_CODE) from None
         except typer.Abort:
             print("Aborted!", file=sys.stderr)

@@ -27,6 +27,11 @@ class UserError(Exception):
     """
 
 
+def print_user_error(message: object) -> None:
+    """Print ``error: <message>`` on one line to stderr: the one format every sixlab user error is shown in."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
 def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
     """Decorate a CLI command so a :class:`UserError` becomes one line on stderr and exit status 2.
 
@@ -48,8 +53,7 @@ def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UserError as err:
-            message = " ".join(str(err).split())  # one line, whatever the message held
-            print(f"error: {message}", file=sys.stderr, flush=True)
+            print_user_error(err)
             raise SystemExit(USER_ERROR_EXIT_CODE) from None
 
     return wrapper

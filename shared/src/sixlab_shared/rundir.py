@@ -180,18 +180,16 @@ class RunDir:
             >>> [row["step"] for row in run.read_metrics()]
             [1, 2]
         """
-        rows = self.read_metrics()
         target = self.path / METRICS_FILE
         if not self.is_writer or not target.is_file():
             return 0
-        kept = [
-            row
-            for row in rows
-            if ("step" in row and row["step"] is not None and row["step"] <= step)
-            or (("step" not in row or row["step"] is None) and not drop_unstepped)
-        ]
-        original_lines = target.read_text(encoding="utf-8").splitlines()
-        dropped = len(original_lines) - len(kept)
+        lines = target.read_text(encoding="utf-8").splitlines()
+        kept = []
+        for row in _parse_lines(lines):  # a torn last line is dropped with the rest
+            row_step = row.get("step")
+            if (row_step is not None and row_step <= step) or (row_step is None and not drop_unstepped):
+                kept.append(row)
+        dropped = len(lines) - len(kept)
         if dropped:
             text = "".join(json.dumps(row, default=_json_default) + "\n" for row in kept)
             atomic_write_text(target, text)
@@ -215,13 +213,7 @@ class RunDir:
         target = self.path / METRICS_FILE
         if not target.is_file():
             return []
-        records = []
-        for line in target.read_text(encoding="utf-8").splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return records
+        return _parse_lines(target.read_text(encoding="utf-8").splitlines())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Atomically write ``summary.json``."""
@@ -246,3 +238,14 @@ class RunDir:
     def has_checkpoint(self, name: str = "last") -> bool:
         """Whether ``checkpoints/<name>.safetensors`` exists."""
         return self.checkpoint_path(name).is_file()
+
+
+def _parse_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of ``metrics.jsonl`` lines; a line that does not parse (torn by a crash) is skipped."""
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
