@@ -15,7 +15,6 @@ the GGN here is ~40 lines and is tested against the exact linear-Gaussian poster
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,11 +22,10 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
 from eb_ensembles.data import Dataset
-from eb_ensembles.methods.base import MethodConfig, network_factory, register_method, require_fitted
-from eb_ensembles.methods.map import map_train_config
+from eb_ensembles.methods.base import MethodConfig, register_method, require_fitted
+from eb_ensembles.methods.map import train_map_network
 from eb_ensembles.methods.parameters import FlatParams, predictive_from_outputs
 from eb_ensembles.models import MIN_VARIANCE
-from eb_ensembles.training.train import train_ensemble
 from sixlab_shared import derive_seed, make_generator
 
 __all__ = ["LaplaceMethod", "output_hessians"]
@@ -68,20 +66,8 @@ class LaplaceMethod:
     def fit(self, dataset: Dataset, *, checkpoint_dir: Path | None = None, resume: bool = False) -> LaplaceMethod:
         """Train the MAP (weight decay α/N), then build the GGN over the chosen parameters; return self."""
         c = self.config
-        n = int(dataset.x_train.shape[0])
         self.task = dataset.task
-        self.noise_std = c.noise_std if dataset.task == "regression" else None
-        train = replace(map_train_config(c.train, c.prior_precision, n), vectorise=False)
-        ensemble = train_ensemble(
-            network_factory(dataset, c),
-            dataset.x_train,
-            dataset.y_train,
-            train,
-            noise_std=self.noise_std,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-        )
-        module = ensemble.modules()[0]
+        module, _, self.noise_std = train_map_network(dataset, c, checkpoint_dir=checkpoint_dir, resume=resume)
         for p in module.parameters():
             p.requires_grad_(False)
         linears = [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]

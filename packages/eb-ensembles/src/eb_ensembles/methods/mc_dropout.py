@@ -10,18 +10,16 @@ linear-Gaussian problem and that the spread is nonzero, not that the spread matc
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from eb_ensembles.data import Dataset
-from eb_ensembles.methods.base import MethodConfig, network_factory, register_method, require_fitted
-from eb_ensembles.methods.map import map_train_config
+from eb_ensembles.methods.base import MethodConfig, register_method, require_fitted
+from eb_ensembles.methods.map import train_map_network
 from eb_ensembles.methods.parameters import predictive_from_outputs
-from eb_ensembles.training.train import train_ensemble
-from sixlab_shared import derive_seed
+from sixlab_shared import derive_seed, seeded
 
 __all__ = ["MCDropoutMethod"]
 
@@ -42,22 +40,11 @@ class MCDropoutMethod:
             from eb_ensembles.checks import InvalidInputError
 
             raise InvalidInputError("MC dropout needs at least one hidden layer (dropout acts after hidden layers)")
-        n = int(dataset.x_train.shape[0])
         self.task = dataset.task
-        self.noise_std = c.noise_std if dataset.task == "regression" else None
-        train = replace(map_train_config(c.train, c.prior_precision, n), vectorise=False)
-        with torch.random.fork_rng(devices=[]):  # dropout masks come from torch's global RNG: fork and seed it
-            torch.manual_seed(derive_seed(c.train.seed, "mc_dropout", "train"))
-            ensemble = train_ensemble(
-                network_factory(dataset, c, dropout=c.dropout),
-                dataset.x_train,
-                dataset.y_train,
-                train,
-                noise_std=self.noise_std,
-                checkpoint_dir=checkpoint_dir,
-                resume=resume,
+        with seeded(derive_seed(c.train.seed, "mc_dropout", "train"), devices=[]):  # dropout masks: global RNG
+            self.module, _, self.noise_std = train_map_network(
+                dataset, c, dropout=c.dropout, checkpoint_dir=checkpoint_dir, resume=resume
             )
-        self.module = ensemble.modules()[0]
         self.seed = c.train.seed
         return self
 
@@ -67,8 +54,7 @@ class MCDropoutMethod:
         dtype = next(module.parameters()).dtype
         module.train()  # dropout on; the MLP has no other train-mode behaviour
         try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(derive_seed(self.seed, "mc_dropout"))
+            with seeded(derive_seed(self.seed, "mc_dropout"), devices=[]), torch.no_grad():
                 outputs = torch.stack([module(x.to(dtype)) for _ in range(self.config.samples)])
         finally:
             module.eval()

@@ -15,19 +15,17 @@ matched learning rate, and then only in scale. The tests check the mean and the 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import Dataset
-from eb_ensembles.methods.base import MethodConfig, network_factory, register_method, require_fitted
-from eb_ensembles.methods.map import map_train_config
+from eb_ensembles.methods.base import MethodConfig, register_method, require_fitted
+from eb_ensembles.methods.map import train_map_network
 from eb_ensembles.methods.parameters import FlatParams, predictive_from_outputs
 from eb_ensembles.training.likelihood import member_loss
 from eb_ensembles.training.members import epoch_order
-from eb_ensembles.training.train import train_ensemble
 from sixlab_shared import derive_seed, make_generator, progress
 
 __all__ = ["SWAGMethod"]
@@ -53,17 +51,7 @@ class SWAGMethod:
         c = self.config
         n = int(dataset.x_train.shape[0])
         self.task = dataset.task
-        self.noise_std = c.noise_std if dataset.task == "regression" else None
-        train = replace(map_train_config(c.train, c.prior_precision, n), vectorise=False)
-        module = train_ensemble(
-            network_factory(dataset, c),
-            dataset.x_train,
-            dataset.y_train,
-            train,
-            noise_std=self.noise_std,
-            checkpoint_dir=checkpoint_dir,
-            resume=resume,
-        ).modules()[0]
+        module, train, self.noise_std = train_map_network(dataset, c, checkpoint_dir=checkpoint_dir, resume=resume)
         module.train()
         dtype = train.torch_dtype
         x = dataset.x_train.to(dtype)
