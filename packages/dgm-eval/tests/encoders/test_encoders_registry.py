@@ -100,3 +100,18 @@ def test_default_device_is_the_local_gpu_only_under_several_cuda_processes(monke
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert default_process_device() is None
+
+
+def test_any_corrupt_weights_file_is_a_user_error(tmp_path):
+    # torch.load on random bytes raises UnpicklingError most of the time, but also IndexError, KeyError and
+    # UnicodeDecodeError (about 1 file in 11); each must be the same one-line error, never a traceback.
+    import random
+
+    from dgm_eval.encoders.weights import _torch_load
+
+    rng = random.Random(0)
+    path = tmp_path / "bad.pth"
+    for _ in range(300):
+        path.write_bytes(rng.randbytes(rng.choice([1, 40, 300])))
+        with pytest.raises(UserError, match="not a PyTorch state-dict file"):
+            _torch_load("dinov2", path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import urllib.error
 from pathlib import Path
 from typing import Any
@@ -172,7 +171,7 @@ def load_url_state_dict(encoder: str, url: str, weights: str | None) -> tuple[di
 def _torch_load(encoder: str, path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+    except Exception as err:  # noqa: BLE001 - a corrupt pickle raises IndexError, KeyError, UnicodeDecodeError, ...
         raise UserError(
             f"cannot read weights file {str(path)!r} for encoder {encoder!r}: not a PyTorch state-dict file "
             f"({_first_line(err)[:120]})"
