@@ -160,7 +160,8 @@ def test_offline_hub_id_fails_in_one_line_at_once(monkeypatch) -> None:
     started = time.perf_counter()
     with pytest.raises(UserError, match=r"sixlab-test/not-a-model.*offline.*huggingface-cli download") as err:
         load_encoder(spec)
-    assert time.perf_counter() - started < 5.0 and "\n" not in str(err.value)
+    # no retries (they would take minutes); a generous bound so a busy runner cannot fail it
+    assert time.perf_counter() - started < 30.0 and "\n" not in str(err.value)
 
 
 def _checkpoint(path: Path, item_dim: int, text_dim: int) -> Path:
