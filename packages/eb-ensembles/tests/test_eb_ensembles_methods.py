@@ -49,10 +49,13 @@ def _config(**kwargs) -> MethodConfig:
     return MethodConfig(**{"hidden": (), "noise_std": SIGMA, "prior_precision": ALPHA, "train": train, **kwargs})
 
 
+@pytest.mark.parametrize("backend", ["laplace-torch", "ggn"])
 @pytest.mark.parametrize("subset", ["all", "last_layer"])
-def test_laplace_is_exact_on_linear_gaussian(subset, linear_gaussian):
+def test_laplace_is_exact_on_linear_gaussian(subset, backend, linear_gaussian):
     lg = linear_gaussian
-    method = build_method("laplace", _config(laplace_subset=subset, samples=4000)).fit(lg["data"])
+    config = _config(laplace_subset=subset, laplace_backend=backend, samples=4000)
+    method = build_method("laplace", config).fit(lg["data"])
+    assert method.backend == backend
     torch.testing.assert_close(method.precision, lg["precision"], atol=1e-10, rtol=1e-10)  # GGN = exact Hessian
     assert float(((method.mean - lg["mean"]) / lg["sd"]).abs().max()) < 1e-3  # MAP = posterior mean
     # the linearised predictive's sample moments match the exact predictive f(x) ~ N(x̃ᵀμ, x̃ᵀΛ⁻¹x̃)

@@ -55,6 +55,7 @@ TRAIN_EXCLUDED_METHOD_FIELDS = (
     "samples",
     "dropout",
     "laplace_subset",
+    "laplace_backend",
     "swag_rank",
     "swag_epochs",
     "swag_lr",

@@ -44,6 +44,8 @@ class MethodConfig:
         samples: predictive samples S of the sampling methods (MC dropout, VI, Laplace, SWAG, HMC draws kept).
         dropout: MC dropout probability after each hidden layer.
         laplace_subset: ``"all"`` (full Hessian; small nets) or ``"last_layer"``.
+        laplace_backend: ``"auto"`` (laplace-torch where it serves and is installed, else ours), ``"laplace-torch"``
+            or ``"ggn"`` (ours; the only one for a mean/variance regression head).
         swag_rank: SWAG low-rank K (0: diagonal only).
         swag_epochs: SGD epochs at constant learning rate collecting SWAG moments (one snapshot per epoch).
         swag_lr: the constant SGD learning rate of the SWAG phase.
@@ -65,6 +67,7 @@ class MethodConfig:
     samples: int = 20
     dropout: float = 0.1
     laplace_subset: str = "last_layer"
+    laplace_backend: str = "auto"
     swag_rank: int = 10
     swag_epochs: int = 20
     swag_lr: float = 1e-2
@@ -97,6 +100,10 @@ class MethodConfig:
             raise InvalidInputError(f"dropout must be in (0, 1), got {self.dropout}")
         if self.laplace_subset not in ("all", "last_layer"):
             raise InvalidInputError(f"laplace_subset must be 'all' or 'last_layer', got {self.laplace_subset!r}")
+        if self.laplace_backend not in ("auto", "laplace-torch", "ggn"):
+            raise InvalidInputError(
+                f"laplace_backend must be 'auto', 'laplace-torch' or 'ggn', got {self.laplace_backend!r}"
+            )
         if self.swag_rank < 0 or self.swag_epochs < 2 or not self.swag_lr > 0:
             raise InvalidInputError(
                 f"SWAG needs swag_rank >= 0, swag_epochs >= 2 and swag_lr > 0, got {self.swag_rank}, "
