@@ -150,7 +150,11 @@ def fit(
     *,
     config: FitConfig,
 ) -> None:
-    """Fit options offline (fixed K with --k, or nonparametric), then evaluate and plot usage and K."""
+    """Fit options offline (fixed K with --k, or nonparametric), then evaluate and plot usage and K.
+
+    --method compile fits the CompILE baseline instead (NP-CompILE without --k); the --compile-* options are its
+    settings.
+    """
     setup_logging(verbose)
     if k is not None and nonparametric:
         raise UserError("pass either --k K (fixed) or --nonparametric, not both")
@@ -174,7 +178,7 @@ def segment(
     config_file: str | None = config_option(),
     verbose: int = verbose_option(),
 ) -> None:
-    """Viterbi segmentation of trajectories into options, with a figure coloured by option."""
+    """Segmentation of trajectories into options (Viterbi; CompILE: its encoder), with a figure coloured by option."""
     setup_logging(verbose)
     result = segment_job(
         model, data, out, n_plot=n_plot, seq_len=seq_len, overwrite=overwrite, device=device, padding=padding

@@ -86,6 +86,21 @@ class FitConfig:
     """Warm-up epochs each restart trains before the selection (None: all ``epochs``, capped at ``epochs``)."""
     restart_select: str = "heldout"
     """Trajectories scoring the restarts: ``heldout`` (the training ones when none are held out) or ``train``."""
+    method: str = "bnpo"
+    """``bnpo`` (the option model of the paper) or ``compile`` (the CompILE baseline, ``bnpo.compile``: fixed K with
+    ``nonparametric=False``, NP-CompILE with the stick-breaking prior and its growth rule otherwise)."""
+    compile_segments: int = 10
+    """CompILE: most soft segments per trajectory N (capped at the window length; paper 10)."""
+    compile_length_rate: float = 3.0
+    """CompILE: rate of the Poisson prior on segment lengths (paper 3)."""
+    compile_beta_b: float = 0.1
+    """CompILE: weight of the KL on boundaries (paper 0.1, both variants)."""
+    compile_beta_z: float | None = None
+    """CompILE: weight of the KL on latents (unset: 0.1 for CompILE, 0.5 for NP-CompILE, reference §2.3)."""
+    compile_beta_eta: float = 1.0
+    """NP-CompILE: weight of the stick-breaking KL (reference §2.3: 1)."""
+    compile_hidden: int = 64
+    """CompILE: encoder width (embedding, LSTM, heads)."""
     seed: int = 0
     """Seeds the split, the initialisation, minibatch order and every sample."""
 
@@ -125,6 +140,22 @@ class FitConfig:
             "restarts": (self.restarts >= 1, "an integer >= 1"),
             "restart_epochs": (self.restart_epochs is None or self.restart_epochs >= 1, "an integer >= 1 (or unset)"),
             "restart_select": (self.restart_select in ("heldout", "train"), "heldout or train"),
+            "method": (self.method in ("bnpo", "compile"), "bnpo or compile"),
+            "compile_segments": (self.compile_segments >= 1, "an integer >= 1"),
+            "compile_length_rate": (
+                self.compile_length_rate > 0 and np.isfinite(self.compile_length_rate),
+                "a finite number > 0",
+            ),
+            "compile_beta_b": (self.compile_beta_b >= 0 and np.isfinite(self.compile_beta_b), "a finite number >= 0"),
+            "compile_beta_z": (
+                self.compile_beta_z is None or (self.compile_beta_z >= 0 and np.isfinite(self.compile_beta_z)),
+                "a finite number >= 0 (or unset)",
+            ),
+            "compile_beta_eta": (
+                self.compile_beta_eta >= 0 and np.isfinite(self.compile_beta_eta),
+                "a finite number >= 0",
+            ),
+            "compile_hidden": (self.compile_hidden >= 1, "an integer >= 1"),
             "seed": (self.seed >= 0, "an integer >= 0"),
         }
         for name, (ok, requirement) in checks.items():
@@ -132,6 +163,19 @@ class FitConfig:
                 raise UserError(
                     f"invalid fit option {name}={getattr(self, name)!r}: must be {requirement}; see `bnpo fit --help`"
                 )
+        if self.method == "compile":
+            unsupported = {
+                "objective": self.objective != "relaxed",
+                "padding": self.padding,
+                "split_epochs": bool(self.split_epochs),
+                "restarts": self.restarts != 1,
+            }
+            for name, bad in unsupported.items():
+                if bad:
+                    raise UserError(
+                        f"invalid fit option {name}={getattr(self, name)!r}: not available with method=compile "
+                        "(CompILE fits fixed-length windows with its own relaxed ELBO, one run)"
+                    )
 
     @classmethod
     def from_dict(cls, values: Any, source: str = "config") -> FitConfig:

@@ -18,6 +18,8 @@ from typing import Any
 import gymnasium as gym
 
 from bnpo import metrics
+from bnpo.compile.fit import fit_compile, load_any_model
+from bnpo.compile.model import CompILEModel
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import DownstreamConfig
 from bnpo.envs import BABYAI_ENV_IDS, ENV_IDS, make_expert
@@ -142,6 +144,9 @@ def fit_job(
 ) -> dict[str, Any]:
     """Load data, fit, evaluate (all and held-out), write config, metrics, checkpoint, summary and training.png.
 
+    ``config.method`` picks the model: ``bnpo`` (:func:`bnpo.fit.fit`) or ``compile`` (CompILE / NP-CompILE,
+    :func:`bnpo.compile.fit_compile`); both give the same scores, outputs and checkpoint layout.
+
     ``resume`` continues the run in ``out`` from its checkpoint (rows of ``metrics.jsonl`` after the checkpoint are
     cut first); ``overwrite`` replaces a finished run there.
 
@@ -176,10 +181,15 @@ def fit_job(
             )
     else:
         run.write_config({"fit": dataclasses.asdict(config), "data": str(data)}, seed=config.seed, device=torch_device)
+    train = fit_compile if config.method == "compile" else fit
     with seeded(config.seed):  # the library's own generators are explicit; this guards third-party draws only
-        result = fit(dataset, config, run=run, resume=resume, device=torch_device)
+        result = train(dataset, config, run=run, resume=resume, device=torch_device)
     model = result.model
-    summary: dict[str, Any] = {"train_seconds": round(result.seconds, 2), "epochs": config.epochs}
+    summary: dict[str, Any] = {
+        "method": _method_name(config),
+        "train_seconds": round(result.seconds, 2),
+        "epochs": config.epochs,
+    }
     summary["all"] = evaluate(model, windows, n_rooms=_n_rooms(dataset))
     if len(result.heldout_index):
         held = {key: value[result.heldout_index] for key, value in windows.items()}  # whole held-out episodes
@@ -194,6 +204,13 @@ def fit_job(
     return summary
 
 
+def _method_name(config: FitConfig) -> str:
+    """``BNPO``, ``fixed-K BNPO``, ``CompILE`` or ``NP-CompILE``."""
+    if config.method == "compile":
+        return "NP-CompILE" if config.nonparametric else "CompILE"
+    return "BNPO" if config.nonparametric else "fixed-K BNPO"
+
+
 def _load_for_model(
     model_path: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -205,7 +222,9 @@ def _load_for_model(
     if not model_file.is_file():
         raise UserError(f"model {str(model_path)!r} is neither a checkpoint nor a run directory holding one")
     dataset = load_dataset(data)
-    model = load_model(model_file, device=get_device(device))
+    model = load_any_model(model_file, device=get_device(device))
+    if padding and isinstance(model, CompILEModel):
+        raise UserError("--padding is not available for a CompILE model (it fits fixed-length windows); drop --padding")
     if model.config.obs_dim != dataset.obs_dim or model.config.n_actions != dataset.n_actions:
         raise UserError(
             f"the model expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions} but the data has "
@@ -252,7 +271,8 @@ def segment_job(
     device: str | None = None,
     padding: bool = False,
 ) -> dict[str, Any]:
-    """Viterbi segmentation of every trajectory: ``segments.json`` (options, boundaries) and ``segmentation.png``
+    """Segmentation of every trajectory (Viterbi for BNPO, the encoder's argmax for CompILE): ``segments.json``
+    (options, boundaries) and ``segmentation.png``
     (replaced only with ``overwrite``); ``padding`` segments whole episodes (lists cut to each episode's length)."""
     if n_plot < 1:
         raise UserError(f"--n-plot must be >= 1, got {n_plot}")
@@ -394,7 +414,7 @@ def rl_job(
         model_file = checkpoint_file(options)
         if not model_file.is_file():
             raise UserError(f"--options {str(options)!r} is neither a checkpoint nor a run directory holding one")
-        model = load_model(model_file)
+        model = load_any_model(model_file)
     probe = make_env(env_id, env_kwargs)
     if model is not None:
         check_compatible(probe, model)
@@ -431,7 +451,7 @@ def rl_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) rows of the CLI's result table."""
-    rows = []
+    rows = [("method", summary["method"])] if "method" in summary else []
     scores = summary.get("all", summary)
     for key in ("K", "used_options", "room_score", "rooms_covered", "accuracy", "boundary_f1", "loglik_per_step"):
         if key in scores:
