@@ -221,3 +221,58 @@ def test_config_option_callback_sets_defaults_and_cli_wins(tmp_path):
     result = runner.invoke(app, ["--config", str(cfg)])
     assert result.exit_code == 2, result.output
     assert "unknown option(s) stepz" in result.output
+
+
+def test_a_second_process_cannot_write_a_run_folder_in_use(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import sys, time
+            from sixlab_shared import RunDir
+            run = RunDir({str(out)!r})
+            run.write_config({{"lr": 0.1}}, seed=0)
+            print("holding", flush=True)
+            sys.stdin.readline()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        for kwargs in ({"resume": True}, {"overwrite": True}):
+            with pytest.raises(UserError, match="is being written by another process"):
+                RunDir(out, **kwargs)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing of the run was touched
+        # the same process may open its own run folder again (reading a config, writing a summary)
+        own = tmp_path / "own"
+        first = RunDir(own)
+        first.write_config({"lr": 0.1}, seed=0)
+        RunDir(own, resume=True).write_summary({"ok": True})
+    finally:
+        holder.communicate("\n", timeout=60)
+    # once the writer has exited, the folder is free again
+    RunDir(out, resume=True).log_metrics(step=1, loss=0.5)
+    assert holder.returncode == 0
+
+
+def test_the_folder_lock_goes_with_the_last_run_object(tmp_path):
+    import gc
+
+    import sixlab_shared.rundir as rundir_mod
+
+    run = RunDir(tmp_path / "run")
+    key = str((tmp_path / "run").resolve())
+    again = RunDir(tmp_path / "run", overwrite=True)
+    assert rundir_mod._FOLDER_LOCKS[key][1] == 2
+    del run
+    gc.collect()
+    assert rundir_mod._FOLDER_LOCKS[key][1] == 1
+    del again
+    gc.collect()
+    assert key not in rundir_mod._FOLDER_LOCKS

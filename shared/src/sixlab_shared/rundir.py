@@ -6,6 +6,11 @@ Layout of ``RunDir(path)``::
     path/metrics.jsonl     one JSON object per line, appended and flushed line by line (survives a killed process)
     path/summary.json      final results, written atomically (old summary or new, never half)
     path/checkpoints/      *.safetensors written atomically by save_checkpoint
+
+While a process writes a run, it holds an exclusive advisory lock on the folder itself (``flock`` on the
+directory, so no lock file appears among the outputs); a second process that opens the same folder for writing
+is refused with one line instead of interleaving its metrics and checkpoints with the first one's. The lock goes
+with the process (a killed run leaves no stale lock) and with the last ``RunDir`` object of that folder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import weakref
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,44 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+
+try:  # POSIX; elsewhere runs are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+_FOLDER_LOCKS: dict[str, list[int]] = {}  # resolved folder -> [fd, RunDir objects of this process holding it]
+
+
+def _lock_folder(path: Path) -> str | None:
+    """Take (or share, within this process) the exclusive lock on a run folder; the key to release it."""
+    if fcntl is None:
+        return None
+    key = str(path.resolve())
+    if key in _FOLDER_LOCKS:
+        _FOLDER_LOCKS[key][1] += 1
+        return key
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise UserError(
+            f"{str(path)!r} is being written by another process (its run folder is locked); "
+            "wait for that run to finish or choose another --out"
+        ) from err
+    _FOLDER_LOCKS[key] = [fd, 1]
+    return key
+
+
+def _unlock_folder(key: str) -> None:
+    held = _FOLDER_LOCKS.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _FOLDER_LOCKS[key]
+        os.close(held[0])  # closing the descriptor releases the flock
 
 
 def _git_commit(cwd: Path) -> str | None:
@@ -76,7 +120,8 @@ class RunDir:
 
     Raises:
         UserError: the folder holds a run and neither ``resume`` nor ``overwrite`` was given; ``resume`` was
-            given but there is no run to resume; the path exists and is not a folder.
+            given but there is no run to resume; the path exists and is not a folder; another process is writing
+            to the folder (see the module's note on locking).
 
     Example:
         >>> import tempfile
@@ -111,6 +156,9 @@ class RunDir:
             self.read_config()  # a corrupt config.json is one line now, not a traceback later
         if self.is_writer:
             self.path.mkdir(parents=True, exist_ok=True)
+            key = _lock_folder(self.path)
+            if key is not None:
+                weakref.finalize(self, _unlock_folder, key)
             if has_run and overwrite and not resume:
                 (self.path / METRICS_FILE).unlink(missing_ok=True)
 
