@@ -31,6 +31,13 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last"
 
+ROOM_PRESET: dict[str, Any] = {"objective": "exact", "split_epochs": [150, 200, 250, 300, 350, 400]}
+"""The documented Room(V) recipe (README "Room(6) over 10 seeds"): FitConfig fields on top of the defaults. The
+exact objective (options marginalised by the forward algorithm) plus split trials: when growth has stalled with an
+idle option (one option serving two rooms, the newest idle, reference §2.4), a trial copies the most used option into
+the idle one and keeps the copy when the exact training log-likelihood after 50 epochs is higher. Unsupervised (no
+ground truth read); 10 of 10 seeds on Room(6) where the paper's recipe gives 6 of 10."""
+
 
 class CheckpointError(UserError):
     """A checkpoint does not match the configuration or is not a bnpo checkpoint."""
@@ -89,7 +96,10 @@ def make_optimizer(model: OptionModel, initial_k: int, config: FitConfig) -> tor
     added = [p for k in range(initial_k, model.n_options) for p in model.option_parameters(k)]
     added_ids = {id(p) for p in added}
     base = [p for p in model.parameters() if id(p) not in added_ids]
-    optimizer = torch.optim.Adam(base, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel per param group instead of ~10 tensor ops per parameter (the per-option groups make that
+    # 75+ parameters at K = 7); same update rule, 2.6 -> ~0.5 ms per step on Room(6).
+    fused = all(p.device.type in ("cpu", "cuda") for p in base)
+    optimizer = torch.optim.Adam(base, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     for k in range(initial_k, model.n_options):
         optimizer.add_param_group({"params": model.option_parameters(k)})
     return optimizer
@@ -215,6 +225,10 @@ def fit(
     Raises:
         UserError: bad data (episodes shorter than ``seq_len``), or a checkpoint that does not match the config.
     """
+    if config.method == "compile":
+        from bnpo.compile.fit import fit_compile
+
+        return fit_compile(dataset, config, run=run, resume=resume, device=device)
     if config.restarts == 1 or resume:
         return _train(dataset, config, run=run, resume=resume, device=device, run_seed=config.seed)[0]
     started = time.perf_counter()

@@ -108,6 +108,13 @@ class OptionModelConfig:
             raise ValueError(f"relaxation must be one of {RELAXATIONS}, got {self.relaxation!r}")
 
 
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """log softmax over the last dimension as ``logits - logsumexp(logits)``: the same values as
+    ``F.log_softmax(logits, -1)`` to float rounding, but 2-3x faster forward and backward on the CPU for the short last
+    dimensions here (|A| or K <= ~20), where ATen's log_softmax kernel is slow (measured for (512, 5, 7, 7))."""
+    return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+
 def relaxed_log_joint(
     log_pi: torch.Tensor,
     beta: torch.Tensor,
@@ -156,7 +163,7 @@ def posterior_log_prob(logit_b: torch.Tensor, logit_h: torch.Tensor, b: torch.Te
     Returns:
         (B,) log q per trajectory.
     """
-    option = (h * F.log_softmax(logit_h, dim=-1)).sum(-1)
+    option = (h * log_softmax(logit_h)).sum(-1)
     flag = b * F.logsigmoid(logit_b) + (1.0 - b) * F.logsigmoid(-logit_b)
     return (option + flag).sum(-1)
 
@@ -267,7 +274,7 @@ class OptionModel(nn.Module):
     def log_pi_all(self, states: torch.Tensor) -> torch.Tensor:
         """(..., D) states -> (..., K, |A|) log pi_k(. | s) (discrete) or (..., K, A) means (continuous)."""
         out = self.policy(states)
-        return torch.tanh(out) if self.config.continuous else F.log_softmax(out, dim=-1)
+        return torch.tanh(out) if self.config.continuous else log_softmax(out)
 
     def log_pi(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi_k(a_t | s_t) for every option.

@@ -80,9 +80,10 @@ class GrowableHeads(nn.Module):
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """(..., D) states -> (..., K, out) head outputs."""
         features = self.trunk(states)
-        weight = torch.stack(list(self.weights))  # K x out x F
-        bias = torch.stack(list(self.biases))  # K x out
-        return torch.einsum("...f,kof->...ko", features, weight) + bias
+        k = len(self.weights)
+        weight = torch.cat(list(self.weights))  # (K out) x F: all heads in one matmul
+        bias = torch.cat(list(self.biases))  # K out
+        return F.linear(features, weight, bias).unflatten(-1, (k, self.out_dim))
 
 
 class PosteriorEncoder(nn.Module):
@@ -176,39 +177,42 @@ class PosteriorEncoder(nn.Module):
         k = self.n_options
         e = self.context(inputs)
         w_in = self.head_in.weight  # H x (hidden + 1)
-        pre = F.linear(e, w_in[:, :-1], self.head_in.bias)  # B x T x H: the e_t part, once for all t
-        w_b = w_in[:, -1]  # H
-        w_h = torch.stack(list(self.in_columns), dim=1)  # H x K
+        pre = F.linear(e, w_in[:, :-1], self.head_in.bias).transpose(0, 1)  # T x B x H: the e_t part, once
+        # columns for the previous latent [b_{t-1}, h_{t-1}]: one matmul per step
+        w_prev = torch.cat([w_in[:, -1:], torch.stack(list(self.in_columns), dim=1)], dim=1)  # H x (1+K)
         w_out = torch.cat([self.out_termination.weight, torch.stack(list(self.out_rows))], dim=0)  # (1+K) x H
         b_out = torch.cat([self.out_termination.bias, torch.cat(list(self.out_biases))])  # 1+K
         u_b = torch.rand((batch, steps), generator=generator, device=inputs.device).clamp(1e-6, 1 - 1e-6)
         u_h = torch.rand((batch, steps, k), generator=generator, device=inputs.device).clamp(1e-6, 1 - 1e-6)
         logistic = torch.log(u_b) - torch.log1p(-u_b)
         gumbel = -torch.log(-torch.log(u_h))
-        b_prev = torch.ones(batch, 1, device=inputs.device, dtype=inputs.dtype)
-        h_prev = eta
-        logits, bs, hs = [], [], []
+        noise = torch.cat([logistic.unsqueeze(-1), gumbel], dim=-1).transpose(0, 1)  # T x B x (1+K)
+        # the latent (b_t, h_t) is carried as one (B, 1+K) tensor [b_t, h_t]; (1, eta) at t = 0
+        prev = torch.cat([torch.ones(batch, 1, device=inputs.device, dtype=inputs.dtype), eta.to(inputs.dtype)], -1)
+        logits, latents = [], []
         for t in range(steps):
-            z = torch.relu(pre[:, t] + b_prev * w_b + h_prev @ w_h.T)
+            z = torch.relu(torch.addmm(pre[t], prev, w_prev.T))
             z = torch.relu(self.head_mid(z))
             out = F.linear(z, w_out, b_out)  # B x (1 + K)
+            noisy = out + noise[t]
             if hard:
-                b_t = (out[:, :1] + logistic[:, t : t + 1] > 0).to(out.dtype)
-                h_t = F.one_hot((out[:, 1:] + gumbel[:, t]).argmax(-1), k).to(out.dtype)
+                b_t = (noisy[:, :1] > 0).to(out.dtype)
+                h_t = F.one_hot(noisy[:, 1:].argmax(-1), k).to(out.dtype)
             else:
-                b_t = torch.sigmoid((out[:, :1] + logistic[:, t : t + 1]) / tau)
-                h_t = torch.softmax((out[:, 1:] + gumbel[:, t]) / tau, dim=-1)
+                noisy = noisy / tau
+                b_t = torch.sigmoid(noisy[:, :1])
+                h_t = torch.softmax(noisy[:, 1:], dim=-1)
                 if straight_through:
                     b_t = (b_t > 0.5).to(b_t.dtype) + b_t - b_t.detach()
                     h_t = F.one_hot(h_t.argmax(-1), k).to(h_t.dtype) + h_t - h_t.detach()
+            prev = torch.cat([b_t, h_t], dim=-1)
             logits.append(out)
-            bs.append(b_t)
-            hs.append(h_t)
-            b_prev, h_prev = b_t, h_t
+            latents.append(prev)
         logits_t = torch.stack(logits, dim=1)
+        latents_t = torch.stack(latents, dim=1)
         return {
             "logit_b": logits_t[..., 0],
             "logit_h": logits_t[..., 1:],
-            "b": torch.cat(bs, dim=1),
-            "h": torch.stack(hs, dim=1),
+            "b": latents_t[..., 0],
+            "h": latents_t[..., 1:],
         }
