@@ -97,3 +97,16 @@ def test_compile_config_errors_are_one_line_user_errors(room3) -> None:
     )
     with pytest.raises(UserError, match="discrete actions only"):
         fit_compile(continuous, bnpo.FitConfig(method="compile", epochs=1))
+
+
+def test_a_compile_model_drives_the_options_wrapper_until_the_step_cap() -> None:
+    """No termination function: an option runs its greedy sub-policy until the cap (the fork's deployment)."""
+    from bnpo.options import OptionsWrapper
+
+    env = gym.make("bnpo/Room-v0", n_rooms=3)
+    model = CompILEModel(CompILEConfig(obs_dim=3, n_actions=4, n_options=2, seed=0))
+    wrapped = OptionsWrapper(env, model, option_steps=3)
+    assert wrapped.action_space.n == 4 + 2
+    wrapped.reset(seed=0)
+    _, _, terminated, truncated, info = wrapped.step(4)
+    assert info["steps_count"] == 3 and not (terminated or truncated)  # Room episodes last 5 steps

@@ -85,6 +85,11 @@ class CompILEConfig:
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
 
+    @property
+    def continuous(self) -> bool:
+        """Always False: CompILE here models discrete actions (the interface of ``OptionModelConfig``)."""
+        return False
+
 
 class CompILEModel(nn.Module):
     """CompILE / NP-CompILE with the option-model interface of :class:`bnpo.model.OptionModel`
