@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bnpo.cli import app
+from bnpo.fit_config import FitConfig
+from bnpo.workflows import apply_preset
 from sixlab_shared import load_checkpoint
 
 runner = CliRunner()
@@ -93,3 +95,15 @@ def test_compile_option_errors_are_one_line(data, tmp_path) -> None:
     assert "objective" in _error("fit", str(data), "--out", str(out), "--method", "compile", "--objective", "exact")
     assert "compile_segments" in _error("fit", str(data), "--out", str(out), "--compile-segments", "0")
     assert not out.exists()
+
+
+def test_preset_room_applies_the_documented_recipe_where_options_are_defaults(data, tmp_path) -> None:
+    run = tmp_path / "preset"
+    _invoke("fit", str(data), "--out", str(run), "--epochs", "2", "--preset", "room", "--threads", "1")
+    fit = json.loads((run / "config.json").read_text())["config"]["fit"]
+    assert fit["objective"] == "exact" and fit["split_epochs"] == [150, 200, 250, 300, 350, 400]
+    explicit = apply_preset(FitConfig(split_epochs=[7], entropy_decay=0.99), "room")  # an explicit option wins
+    assert explicit.split_epochs == [7] and explicit.objective == "exact" and explicit.entropy_decay == 0.99
+    assert "--preset" in _error("fit", str(data), "--out", str(tmp_path / "p3"), "--preset", "atari")
+    assert "method=compile" in _error("fit", str(data), "--out", str(tmp_path / "p4"), "--preset", "room", *FIT)
+    assert not (tmp_path / "p3").exists() and not (tmp_path / "p4").exists()

@@ -17,6 +17,7 @@ from bnpo import __version__
 from bnpo.downstream import DownstreamConfig
 from bnpo.fit import FitConfig
 from bnpo.workflows import (
+    apply_preset,
     collect_job,
     demo_job,
     evaluate_job,
@@ -141,6 +142,12 @@ def fit(
     nonparametric: bool = typer.Option(
         False, "--nonparametric", help="Grow K from 1 (the default when --k is absent)."
     ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="A documented recipe applied to every option left at its default: room (Room(V): --objective exact "
+        "and split trials at epochs 150-400).",
+    ),
     device: str | None = device_option(),
     threads: int | None = threads_option(),
     resume: bool = resume_option(),
@@ -159,6 +166,7 @@ def fit(
     if k is not None and nonparametric:
         raise UserError("pass either --k K (fixed) or --nonparametric, not both")
     config = dataclasses.replace(config, nonparametric=k is None, k=FitConfig.k if k is None else k)
+    config = apply_preset(config, preset)
     summary = fit_job(data, out, config, device=device, resume=resume, overwrite=overwrite)
     typer.echo(format_table(summary_rows(summary)))
 

@@ -23,7 +23,16 @@ from bnpo.compile.model import CompILEModel
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import DownstreamConfig
 from bnpo.envs import BABYAI_ENV_IDS, ENV_IDS, make_expert
-from bnpo.fit import FitConfig, checkpoint_file, evaluate, fit, load_model, split_windows, training_batches
+from bnpo.fit import (
+    ROOM_PRESET,
+    FitConfig,
+    checkpoint_file,
+    evaluate,
+    fit,
+    load_model,
+    split_windows,
+    training_batches,
+)
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
 from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
 
@@ -204,6 +213,26 @@ def fit_job(
     return summary
 
 
+PRESETS: dict[str, dict[str, Any]] = {"room": ROOM_PRESET}
+"""Named FitConfig recipes for ``bnpo fit --preset``."""
+
+
+def apply_preset(config: FitConfig, preset: str | None) -> FitConfig:
+    """``config`` with the fields of the named preset applied where ``config`` still holds the FitConfig default
+    (so options given explicitly with a non-default value win).
+
+    Raises:
+        UserError: unknown preset name.
+    """
+    if preset is None:
+        return config
+    if preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    defaults = FitConfig()
+    changes = {key: value for key, value in PRESETS[preset].items() if getattr(config, key) == getattr(defaults, key)}
+    return dataclasses.replace(config, **changes)
+
+
 def _method_name(config: FitConfig) -> str:
     """``BNPO``, ``fixed-K BNPO``, ``CompILE`` or ``NP-CompILE``."""
     if config.method == "compile":
@@ -313,6 +342,7 @@ DEMOS = {
         "env_kwargs": {"n_rooms": 6},
         "episodes": 1000,
         "epochs": 500,
+        "fit": ROOM_PRESET,  # exact objective + split trials: 10 of 10 seeds on Room(6) (README)
         "downstream": "bnpo/Room-v0",  # the goal is shown only in the first state: an option must carry it
     },
     "landmarks": {
@@ -481,6 +511,7 @@ __all__ = [
     "collect_job",
     "demo_job",
     "evaluate_job",
+    "apply_preset",
     "fit_job",
     "format_table",
     "rl_job",
