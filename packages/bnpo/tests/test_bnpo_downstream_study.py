@@ -49,3 +49,44 @@ def test_landmarks_downstream_auc_higher_with_options(tmp_path) -> None:
     options, primitive = np.array(result["options"]["auc"]), np.array(result["primitive"]["auc"])
     assert options.mean() > primitive.mean() + primitive.std(), table
     assert (options > primitive).sum() >= 4, table  # per seed (same PPO seed and env seeds)
+
+
+def test_gotoobj_downstream_with_and_without_options(tmp_path) -> None:
+    """MiniGrid/BabyAI GoToObj (mission hidden, 20-step limit): options fitted on 1000 BabyAI-bot episodes, then
+    SMDP PPO with and without them, 5 seeds of 20,000 primitive steps, plus the untrained-options control. Prints the
+    AUCs and writes downstream_gotoobj.json/.png; asserts what the README reports (learned options ahead of both
+    primitive actions and untrained options, on average and on >= 4 seeds)."""
+    pytest.importorskip("minigrid")
+    out = Path(os.environ.get("BNPO_STUDY_OUT", tmp_path))
+    out.mkdir(parents=True, exist_ok=True)
+    env_id = "bnpo/BabyAI-GoToObj-v0"
+    env = gym.make(env_id)
+    data = bnpo.collect(env, bnpo.make_expert(env, seed=0), 1000, seed=0, env_id=env_id)
+    config = bnpo.FitConfig(
+        nonparametric=True, epochs=100, batch_size=64, objective="exact", padding=True, entropy_decay=0.99
+    )
+    model = bnpo.fit(data, config).model
+    scores = bnpo.evaluate(model, data.padded())
+    print("fit:", {k: scores[k] for k in ("K", "used_options", "usage", "accuracy", "boundary_f1")})
+    rl = DownstreamConfig(steps=20_000, seeds=[0, 1, 2, 3, 4])
+    env_kwargs = {"expert": False, "max_steps": 20}  # no bot planning during RL; 20 steps: random success ~0.1
+    result = compare(env_id, model, rl, env_kwargs=env_kwargs)
+    untrained = bnpo.OptionModel(
+        bnpo.OptionModelConfig(obs_dim=data.obs_dim, n_actions=data.n_actions, n_options=model.n_options, seed=7)
+    )
+    result["untrained_options"] = compare(env_id, untrained, rl, env_kwargs=env_kwargs, conditions=("options",))[
+        "options"
+    ]
+    result["fit"] = {k: scores[k] for k in ("K", "used_options", "usage", "accuracy", "boundary_f1")}
+    (out / "downstream_gotoobj.json").write_text(json.dumps(result))
+    plot_downstream(out / "downstream_gotoobj.png", result)
+    table = {
+        c: (round(result[c]["auc_mean"], 3), round(result[c]["auc_std"], 3), [round(a, 3) for a in result[c]["auc"]])
+        for c in ("options", "primitive", "untrained_options")
+    }
+    print("AUC mean, std, per seed:", table)
+    options = np.array(result["options"]["auc"])
+    for baseline in ("primitive", "untrained_options"):
+        other = np.array(result[baseline]["auc"])
+        assert options.mean() > other.mean() + other.std(), table
+        assert (options > other).sum() >= 4, table

@@ -134,3 +134,21 @@ def test_resume_across_a_split_trial_is_exact(room_data, tmp_path) -> None:
     assert resumed.history[4]["split"] == straight.history[4]["split"]
     for (name, p), (_, q) in zip(resumed.model.named_parameters(), straight.model.named_parameters(), strict=True):
         assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 5.0, 1e3])
+def test_clip_grad_norm_matches_torch(max_norm: float) -> None:
+    from bnpo.fit import clip_grad_norm
+
+    generator = torch.Generator().manual_seed(3)
+    shapes = [(16, 3), (16,), (7, 16), (7,), (2,), ()]
+    ours = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    ref = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+    for a, b in zip(ours, ref, strict=True):
+        a.grad = torch.randn(a.shape, generator=generator)
+        b.grad = a.grad.clone()
+    total = clip_grad_norm(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-7)

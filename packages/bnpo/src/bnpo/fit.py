@@ -105,6 +105,24 @@ def make_optimizer(model: OptionModel, initial_k: int, config: FitConfig) -> tor
     return optimizer
 
 
+def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` for a small model on the CPU: the same rule (scale every gradient by
+    max_norm / (norm + 1e-6) when that is below 1), with the norm of all gradients concatenated (one kernel instead
+    of one per parameter) and no multiplication when nothing is clipped (the library always multiplies, by 1.0).
+
+    Returns:
+        () total 2-norm of the gradients (NaN/inf when they are not finite; then nothing is scaled).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    total = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    coef = max_norm / (float(total) + 1e-6)
+    if coef < 1.0:
+        torch._foreach_mul_(grads, coef)
+    return total
+
+
 def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded (train, held-out) split of n trajectories; at least one held out when fraction > 0 and n >= 2."""
     perm = torch.randperm(n, generator=make_generator(derive_seed(seed, "split")))
@@ -416,6 +434,7 @@ def _train(
         grow = False
         totals = {"loss": 0.0, "elbo": 0.0, "kl": 0.0, "neg_entropy": 0.0}
         usage = torch.zeros(model.n_options, device=device)
+        parameters = list(model.parameters())  # K changes only at the epoch boundary
         for iteration in range(iters_per_epoch):
             index = stream.next().to(device)
             s, a = states[index], actions[index]
@@ -431,7 +450,7 @@ def _train(
                 raise diverged("loss", epoch, iteration)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            norm = clip_grad_norm(parameters, config.grad_clip)
             if not torch.isfinite(norm):
                 raise diverged("gradient", epoch, iteration)
             optimizer.step()

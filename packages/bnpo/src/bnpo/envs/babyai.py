@@ -60,10 +60,12 @@ class BabyAIExpertEnv(gym.Wrapper):
 
     Args:
         level: a BabyAI env id, e.g. ``BabyAI-UnlockLocal-v0``.
+        expert: run the bot alongside (``info["expert_action"]``, ``info["option"]``); False skips its planning at
+            every step, for downstream RL where no expert is needed (about 10x faster steps).
         **kwargs: passed to ``gym.make``.
     """
 
-    def __init__(self, level: str, **kwargs: Any) -> None:
+    def __init__(self, level: str, *, expert: bool = True, **kwargs: Any) -> None:
         import minigrid  # noqa: F401  (registers the BabyAI levels)
 
         super().__init__(gym.make(level, **kwargs))
@@ -71,6 +73,7 @@ class BabyAIExpertEnv(gym.Wrapper):
         self.view_size = int(np.prod(view.shape))
         high = np.concatenate([view.high.reshape(-1).astype(np.float32), np.ones(4, np.float32)])
         self.observation_space = spaces.Box(0.0, high, dtype=np.float32)
+        self.expert = expert
         self.bot = None
 
     def _flat(self, obs: dict[str, Any]) -> np.ndarray:
@@ -94,11 +97,11 @@ class BabyAIExpertEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.bot = None
-        return self._flat(obs), self._plan(info, None)
+        return self._flat(obs), self._plan(info, None) if self.expert else info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(int(action))
-        if not (terminated or truncated):
+        if self.expert and not (terminated or truncated):
             info = self._plan(info, int(action))
         return self._flat(obs), float(reward), terminated, truncated, info
 
