@@ -354,13 +354,14 @@ def test_gen_train_path_is_a_bootstrap_of_the_training_set(image_sets):
 
 
 def test_wrong_kind_files_are_one_line_errors(image_sets, tmp_path):
-    import os
+    import random
 
     d = image_sets["dir"]
-    (tmp_path / "random.npz").write_bytes(os.urandom(600))
+    noise = random.Random(0)  # seeded bytes: the same files on every run
+    (tmp_path / "random.npz").write_bytes(noise.randbytes(600))
     np.savez(tmp_path / "pickled.npz", features=np.array([{"x": 1}], dtype=object))
     (tmp_path / "notes.txt").write_text("hello")
-    (tmp_path / "bad.pth").write_bytes(os.urandom(300))
+    (tmp_path / "bad.pth").write_bytes(noise.randbytes(300))
     (tmp_path / "folder.npz").mkdir()
     cases = [
         (["compute", tmp_path / "random.npz", d / "gen"], "is not a valid .npz archive (not a zip file)"),

@@ -56,8 +56,9 @@ def test_fd_singular_covariance_warns_and_stays_finite(rng, caplog):
         value = frechet_distance(a, b)
     assert isinstance(value, float) and np.isfinite(value) and value > 0
     assert "N=40 <= D=64" in caplog.text
-    # Agrees with the sqrtm path's value where that one is still usable (it may only add a tiny imaginary part).
-    assert value == pytest.approx(_pytorch_fid(a, b), rel=1e-6)
+    # Agrees with the sqrtm path's value where that one is still usable (it may only add a tiny imaginary part;
+    # sqrtm of a rank-deficient matrix is accurate to ~sqrt(eps) only, which varies with the BLAS: hence 1e-5).
+    assert value == pytest.approx(_pytorch_fid(a, b), rel=1e-5)
 
 
 def test_fd_from_saved_statistics(tmp_path, feats):

@@ -1,19 +1,17 @@
 """Exact nearest-neighbour distances and ball counts, computed in blocks (memory O(N·k + block²), never N²).
 
 Written by hand because no maintained library does this: scikit-learn and the ``prdc`` package build full N×N
-distance matrices. The distance products are most of the work, so they run as float32 matrix products on
-data centred on the reference mean (like the ``prdc`` package's float32 path), and every decision that the
-float32 rounding could flip is re-decided in float64:
+distance matrices. The distance products are most of the work, so they run in a low precision (float32, or
+bfloat16 on CPUs with native bf16 dot products) on data centred on the reference mean, with a rigorous bound on
+each block's error (:mod:`dgm_eval.metrics.distance_blocks`); every decision that the rounding could flip is
+re-decided exactly in float64 from the two rows (``Σ(x − y)²``):
 
-* a float32 squared distance differs from the float64 one by at most ``margin = (D + 16)·2⁻²³·(‖x‖² + ‖y‖²)``
-  (rounding of the inputs, of the norms, and of a length-D dot product);
-* a comparison ``d < r`` whose float32 value lies within that margin of the threshold is recomputed exactly in
-  float64 from the two rows (``Σ(x − y)²``); all others are already certain;
-* a k-th-nearest-neighbour search keeps a few extra float32 candidates per row, recomputes in float64 those
-  whose rank the rounding could change, and checks that no row outside the candidates could be closer (else
-  that row is recomputed in float64 in full).
+* a comparison ``d < r`` whose low-precision value lies within the bound of the threshold is recomputed;
+* a k-th-nearest-neighbour search keeps extra low-precision candidates per row, recomputes those whose rank the
+  rounding could change, and checks that no row outside the candidates could be closer (else that row is
+  recomputed in float64 in full).
 
-So the counts are those of a float64 computation, whatever the block size, at the cost of float32 products.
+So the counts are those of a float64 computation, whatever the block size and product dtype.
 """
 
 from __future__ import annotations
@@ -23,64 +21,47 @@ from dataclasses import dataclass
 
 import torch
 
+from dgm_eval.metrics.distance_blocks import (
+    PAIR_CHUNK,
+    Blocked,
+    approx_block,
+    bound_from_norms,
+    exact_float32_matmul,
+    exact_sq_dists,
+    pair_bound,
+    product_dtype,
+    threshold_margin,
+)
+
 logger = logging.getLogger(__name__)
 
-#: Unit roundoff of float32.
-_EPS32 = 2.0**-23
-#: Extra float32 candidates kept per row in the k-NN search before the exact float64 re-ranking.
-_EXTRA_CANDIDATES = 8
-#: Rows per float64 chunk when recomputing pairs exactly.
-_PAIR_CHUNK = 1024
+#: Extra low-precision candidates kept per row in the k-NN search, per product dtype.
+_EXTRA_CANDIDATES = {torch.float32: 8, torch.bfloat16: 24}
 
 DEFAULT_BLOCK_SIZE = 2048
 
-
-@dataclass
-class Blocked:
-    """One set prepared for blocked distance products: float64 rows, float32 centred rows, squared norms."""
-
-    x64: torch.Tensor  # (N, D) float64
-    x32: torch.Tensor  # (N, D) float32, centred
-    sq64: torch.Tensor  # (N,) float64 squared norms of x32
-    sq32: torch.Tensor  # (N,) float32
-
-    @classmethod
-    def build(cls, x64: torch.Tensor, center: torch.Tensor) -> Blocked:
-        # Centred in float64 and rounded to float32 in row chunks (no second full float64 copy).
-        x32 = torch.empty(x64.shape, dtype=torch.float32, device=x64.device)
-        sq64 = torch.empty(x64.shape[0], dtype=torch.float64, device=x64.device)
-        for s in range(0, x64.shape[0], _PAIR_CHUNK):
-            x32[s : s + _PAIR_CHUNK] = x64[s : s + _PAIR_CHUNK] - center
-            sq64[s : s + _PAIR_CHUNK] = x32[s : s + _PAIR_CHUNK].to(torch.float64).square().sum(dim=1)
-        return cls(x64=x64, x32=x32, sq64=sq64, sq32=sq64.to(torch.float32))
-
-    def __len__(self) -> int:
-        return int(self.x64.shape[0])
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "BallCounts",
+    "Blocked",
+    "ball_counts",
+    "ball_counts_blocked",
+    "exact_sq_dists",
+    "kth_nearest_blocked",
+    "kth_nearest_sq",
+    "kth_neighbour_radii",
+    "prepare",
+]
 
 
-def _approx_block(a: Blocked, i0: int, i1: int, b: Blocked, j0: int, j1: int) -> tuple[torch.Tensor, float]:
-    """Float32 squared distances of rows ``a[i0:i1]`` to ``b[j0:j1]`` and the bound on their error."""
-    d2 = torch.addmm(b.sq32[j0:j1].unsqueeze(0), a.x32[i0:i1], b.x32[j0:j1].T, beta=1.0, alpha=-2.0)
-    d2.add_(a.sq32[i0:i1].unsqueeze(1))
-    dim = a.x32.shape[1]
-    margin = (dim + 16) * _EPS32 * float(a.sq64[i0:i1].max() + b.sq64[j0:j1].max())
-    return d2, margin
+def prepare(center_of: torch.Tensor, *sets: torch.Tensor, products: str = "auto") -> tuple[Blocked, ...]:
+    """Prepare float64 ``(N_i, D)`` sets for blocked products, all centred on the mean of ``center_of``.
 
-
-def exact_sq_dists(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Float64 squared distances ``Σ(x[rows] − y[cols])²`` of paired rows, chunked.
-
-    Args:
-        x: ``(N, D)`` float64. y: ``(M, D)`` float64. rows, cols: ``(P,)`` int64 indices.
-
-    Returns:
-        ``(P,)`` float64.
+    ``products`` picks the product dtype (:func:`dgm_eval.metrics.distance_blocks.product_dtype`).
     """
-    out = torch.empty(rows.shape[0], dtype=torch.float64, device=x.device)
-    for s in range(0, rows.shape[0], _PAIR_CHUNK):
-        diff = x[rows[s : s + _PAIR_CHUNK]] - y[cols[s : s + _PAIR_CHUNK]]
-        out[s : s + _PAIR_CHUNK] = diff.square_().sum(dim=1)
-    return out
+    dtype = product_dtype(center_of.device, int(center_of.shape[1]), products)
+    center = center_of.mean(dim=0)
+    return tuple(Blocked.build(x, center, dtype) for x in sets)
 
 
 def _exact_kth_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,20 +70,11 @@ def _exact_kth_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int
     idxs = torch.empty(rows.shape[0], dtype=torch.int64, device=x.device)
     for pos, row in enumerate(rows.tolist()):
         d2 = torch.cat(
-            [(y[j : j + _PAIR_CHUNK] - x[row]).square_().sum(dim=1) for j in range(0, y.shape[0], _PAIR_CHUNK)]
+            [(y[j : j + PAIR_CHUNK] - x[row]).square_().sum(dim=1) for j in range(0, y.shape[0], PAIR_CHUNK)]
         )
         order = torch.argsort(d2, stable=True)  # ties: lower index first
         vals[pos], idxs[pos] = d2[order[k - 1]], order[k - 1]
     return vals, idxs
-
-
-def _merge_topk(
-    best_v: torch.Tensor, best_i: torch.Tensor, new_v: torch.Tensor, new_i: torch.Tensor, kk: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    v = torch.cat([best_v, new_v], dim=1)
-    i = torch.cat([best_i, new_i], dim=1)
-    top_v, pos = torch.topk(v, kk, dim=1, largest=False, sorted=True)
-    return top_v, torch.gather(i, 1, pos)
 
 
 def kth_nearest_sq(
@@ -111,6 +83,7 @@ def kth_nearest_sq(
     k: int,
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    products: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact (float64) squared distance from each query row to its k-th nearest reference row, and that row.
 
@@ -118,27 +91,94 @@ def kth_nearest_sq(
     neighbour (so ``k = nearest_k + 1`` gives the ``nearest_k``-th nearest *other* row); the symmetric blocks are
     computed once, not twice.
 
-    How exactness is kept with float32 products: per row, the ``k + 8`` smallest float32 values ``a_1 <= ... ``
-    are kept with the largest error bound ``m`` seen. The exact k-th value lies in ``[a_k − m, a_k + m]``; any
-    candidate with ``a_j < a_k − 2m`` is certainly below it and any with ``a_j > a_k + 2m`` certainly above, so
-    only the candidates in the band ``|a_j − a_k| <= 2m`` (usually one or two) are recomputed in float64. A row
-    whose last candidate is not clearly above the band (``a_K − a_k <= 2m``: heavy ties, duplicates) is
-    recomputed against all reference rows in float64.
+    How exactness is kept with low-precision products: per row, the ``k + extra`` smallest approximate values
+    are kept; each has an interval ``[lo, hi]`` that holds its exact value (the block bound of
+    :mod:`dgm_eval.metrics.distance_blocks`). The exact k-th value lies between the k-th smallest ``lo`` (L) and
+    the k-th smallest ``hi`` (T): candidates with ``hi < L`` are certainly below it, those with ``lo > T``
+    certainly above, and only the rest (usually a few) are recomputed in float64. A row where a row outside the
+    candidates could be below T (heavy ties, duplicates) is recomputed against all reference rows in float64.
 
     Args:
         query: ``(N, D)`` float64.
         ref: ``(M, D)`` float64, or None for ``query`` against itself.
         k: which neighbour, ``1 <= k <= M``.
         block_size: rows per distance block (memory ~ ``block_size²`` float32).
+        products: product dtype, ``"auto"``, ``"float32"`` or ``"bfloat16"`` (results do not depend on it).
 
     Returns:
         ``(N,)`` float64 squared distances and ``(N,)`` int64 indices into ``ref`` (ties: lower index).
     """
     ref_t = query if ref is None else ref
-    center = ref_t.mean(dim=0)
-    b = Blocked.build(ref_t, center)
-    a = b if ref is None else Blocked.build(query, center)
+    if ref is None:
+        (b,) = prepare(ref_t, ref_t, products=products)
+        a = b
+    else:
+        b, a = prepare(ref_t, ref_t, query, products=products)
     return kth_nearest_blocked(a, b, k, block_size=block_size)
+
+
+class _Candidates:
+    """The ``kk`` smallest approximate values per row (unordered) and their columns, for one block of rows.
+
+    The first block of columns seen goes through a partial top-k; later blocks only contribute the entries below
+    each row's current ``kk``-th value (a mask and ``nonzero``, much cheaper than a top-k), merged in a small
+    padded top-k. Every entry left out has an approximate value >= the final ``kk``-th value (the cutoff).
+    """
+
+    def __init__(self, rows: int, kk: int, device: torch.device) -> None:
+        self.kk = kk
+        self.vals = torch.empty((rows, 0), dtype=torch.float32, device=device)
+        self.cols = torch.empty((rows, 0), dtype=torch.int64, device=device)
+        self.cutoff = torch.full((rows,), torch.inf, dtype=torch.float32, device=device)
+        self.left_out = False
+
+    def add_rows(self, d2: torch.Tensor, col0: int) -> None:
+        """Offer ``d2`` (rows × block columns), whose rows are this block's rows."""
+        if self.vals.shape[1] < self.kk:  # not yet kk candidates: take the block's smallest
+            width = min(self.kk, d2.shape[1])
+            v, pos = torch.topk(d2, width, dim=1, largest=False, sorted=False)
+            self.left_out |= width < d2.shape[1]
+            self._merge_dense(v, pos + col0)
+            return
+        r, c = torch.nonzero(d2 < self.cutoff.unsqueeze(1), as_tuple=True)
+        self.left_out = True
+        self._merge_sparse(r, d2[r, c], c + col0)
+
+    def add_cols(self, d2: torch.Tensor, row0: int) -> None:
+        """Offer ``d2`` (block rows × rows of this block): its columns are this block's rows."""
+        if self.vals.shape[1] < self.kk:
+            self.add_rows(d2.T.contiguous(), row0)
+            return
+        r, c = torch.nonzero(d2 < self.cutoff.unsqueeze(0), as_tuple=True)
+        self.left_out = True
+        order = torch.argsort(c, stable=True)
+        r, c = r[order], c[order]
+        self._merge_sparse(c, d2[r, c], r + row0)
+
+    def _merge_dense(self, v: torch.Tensor, cols: torch.Tensor) -> None:
+        vals = torch.cat([self.vals, v], dim=1)
+        cols = torch.cat([self.cols, cols], dim=1)
+        if vals.shape[1] > self.kk:
+            vals, keep = torch.topk(vals, self.kk, dim=1, largest=False, sorted=False)
+            cols = torch.gather(cols, 1, keep)
+            self.left_out = True
+        self.vals, self.cols = vals, cols
+        if vals.shape[1] == self.kk:
+            self.cutoff = vals.max(dim=1).values
+
+    def _merge_sparse(self, rows: torch.Tensor, v: torch.Tensor, cols: torch.Tensor) -> None:
+        """Merge entries given row by row (``rows`` ascending)."""
+        if rows.numel() == 0:
+            return
+        n = self.vals.shape[0]
+        counts = torch.bincount(rows, minlength=n)
+        starts = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(rows.numel(), device=rows.device) - starts[rows]
+        width = int(counts.max())
+        pad_v = torch.full((n, width), torch.inf, dtype=v.dtype, device=v.device)
+        pad_c = torch.zeros((n, width), dtype=torch.int64, device=v.device)
+        pad_v[rows, pos], pad_c[rows, pos] = v, cols
+        self._merge_dense(pad_v, pad_c)
 
 
 def kth_nearest_blocked(
@@ -146,60 +186,86 @@ def kth_nearest_blocked(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`kth_nearest_sq` on prepared sets (``a is b``: a set against itself, symmetric blocks once)."""
     symmetric = a is b
-    query, ref_t = a.x64, b.x64
     n, m = len(a), len(b)
     if not 1 <= k <= m:
         raise ValueError(f"k={k} must be between 1 and the number of reference rows ({m})")
-    kk = min(k + _EXTRA_CANDIDATES, m)
-    device = query.device
-
+    kk = min(k + _EXTRA_CANDIDATES.get(b.low.dtype, 8), m)  # candidates kept per row
+    device = a.x64.device
     starts = list(range(0, n, block_size))
-    best_v = [torch.empty((min(block_size, n - s), 0), dtype=torch.float32, device=device) for s in starts]
-    best_i = [torch.empty((v.shape[0], 0), dtype=torch.int64, device=device) for v in best_v]
-    row_margin = torch.zeros(n, dtype=torch.float64, device=device)
-    for bi, i0 in enumerate(starts):
-        i1 = min(i0 + block_size, n)
-        for j0 in range(0, m, block_size):
-            if symmetric and j0 < i0:
-                continue  # the block (j, i) already handled these pairs
-            j1 = min(j0 + block_size, m)
-            d2, margin = _approx_block(a, i0, i1, b, j0, j1)
-            kc = min(kk, j1 - j0)
-            v, pos = torch.topk(d2, kc, dim=1, largest=False, sorted=False)
-            width = min(kk, best_v[bi].shape[1] + kc)
-            best_v[bi], best_i[bi] = _merge_topk(best_v[bi], best_i[bi], v, pos + j0, width)
-            row_margin[i0:i1].clamp_(min=margin)
-            if symmetric and j0 != i0:
-                bj = j0 // block_size
-                kr = min(kk, i1 - i0)
-                v, pos = torch.topk(d2.T, kr, dim=1, largest=False, sorted=False)
-                width = min(kk, best_v[bj].shape[1] + kr)
-                best_v[bj], best_i[bj] = _merge_topk(best_v[bj], best_i[bj], v, pos + i0, width)
-                row_margin[j0:j1].clamp_(min=margin)
-            del d2
+    cands = [_Candidates(min(block_size, n - s), kk, device) for s in starts]
+    with exact_float32_matmul():
+        for bi, i0 in enumerate(starts):
+            i1 = min(i0 + block_size, n)
+            for j0 in range(0, m, block_size):
+                if symmetric and j0 < i0:
+                    continue  # the block (j, i) already handled these pairs
+                j1 = min(j0 + block_size, m)
+                d2, _ = approx_block(a, i0, i1, b, j0, j1)
+                cands[bi].add_rows(d2, j0)
+                if symmetric and j0 != i0:
+                    cands[j0 // block_size].add_cols(d2, i0)
+                del d2
+    approx = torch.cat([c.vals for c in cands]).to(torch.float64)
+    order = torch.argsort(approx, dim=1)
+    approx, cand = torch.gather(approx, 1, order), torch.gather(torch.cat([c.cols for c in cands]), 1, order)
+    inf = torch.tensor(torch.inf, dtype=torch.float32, device=device)
+    floor = torch.cat([c.cutoff if c.left_out else inf.expand(c.cutoff.shape) for c in cands])
+    return _resolve_kth(a, b, approx, cand, floor.to(torch.float64), k)
 
-    approx = torch.cat(best_v).to(torch.float64)  # (n, kk) ascending
-    cand = torch.cat(best_i)
-    kth = approx[:, k - 1 : k]
-    band_half = 2.0 * row_margin.unsqueeze(1)
-    below = (approx < kth - band_half).sum(dim=1)  # certainly below the k-th
-    in_band = (approx - kth).abs() <= band_half
-    rr, cc = torch.nonzero(in_band, as_tuple=True)
+
+def _resolve_kth(
+    a: Blocked, b: Blocked, approx: torch.Tensor, cand: torch.Tensor, floor: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact k-th values from the ``(n, c)`` approximate candidates (see :func:`kth_nearest_sq`)."""
+    n = len(a)
+    unit = b.unit_out
+    rows = torch.arange(n, device=approx.device).unsqueeze(1)
+    err = pair_bound(a, rows, b, cand) + unit * (a.sq64.unsqueeze(1) + b.sq64[cand] - approx).abs()
+    lo, hi = approx - err, approx + err
     exact = torch.full_like(approx, torch.inf)
-    exact[rr, cc] = exact_sq_dists(query, ref_t, rr, cand[rr, cc])
+    known = torch.zeros_like(approx, dtype=torch.bool)
+
+    def recompute(mask: torch.Tensor) -> None:
+        rr, cc = torch.nonzero(mask & ~known, as_tuple=True)
+        values = exact_sq_dists(a.x64, b.x64, rr, cand[rr, cc])
+        exact[rr, cc] = lo[rr, cc] = hi[rr, cc] = values
+        known.logical_or_(mask)
+
+    # First the candidates whose interval holds the approximate k-th value (usually a few per row), then those
+    # still overlapping [low_k, high_k], the range of the exact k-th value. Exact values are points, so the
+    # range only narrows; it stops when every candidate overlapping it is known exactly (two rounds at most).
+    approx_k = torch.kthvalue(approx, k, dim=1).values.unsqueeze(1)
+    recompute((lo <= approx_k) & (hi >= approx_k))
+    while True:
+        low_k = torch.kthvalue(lo, k, dim=1).values.unsqueeze(1)
+        high_k = torch.kthvalue(hi, k, dim=1).values.unsqueeze(1)
+        in_band = (hi >= low_k) & (lo <= high_k)
+        if not bool((in_band & ~known).any()):
+            break
+        recompute(in_band)
+    below = (hi < low_k).sum(dim=1)  # certainly below the k-th
     # Order the band by (exact value, index) and pick position k - 1 - below.
+    exact = torch.where(in_band, exact, torch.inf)
     by_index = torch.argsort(torch.where(in_band, cand, torch.iinfo(torch.int64).max), dim=1)
     exact, cand_sorted = torch.gather(exact, 1, by_index), torch.gather(cand, 1, by_index)
     order = torch.argsort(exact, dim=1, stable=True)
     pick = torch.gather(order, 1, (k - 1 - below).unsqueeze(1))
     vals = torch.gather(exact, 1, pick).squeeze(1)
     idx = torch.gather(cand_sorted, 1, pick).squeeze(1)
-    if kk < m:
-        unsafe = (approx[:, -1] - approx[:, k - 1]) <= 2.0 * row_margin
+    # A row left out of the candidates has an approximate value s >= floor, so an exact value >= the bound's
+    # lower end at floor (increasing in s), with the worst norms and residuals of the reference set.
+    finite = torch.isfinite(floor)
+    if bool(finite.any()):
+        nb, rb = float(b.norm.max()), float(b.resid.max())
+        bound_out = bound_from_norms(a.norm, a.resid, nb, rb, a.dim, unit)
+        s_lo, s_hi = a.sq64 + float(b.sq64.min()), a.sq64 + float(b.sq64.max())
+        spread = torch.maximum((s_hi - floor).abs(), (s_lo - floor).abs())
+        outside_lo = floor - bound_out - unit * spread
+        unsafe = finite & (outside_lo <= high_k.squeeze(1))
         if bool(unsafe.any()):
             bad = torch.nonzero(unsafe).squeeze(1)
             logger.debug("k-NN: %d of %d rows recomputed in float64 in full (near-ties)", bad.numel(), n)
-            vals[bad], idx[bad] = _exact_kth_full(query, ref_t, bad, k)
+            vals[bad], idx[bad] = _exact_kth_full(a.x64, b.x64, bad, k)
     return vals, idx
 
 
@@ -225,6 +291,7 @@ def ball_counts(
     fake_radii: torch.Tensor,
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    products: str = "auto",
 ) -> BallCounts:
     """Count, in one blocked pass over real×fake distances, which samples fall inside which k-NN balls.
 
@@ -232,62 +299,74 @@ def ball_counts(
         real: ``(N, D)`` float64. fake: ``(M, D)`` float64.
         real_radii: ``(N,)`` float64 ball radii (distances, not squared). fake_radii: ``(M,)`` float64.
         block_size: rows per distance block.
+        products: product dtype (results do not depend on it).
 
     Returns:
         :class:`BallCounts`, equal to a float64 computation with strict ``<``.
     """
-    center = real.mean(dim=0)
-    return ball_counts_blocked(
-        Blocked.build(real, center), Blocked.build(fake, center), real_radii, fake_radii, block_size=block_size
-    )
+    a, b = prepare(real, real, fake, products=products)
+    return ball_counts_blocked(a, b, real_radii, fake_radii, block_size=block_size)
 
 
 def ball_counts_blocked(
     a: Blocked, b: Blocked, real_radii: torch.Tensor, fake_radii: torch.Tensor, *, block_size: int = DEFAULT_BLOCK_SIZE
 ) -> BallCounts:
-    """:func:`ball_counts` on prepared sets (reals ``a``, fakes ``b``)."""
-    real, fake = a.x64, b.x64
+    """:func:`ball_counts` on prepared sets (reals ``a``, fakes ``b``).
+
+    Per block: the fakes inside each real ball are counted from one comparison (certain pairs) and the pairs
+    within the margin of a real radius are recomputed in float64; coverage needs only each real's nearest fake
+    in the block and recall each real's smallest ``d̃² − radius(g)²`` (rows near the boundary are recomputed).
+    """
     n, m = len(a), len(b)
-    device = real.device
-    r2_real = real_radii.square()
-    r2_fake = fake_radii.square()
+    device = a.x64.device
+    r2_real, r2_fake = real_radii.square(), fake_radii.square()
     counts = torch.zeros(m, dtype=torch.int64, device=device)
     has_fake = torch.zeros(n, dtype=torch.bool, device=device)
     in_fake = torch.zeros(n, dtype=torch.bool, device=device)
-    for i0 in range(0, n, block_size):
-        i1 = min(i0 + block_size, n)
-        for j0 in range(0, m, block_size):
-            j1 = min(j0 + block_size, m)
-            d2, margin = _approx_block(a, i0, i1, b, j0, j1)
-            # Balls around reals: columns are fakes (precision, density), rows are reals (coverage).
-            thr = r2_real[i0:i1].unsqueeze(1)
-            sure = d2 < (thr - margin).to(torch.float32)
-            maybe = d2 <= (thr + margin).to(torch.float32)
-            # (uint8 sums with an int32 accumulator: several times faster than summing bools into int64)
-            column_counts = sure.view(torch.uint8).sum(dim=0, dtype=torch.int32)
-            counts[j0:j1] += column_counts
-            has_fake[i0:i1] |= sure.any(dim=1)
-            if int(torch.count_nonzero(maybe)) != int(column_counts.sum()):  # a pair within the rounding band
-                rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
-                rr, cc = rr + i0, cc + j0
-                inside = exact_sq_dists(real, fake, rr, cc).sqrt() < real_radii[rr]
-                counts.index_add_(0, cc[inside], torch.ones_like(cc[inside]))
-                has_fake[rr[inside]] = True
-            # Balls around fakes: rows are reals (recall).
-            thr = r2_fake[j0:j1].unsqueeze(0)
-            sure = d2 < (thr - margin).to(torch.float32)
-            maybe = d2 <= (thr + margin).to(torch.float32)
-            in_fake[i0:i1] |= sure.any(dim=1)
-            if int(torch.count_nonzero(maybe)) != int(torch.count_nonzero(sure)):
-                rr, cc = torch.nonzero(maybe & ~sure, as_tuple=True)
-                rr, cc = rr + i0, cc + j0
-                inside = exact_sq_dists(real, fake, rr, cc).sqrt() < fake_radii[cc]
-                in_fake[rr[inside]] = True
-            del d2, sure, maybe
+    unit = b.unit_out
+    with exact_float32_matmul():
+        for i0 in range(0, n, block_size):
+            i1 = min(i0 + block_size, n)
+            sq_a = a.sq64[i0:i1]
+            for j0 in range(0, m, block_size):
+                j1 = min(j0 + block_size, m)
+                d2, bound = approx_block(a, i0, i1, b, j0, j1)
+                sq_b = b.sq64[j0:j1]
+                s_lo, s_hi = float(sq_a.min() + sq_b.min()), float(sq_a.max() + sq_b.max())
+                # Balls around reals (rows): precision and density count per fake, coverage per real.
+                thr = r2_real[i0:i1]
+                margin = threshold_margin(bound, unit, s_lo, s_hi, float(thr.min()), float(thr.max()))
+                low, high = (thr - margin).to(torch.float32), (thr + margin).to(torch.float32)
+                sure = d2 < low.unsqueeze(1)
+                # (uint8 sums with an int32 accumulator: several times faster than summing bools into int64)
+                counts[j0:j1] += sure.view(torch.uint8).sum(dim=0, dtype=torch.int32)
+                has_fake[i0:i1] |= d2.amin(dim=1) < low
+                rr, cc = torch.nonzero((d2 <= high.unsqueeze(1)) ^ sure, as_tuple=True)
+                del sure
+                if rr.numel():
+                    rr, cc = rr + i0, cc + j0
+                    inside = exact_sq_dists(a.x64, b.x64, rr, cc).sqrt() < real_radii[rr]
+                    counts.index_add_(0, cc[inside], torch.ones_like(cc[inside]))
+                    has_fake[rr[inside]] = True
+                # Balls around fakes (columns): recall per real, from each row's smallest d̃² − r².
+                thr = r2_fake[j0:j1]
+                margin = threshold_margin(bound, unit, s_lo, s_hi, float(thr.min()), float(thr.max()))
+                rel = d2.sub_(thr.to(torch.float32).unsqueeze(0))  # d2 is not needed any more
+                smallest = rel.amin(dim=1)
+                in_fake[i0:i1] |= smallest < -margin
+                unsure = torch.nonzero(~in_fake[i0:i1] & (smallest <= margin)).squeeze(1)
+                if unsure.numel():
+                    rr, cc = torch.nonzero(rel[unsure] <= margin, as_tuple=True)
+                    rr, cc = unsure[rr] + i0, cc + j0
+                    inside = exact_sq_dists(a.x64, b.x64, rr, cc).sqrt() < fake_radii[cc]
+                    in_fake[rr[inside]] = True
+                del d2, rel
     return BallCounts(fake_in_real_balls=counts, real_has_fake=has_fake, real_in_fake_balls=in_fake)
 
 
-def kth_neighbour_radii(x: torch.Tensor, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE) -> torch.Tensor:
+def kth_neighbour_radii(
+    x: torch.Tensor, nearest_k: int, *, block_size: int = DEFAULT_BLOCK_SIZE, products: str = "auto"
+) -> torch.Tensor:
     """Distance of each row to its ``nearest_k``-th nearest other row (its own zero distance counted first).
 
     Equals the ``prdc`` package's radii: the (k+1)-th smallest entry of the row of the full distance matrix.
@@ -298,5 +377,5 @@ def kth_neighbour_radii(x: torch.Tensor, nearest_k: int, *, block_size: int = DE
     Returns:
         ``(N,)`` float64 distances.
     """
-    vals, _ = kth_nearest_sq(x, None, nearest_k + 1, block_size=block_size)
+    vals, _ = kth_nearest_sq(x, None, nearest_k + 1, block_size=block_size, products=products)
     return vals.sqrt()

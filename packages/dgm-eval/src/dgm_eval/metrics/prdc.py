@@ -15,7 +15,7 @@ import torch
 
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
 from dgm_eval.metrics.defaults import NEAREST_K
-from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, Blocked, ball_counts_blocked, kth_nearest_blocked
+from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, ball_counts_blocked, kth_nearest_blocked, prepare
 
 
 def prdc(
@@ -25,6 +25,7 @@ def prdc(
     nearest_k: int = NEAREST_K,
     block_size: int = DEFAULT_BLOCK_SIZE,
     device: str | torch.device | None = None,
+    products: str = "auto",
 ) -> dict[str, float]:
     """Precision, recall, density and coverage of ``fake`` against ``real``.
 
@@ -34,6 +35,9 @@ def prdc(
         nearest_k: k of the k-NN radii (5, as the public code; torch-fidelity uses 3).
         block_size: rows per distance block (memory ~ block_size² float32; results do not depend on it).
         device: where to compute; default where ``real`` is.
+        products: dtype of the distance products: ``"auto"`` (bfloat16 on CPUs with native bf16 dot products
+            and D >= 128, else float32), ``"float32"`` or ``"bfloat16"``. The values do not depend on it: every
+            comparison the rounding could flip is recomputed in float64.
 
     Returns:
         ``{"precision", "recall", "density", "coverage"}`` as floats.
@@ -53,8 +57,7 @@ def prdc(
     g = as_features(fake, "fake", device=r.device, min_rows=nearest_k + 1)
     check_same_dim(real=r, fake=g)
     # Both sets prepared once (centred on the real mean, float32 copies) for the three blocked passes.
-    center = r.mean(dim=0)
-    r_blocked, g_blocked = Blocked.build(r, center), Blocked.build(g, center)
+    r_blocked, g_blocked = prepare(r, r, g, products=products)
     r_radii = kth_nearest_blocked(r_blocked, r_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
     g_radii = kth_nearest_blocked(g_blocked, g_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
     counts = ball_counts_blocked(r_blocked, g_blocked, r_radii, g_radii, block_size=block_size)
