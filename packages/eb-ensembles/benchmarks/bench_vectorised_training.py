@@ -3,20 +3,24 @@
 Same process, same data, same member seeds, one torch thread on every side (pass --threads 1). For each M it times:
 
 * ``mlp``: our vectorised path with closed-form MLP gradients, against the sequential loop (plain PyTorch);
-* ``generic``: our generic vectorised path (vmap forward + one backward; any module) on a module the MLP fast path
-  does not recognise (Linear → Tanh → Linear inside a custom class), against the loop on the same module;
+* ``generic``: our generic vectorised path (any module: vmap forward, closed-form loss gradient, one backward,
+  recorded once per minibatch shape with ``make_fx`` and replayed) on a module the MLP fast path does not recognise
+  (Linear → Tanh → Linear inside a custom class), against the loop on the same module;
 * ``torch_uncertainty`` (when ``torch_uncertainty`` imports): its ``deep_ensembles`` wrapper trained the way its
   classification routine does (all members' logits concatenated, one Adam over every parameter, the same minibatch
   for every member), against our vectorised path on the same MLP.
 
-Prints one JSON line per (case, M): both times, their ratio (peer / ours: the speed-up) and, against the loop, the
-largest parameter difference. Goal from the issue: ≥ 4x at M = 10 for every case.
+Prints one JSON line per (case, M): both times (the median of ``--repeats`` runs; in every repeat each side runs
+once, one right after the other, so both see the same machine load), their ratio (peer / ours: the speed-up),
+the ratio of every repeat and, against the loop, the largest parameter difference. Goal from the issue: ≥ 4x at
+M = 10 for every case.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -42,33 +46,40 @@ class TanhNet(nn.Module):
         return self.head(self.body(x))
 
 
-REPEATS = 3
+def _train(factory, data, config, device):
+    return train_ensemble(factory, data.x_train, data.y_train, config, device=device)
 
 
-def _time(factory, data, config, device, **kwargs) -> tuple[float, object]:
-    """Best of REPEATS runs (the machine is shared: the minimum is the least disturbed run)."""
-    best, ens = float("inf"), None
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        ens = train_ensemble(factory, data.x_train, data.y_train, config, device=device, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, ens
+def _seconds(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
 
 
-def _torch_uncertainty_seconds(factory, data, members: int, epochs: int, batch: int) -> float | None:
+def _side_by_side(ours, peer, repeats: int) -> tuple[list[float], list[float], object, object]:
+    """Run ``ours`` and ``peer`` alternately ``repeats`` times; their timings and last results."""
+    ours_t, peer_t, a, b = [], [], None, None
+    for _ in range(repeats):
+        t, a = _seconds(ours)
+        ours_t.append(t)
+        t, b = _seconds(peer)
+        peer_t.append(t)
+    return ours_t, peer_t, a, b
+
+
+def _torch_uncertainty_runner(factory, data, members: int, epochs: int, batch: int):
     try:
         from torch_uncertainty.methods import deep_ensembles
     except ImportError:
         return None
-    model = deep_ensembles([init_member(factory, 0, m) for m in range(members)], reset_model_parameters=False)
     n = data.x_train.shape[0]
-    best = float("inf")
-    for _ in range(REPEATS):
+
+    def run():
+        model = deep_ensembles([init_member(factory, 0, m) for m in range(members)], reset_model_parameters=False)
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-        start = time.perf_counter()
         _tu_epochs(model, optimiser, data, members, epochs, batch, n)
-        best = min(best, time.perf_counter() - start)
-    return best
+
+    return run
 
 
 def _tu_epochs(model, optimiser, data, members: int, epochs: int, batch: int, n: int) -> None:
@@ -90,15 +101,13 @@ def _diff(a, b) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--members", default="2,5,10,20", help="comma-separated ensemble sizes")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=30, help="default: TrainConfig's (30)")
     parser.add_argument("--hidden", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
-    parser.add_argument("--repeats", type=int, default=3, help="timings are the best of this many runs")
+    parser.add_argument("--repeats", type=int, default=3, help="timings are the median of this many runs")
     args = parser.parse_args()
-    global REPEATS
-    REPEATS = args.repeats
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     data = load_dataset("digits", seed=0)
@@ -107,11 +116,11 @@ def main() -> None:
     def tanh_net() -> TanhNet:
         return TanhNet(data.in_features, args.hidden, data.num_classes)
 
-    for factory in (mlp, tanh_net):  # imports and first-call costs, outside the timings
-        warm = TrainConfig(members=2, epochs=1, batch_size=args.batch_size)
-        _time(factory, data, warm, args.device)
+    for factory in (mlp, tanh_net):  # imports and first-call costs (the recorder's included), outside the timings
+        warm = TrainConfig(members=2, epochs=3, batch_size=args.batch_size)
+        _train(factory, data, warm, args.device)
         warm.vectorise = False
-        _time(factory, data, warm, args.device)
+        _train(factory, data, warm, args.device)
     for m in (int(v) for v in args.members.split(",")):
         config = TrainConfig(members=m, epochs=args.epochs, batch_size=args.batch_size, seed=0)
         loop_config = TrainConfig(members=m, epochs=args.epochs, batch_size=args.batch_size, seed=0, vectorise=False)
@@ -120,35 +129,43 @@ def main() -> None:
             "n_train": int(data.x_train.shape[0]),
             "device": args.device,
             "torch_threads": torch.get_num_threads(),
+            "repeats": args.repeats,
         }
-        cases = []
-        ours_s, ours = _time(mlp, data, config, args.device)
-        peer_s, peer = _time(mlp, data, loop_config, args.device)
-        cases.append(
-            ("mlp", "vectorised, closed-form MLP gradients", "sequential loop", ours_s, peer_s, _diff(ours, peer))
-        )
-        g_s, g = _time(tanh_net, data, config, args.device)
-        gl_s, gl = _time(tanh_net, data, loop_config, args.device)
-        cases.append(("generic", "vectorised, vmap forward + one backward", "sequential loop", g_s, gl_s, _diff(g, gl)))
-        tu_s = _torch_uncertainty_seconds(mlp, data, m, args.epochs, args.batch_size)
-        if tu_s is not None:
-            cases.append(
-                (
-                    "torch_uncertainty",
-                    "vectorised, closed-form MLP gradients",
-                    "torch_uncertainty deep_ensembles",
-                    ours_s,
-                    tu_s,
-                    None,
-                )
+        runs = {
+            "mlp": (
+                "vectorised, closed-form MLP gradients",
+                "sequential loop",
+                lambda config=config: _train(mlp, data, config, args.device),
+                lambda config=loop_config: _train(mlp, data, config, args.device),
+                True,
+            ),
+            "generic": (
+                "vectorised, vmap forward + one backward, recorded with make_fx",
+                "sequential loop",
+                lambda config=config: _train(tanh_net, data, config, args.device),
+                lambda config=loop_config: _train(tanh_net, data, config, args.device),
+                True,
+            ),
+        }
+        tu = _torch_uncertainty_runner(mlp, data, m, args.epochs, args.batch_size)
+        if tu is not None:
+            runs["torch_uncertainty"] = (
+                "vectorised, closed-form MLP gradients",
+                "torch_uncertainty deep_ensembles",
+                lambda config=config: _train(mlp, data, config, args.device),
+                tu,
+                False,
             )
-        for case, ours_name, peer_name, o, p, diff in cases:
+        for case, (ours_name, peer_name, ours, peer, compare) in runs.items():
+            ours_t, peer_t, a, b = _side_by_side(ours, peer, args.repeats)
+            o, p = statistics.median(ours_t), statistics.median(peer_t)
             record = {"case": case, **common, "ours": ours_name, "peer": peer_name}
             record |= {
                 "ours_s": round(o, 4),
                 "peer_s": round(p, 4),
                 "ratio": round(p / o, 2),
-                "max_abs_param_diff": diff,
+                "ratio_each_repeat": [round(pt / ot, 2) for ot, pt in zip(ours_t, peer_t, strict=True)],
+                "max_abs_param_diff": _diff(a, b) if compare else None,
             }
             print(json.dumps(record), flush=True)
 

@@ -63,8 +63,9 @@ class _Wrapped(nn.Module):
 
 
 def test_generic_vmap_path_equals_loop(toy_classification):
+    """8 epochs of 7 full minibatches (56 >= MIN_REPLAYS: recorded and replayed) and one of 16 points (eager)."""
     x, y = toy_classification
-    config = TrainConfig(members=3, epochs=3, batch_size=32, lr=1e-2, dtype="float64", seed=5)
+    config = TrainConfig(members=3, epochs=8, batch_size=32, lr=1e-2, dtype="float64", seed=5)
     vectorised = train_ensemble(_Wrapped, x, y, config)
     config.vectorise = False
     looped = train_ensemble(_Wrapped, x, y, config)

@@ -10,6 +10,7 @@ import pytest
 from eb_ensembles.experiments import EXPERIMENTS, run_experiment
 from eb_ensembles.experiments.e3 import run_e3
 from eb_ensembles.experiments.e4 import run_e4
+from eb_ensembles.experiments.e5 import run_e5
 from eb_ensembles.experiments.e6 import run_e6
 
 
@@ -57,3 +58,16 @@ def test_every_experiment_is_registered_and_dispatched():
     assert set(EXPERIMENTS) == {"E1", "E2", "E3", "E4", "E5", "E6"}
     spec, result = run_experiment("e2", None, fast=True)
     assert spec.name == "E2" and result["shared_mass_on_argmax"] > 1 - 1e-6
+
+
+def test_e5_over_seeds_reports_mean_and_std(tmp_path):
+    result = run_e5(tmp_path, seed=3, seeds=2, fast=True, epochs=2, sizes=(1, 2), methods=("map",), hmc_reference=False)
+    tables = result["per_seed_tables"]
+    assert len(tables) == 2 and result["seeds"] == 2
+    for method in ("single", "ensemble_M2", "map"):
+        values = [t[method]["nll"] for t in tables]
+        assert result["table"][method]["nll"] == pytest.approx(sum(values) / 2, rel=1e-12)
+        assert result["table_std"][method]["nll"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2), rel=1e-9)
+    assert tables[0] != tables[1]  # different seeds: different data splits and members
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["summary"]["map"]["acc"]["n"] == 2 and (tmp_path / "e5_digits_shift.png").is_file()

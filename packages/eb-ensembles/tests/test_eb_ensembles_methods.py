@@ -126,10 +126,22 @@ def test_hmc_against_the_conjugate_posterior(linear_gaussian):
     z = (flat.mean(0) - lg["mean"]) / (lg["sd"] / ess.sqrt())
     assert float(z.abs().max()) < 4.0
     ratio = flat.var(0) / lg["sd"] ** 2
-    assert float((ratio - 1).abs().max()) < 0.15
+    assert float((ratio - 1).abs().max()) < 0.2  # sd of a variance estimate from ESS ~1000 draws: ~4.5 %
     d = method.diagnostics
     assert d["predictive_rhat_max"] < 1.05 and d["param_rhat_max"] < 1.05
-    assert all(0.6 < a < 0.97 for a in d["acceptance"])  # dual averaging aims at 0.8
+    assert all(0.7 < a < 0.99 for a in d["acceptance"])  # dual averaging aims at 0.8 and overshoots (0.90-0.95)
+    # the adapted diagonal inverse mass matrix tracks the posterior marginal variances (the identity is 100x off)
+    im_ratio = method.inv_mass / lg["sd"] ** 2
+    assert float(im_ratio.min()) > 0.1 and float(im_ratio.max()) < 4.0
+
+
+def test_mass_matrix_windows_follow_stan():
+    from eb_ensembles.methods.hmc import mass_matrix_windows
+
+    assert mass_matrix_windows(1000) == [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]  # as Stan
+    assert mass_matrix_windows(150) == [(75, 100)]
+    assert mass_matrix_windows(100) == [(15, 40), (40, 90)]  # short warm-up: 15 % / 10 % buffers
+    assert mass_matrix_windows(20) == []
 
 
 def test_mcmc_diagnostics_against_closed_forms():

@@ -3,6 +3,8 @@ torch.optim.Adam, and the whole vectorised training vs the loop on deeper, weigh
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,7 @@ from torch.func import stack_module_state
 
 from eb_ensembles.models import MLP, mlp_factory
 from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.generic_grads import eager_value_and_grad, generic_value_and_grad
 from eb_ensembles.training.likelihood import member_loss
 from eb_ensembles.training.members import init_member
 from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad
@@ -131,3 +134,48 @@ def test_vectorised_equals_loop_deeper_mlps(task, activation, hidden, weight_dec
     )
     assert diff < TOL64
     torch.testing.assert_close(vectorised.train_loglik(), looped.train_loglik(), atol=TOL64, rtol=0)
+
+
+class _Custom(nn.Module):
+    """Outside the MLP fast path: Linear → Tanh → Linear in its own class, plus a skip connection."""
+
+    def __init__(self, d: int, out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d, 9), nn.Tanh())
+        self.head = nn.Linear(9, out)
+        self.skip = nn.Linear(d, out, bias=False)
+
+    def forward(self, x):
+        return self.head(self.body(x)) + self.skip(x)
+
+
+def _refuse_recording(*args, **kwargs):
+    raise RuntimeError("recording refused by the test")
+
+
+@pytest.mark.parametrize("path", ["recorded", "eager", "recording fails"])
+@pytest.mark.parametrize(("task", "noise_std"), [("classification", None), ("regression", None), ("regression", 0.7)])
+def test_generic_gradients_equal_autograd(task, noise_std, path, monkeypatch):
+    """The generic path (recorded with make_fx, eager, and eager after a failed recording) against autograd."""
+    if path == "recording fails":
+        monkeypatch.setattr("torch.fx.experimental.proxy_tensor.make_fx", _refuse_recording)
+    gen = torch.Generator().manual_seed(1)
+    t, b, d = 3, 10, 4
+    out = 3 if task == "classification" else (1 if noise_std else 2)
+    models = [init_member(lambda: _Custom(d, out), 2, m).double() for m in range(t)]
+    x = torch.randn(t, b, d, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, out, (t, b), generator=gen) if task == "classification" else 3 * x[..., 0]
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach() for k, v in params.items()}
+    make = eager_value_and_grad if path == "eager" else generic_value_and_grad
+    fn = make(copy.deepcopy(models[0]).to("meta"), task, noise_std)
+    for _ in range(2):  # the second call replays the recorded graph
+        grads = {k: torch.full_like(v, float("nan")) for k, v in params.items()}
+        losses = fn(params, buffers, x, y, grads)
+        for m, model in enumerate(models):
+            loss = member_loss(task, model(x[m]), y[m], noise_std)
+            torch.testing.assert_close(losses[m], loss.detach(), atol=1e-12, rtol=0)
+            for name, g in zip(
+                dict(model.named_parameters()), torch.autograd.grad(loss, list(model.parameters())), strict=True
+            ):
+                torch.testing.assert_close(grads[name][m], g, atol=1e-12, rtol=0)

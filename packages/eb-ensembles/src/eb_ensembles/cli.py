@@ -64,6 +64,7 @@ TRAIN_EXCLUDED_METHOD_FIELDS = (
     "hmc_draws",
     "hmc_leapfrog",
     "hmc_target_accept",
+    "hmc_adapt_mass",
 )
 
 

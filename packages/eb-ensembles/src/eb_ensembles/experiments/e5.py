@@ -24,6 +24,7 @@ from typing import Any
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.data import CORRUPTIONS, load_dataset
 from eb_ensembles.evaluation import evaluate_classification
+from eb_ensembles.experiments.common import summarise_seeds
 from eb_ensembles.methods import MethodConfig, build_method, method_config_dict
 from eb_ensembles.metrics import agreement, average_probs, reliability_bins, total_variation
 from eb_ensembles.plots import plot_curves, plot_reliability, plot_weights
@@ -45,6 +46,42 @@ def run_e5(
     out: Path | None = None,
     *,
     seed: int = 0,
+    seeds: int = 1,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run E5 (:func:`run_e5_seed`) for seeds ``seed, ..., seed + seeds - 1``; return the results.
+
+    With one seed the result is :func:`run_e5_seed`'s. With several, it is the first seed's (whose figures are
+    written) plus ``per_seed_tables`` (each seed's methods table), ``summary`` (mean, std, n of every table entry
+    over seeds), ``table`` (the means) and ``table_std``; ``metrics.json`` holds all of it.
+
+    Raises:
+        InvalidInputError: ``seeds < 1``, or what :func:`run_e5_seed` raises.
+    """
+    if seeds < 1:
+        raise InvalidInputError(f"seeds must be >= 1, got {seeds}")
+    first = run_e5_seed(out, seed=seed, **options)
+    if seeds == 1:
+        return first
+    tables = [first["table"]] + [run_e5_seed(None, seed=s, **options)["table"] for s in range(seed + 1, seed + seeds)]
+    summary = summarise_seeds(tables)
+    result = {
+        **first,
+        "seeds": seeds,
+        "per_seed_tables": tables,
+        "summary": summary,
+        "table": {m: {k: v["mean"] for k, v in row.items()} for m, row in summary.items()},
+        "table_std": {m: {k: v["std"] for k, v in row.items()} for m, row in summary.items()},
+    }
+    if out is not None:
+        atomic_write_json(Path(out) / "metrics.json", result)
+    return result
+
+
+def run_e5_seed(
+    out: Path | None = None,
+    *,
+    seed: int = 0,
     dataset: str = "digits",
     fast: bool = False,
     sizes: tuple[int, ...] = (1, 2, 5, 10),
@@ -57,7 +94,7 @@ def run_e5(
     holdout_classes: tuple[int, ...] = (8, 9),
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run E5 and return its metrics; write ``metrics.json`` and PNG figures under ``out``.
+    """Run E5 for one seed and return its metrics; write ``metrics.json`` and PNG figures under ``out``.
 
     Args:
         out: output folder (None: compute only).

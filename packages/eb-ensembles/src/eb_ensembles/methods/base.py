@@ -54,6 +54,7 @@ class MethodConfig:
         hmc_draws: iterations kept per chain (thinned to ``samples`` in total for prediction).
         hmc_leapfrog: leapfrog steps per iteration.
         hmc_target_accept: the acceptance rate step-size adaptation aims at.
+        hmc_adapt_mass: adapt a diagonal mass matrix per chain in warm-up (Stan's windows); False keeps M = I.
         hmc_init: where chains start: ``"prior"`` (independent network initialisations) or ``"map"`` (one MAP fit
             per chain, trained with ``train`` and weight decay α/N; shortens warm-up on larger networks).
         device: training device (None: CPU tensors stay on CPU); predictions run where their inputs are.
@@ -76,6 +77,7 @@ class MethodConfig:
     hmc_draws: int = 300
     hmc_leapfrog: int = 20
     hmc_target_accept: float = 0.8
+    hmc_adapt_mass: bool = True
     hmc_init: str = "prior"
     device: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)

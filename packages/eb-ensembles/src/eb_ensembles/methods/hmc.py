@@ -1,12 +1,22 @@
 """HMC reference posterior: several chains run together (vectorised over chains), step sizes adapted in warm-up.
 
 Target: ``log p(θ | D) = Σ_i log p(y_i | x_i, θ) − α|θ|²/2 + const`` over every weight and bias of the network.
-Each iteration draws a momentum ``r ~ N(0, I)``, runs ``hmc_leapfrog`` leapfrog steps of size ε_c (one per chain)
-and accepts with probability ``min(1, exp(−ΔH))``. During ``hmc_warmup`` iterations each chain's ε is tuned by
-dual averaging (Hoffman and Gelman, 2014, Alg. 5) towards ``hmc_target_accept``; then ε is fixed at the averaged
-value, jittered by ±10 % per iteration. Chains start from independent network initialisations, or from one MAP
-fit each (``hmc_init="map"``). The potential and
-its gradient for all chains come from one ``vmap(functional_call)`` and one backward pass.
+Each iteration draws a momentum ``r ~ N(0, M)`` (M diagonal, one per chain), runs ``L_it`` leapfrog steps of size
+ε_c (one per chain; ``L_it`` uniform in [⌈L/2⌉, L], ``L = hmc_leapfrog``) and accepts with probability
+``min(1, exp(−ΔH))``, ``H = −log p(θ | D) + ½ rᵀM⁻¹r``.
+
+Warm-up (``hmc_warmup`` iterations) follows Stan's schedule (:func:`mass_matrix_windows`): ε alone is tuned by
+dual averaging (Hoffman and Gelman, 2014, Alg. 5) towards ``hmc_target_accept`` in the first 75 iterations; then,
+in windows that double in length up to the last 50, each chain's inverse mass matrix M⁻¹ is set to the
+regularised variances of its draws in the window (``n/(n+5)·var + 1e-3·5/(n+5)``, Stan's shrinkage) and dual
+averaging restarts; the last 50 tune ε for the final M. After warm-up ε is fixed at the averaged value, jittered by
+±10 % per iteration. The random trajectory length matters once M fits the posterior: every direction then
+oscillates at about the same frequency, and a fixed L that is close to a multiple of the half period makes
+successive draws nearly equal (on the linear-Gaussian test, fixed L: ESS 35-270 of 1,600, random L: ~1,000).
+Dual averaging overshoots the target acceptance (the averaged ε is below the iterates, and the acceptance is
+concave in log ε there): aiming at 0.8 gives 0.85-0.95. Chains start from independent network initialisations,
+or from one MAP fit each (``hmc_init="map"``). The potential and its gradient for all chains come from one
+batched forward and backward pass (closed-form for plain MLPs, ``vmap(grad_and_value)`` otherwise).
 
 Diagnostics (``self.diagnostics`` after ``fit``): acceptance rate per chain after warm-up, the final step sizes,
 and split R-hat and ESS of the predictive outputs on up to 32 training inputs (and of the parameters when
@@ -35,7 +45,28 @@ from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad
 from eb_ensembles.training.train import train_ensemble
 from sixlab_shared import derive_seed, make_generator, progress
 
-__all__ = ["HMCMethod"]
+__all__ = ["HMCMethod", "mass_matrix_windows"]
+
+
+def mass_matrix_windows(warmup: int) -> list[tuple[int, int]]:
+    """Stan's warm-up windows ``[(start, end), ...]`` (iteration indices) where the mass matrix is estimated.
+
+    Stan's buffers: 75 iterations of step-size-only tuning first and 50 at the end, windows of 25, 50, 100, ... in
+    between, the last one stretched to the end of the middle part. A warm-up shorter than 150 uses 15 % / 10 %
+    buffers instead; one whose middle part would be under 20 iterations adapts no mass matrix.
+    """
+    init, term = (75, 50) if warmup >= 150 else (max(1, int(0.15 * warmup)), int(0.1 * warmup))
+    start, end = init, warmup - term
+    if end - start < 20:
+        return []
+    windows, size = [], 25
+    while start < end:
+        stop = start + size
+        if end - stop < 2 * size:  # the next window would not fit: stretch this one to the end
+            stop = end
+        windows.append((start, stop))
+        start, size = stop, 2 * size
+    return windows
 
 
 class HMCMethod:
@@ -43,6 +74,7 @@ class HMCMethod:
 
     Attributes (after ``fit``):
         draws: ``(C, T, P)`` kept draws of the flat parameters.
+        inv_mass: ``(C, P)`` the adapted diagonal inverse mass matrix of each chain.
         diagnostics: acceptance, step sizes, R-hat and ESS (JSON-ready).
     """
 
@@ -101,13 +133,14 @@ class HMCMethod:
 
         g = make_generator(derive_seed(t.seed, "hmc", "draws"))
         lp, grad = value_and_grad(theta)
+        self.inv_mass = torch.ones_like(theta)  # C x P: diagonal M⁻¹ per chain
         step = torch.full((n_chains,), 0.1, dtype=dtype)
         step = self._initial_step(theta, lp, grad, step, value_and_grad, g)
-        # dual averaging state (Hoffman and Gelman 2014)
-        mu = torch.log(10 * step)
-        h_bar = torch.zeros(n_chains, dtype=dtype)
-        log_avg = torch.zeros(n_chains, dtype=dtype)
+        # dual averaging state (Hoffman and Gelman 2014), restarted whenever the mass matrix changes
         gamma, t0, kappa = 0.05, 10.0, 0.75
+        mu, h_bar, log_avg, m = torch.log(10 * step), torch.zeros(n_chains, dtype=dtype), torch.zeros_like(step), 0
+        window_ends = mass_matrix_windows(c.hmc_warmup) if c.hmc_adapt_mass else []
+        window: list[torch.Tensor] = []
         kept, accepted = [], torch.zeros(n_chains, dtype=dtype)
         total = c.hmc_warmup + c.hmc_draws
         for it in progress(range(total), desc="hmc", leave=False):
@@ -119,12 +152,23 @@ class HMCMethod:
             )
             theta, lp, grad, accept = self._transition(theta, lp, grad, eps, value_and_grad, g)
             if warm:
-                m = it + 1
+                m += 1
                 h_bar = (1 - 1 / (m + t0)) * h_bar + (c.hmc_target_accept - accept) / (m + t0)
                 log_step = mu - math.sqrt(m) / gamma * h_bar
                 weight = m**-kappa
                 log_avg = weight * log_step + (1 - weight) * log_avg
                 step = torch.exp(log_step)
+                if window_ends and window_ends[0][0] <= it:
+                    window.append(theta)
+                if window_ends and it + 1 == window_ends[0][1]:
+                    window_ends.pop(0)
+                    draws = torch.stack(window, 1)  # C x W x P
+                    n_w = draws.shape[1]
+                    var = draws.var(1, correction=1)
+                    self.inv_mass = n_w / (n_w + 5.0) * var + 1e-3 * 5.0 / (n_w + 5.0)
+                    window = []
+                    step = self._initial_step(theta, lp, grad, step, value_and_grad, g)
+                    mu, h_bar, log_avg, m = torch.log(10 * step), torch.zeros_like(h_bar), torch.zeros_like(step), 0
             else:
                 accepted += accept
                 kept.append(theta.clone())
@@ -145,6 +189,7 @@ class HMCMethod:
             "leapfrog_steps": c.hmc_leapfrog,
             "acceptance": (accepted / c.hmc_draws).tolist(),
             "step_size": torch.exp(log_avg).tolist(),
+            "inverse_mass_range": [float(self.inv_mass.min()), float(self.inv_mass.max())],
             "predictive_rhat_max": float(rhat.max()) if n_chains > 1 else None,
             "predictive_ess_min": float(ess.min()),
         }
@@ -157,12 +202,14 @@ class HMCMethod:
         """Per chain, double or halve ε until one leapfrog step's acceptance crosses ½ (Hoffman-Gelman Alg. 4)."""
         direction = None
         done = torch.zeros(theta.shape[0], dtype=torch.bool)
+        inv_m = self.inv_mass
         for _ in range(40):
-            r = torch.randn(theta.shape, generator=g, dtype=theta.dtype)
+            r = torch.randn(theta.shape, generator=g, dtype=theta.dtype) / inv_m.sqrt()
             r_new = r + 0.5 * step[:, None] * grad
-            lp_new, grad_new = value_and_grad(theta + step[:, None] * r_new)
+            lp_new, grad_new = value_and_grad(theta + step[:, None] * inv_m * r_new)
             r_new = r_new + 0.5 * step[:, None] * grad_new
-            log_ratio = torch.nan_to_num((lp_new - 0.5 * (r_new**2).sum(1)) - (lp - 0.5 * (r**2).sum(1)), nan=-math.inf)
+            log_ratio = (lp_new - 0.5 * (inv_m * r_new**2).sum(1)) - (lp - 0.5 * (inv_m * r**2).sum(1))
+            log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
             good = log_ratio > math.log(0.5)
             if direction is None:
                 direction = good  # True: grow while good; False: shrink until good
@@ -174,16 +221,19 @@ class HMCMethod:
 
     def _transition(self, theta, lp, grad, eps, value_and_grad, g):
         """One HMC iteration for every chain: leapfrog, Metropolis test; returns the new state and acceptance."""
-        r0 = torch.randn(theta.shape, generator=g, dtype=theta.dtype)
+        inv_m = self.inv_mass
+        r0 = torch.randn(theta.shape, generator=g, dtype=theta.dtype) / inv_m.sqrt()
         e = eps[:, None]
         th, r, gr = theta, r0 + 0.5 * e * grad, grad
-        for i in range(self.config.hmc_leapfrog):
-            th = th + e * r
+        most = self.config.hmc_leapfrog  # L_it uniform in [⌈L/2⌉, L]: no resonant trajectory lengths
+        steps = int(torch.randint((most + 1) // 2, most + 1, (), generator=g))
+        for i in range(steps):
+            th = th + e * inv_m * r
             lp_new, gr = value_and_grad(th)
-            if i < self.config.hmc_leapfrog - 1:
+            if i < steps - 1:
                 r = r + e * gr
         r = r + 0.5 * e * gr
-        log_ratio = (lp_new - 0.5 * (r**2).sum(1)) - (lp - 0.5 * (r0**2).sum(1))
+        log_ratio = (lp_new - 0.5 * (inv_m * r**2).sum(1)) - (lp - 0.5 * (inv_m * r0**2).sum(1))
         log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
         accept = torch.exp(log_ratio.clamp(max=0.0))
         take = torch.rand(theta.shape[0], generator=g, dtype=theta.dtype) < accept

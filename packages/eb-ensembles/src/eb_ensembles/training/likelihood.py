@@ -13,9 +13,17 @@ import torch
 from torch import nn
 
 from eb_ensembles.checks import InvalidInputError
-from eb_ensembles.models import gaussian_head
+from eb_ensembles.models import MIN_VARIANCE, gaussian_head
 
-__all__ = ["TASKS", "check_output_width", "member_log_likelihood", "member_loss", "regression_gaussian", "task_of"]
+__all__ = [
+    "TASKS",
+    "check_output_width",
+    "member_log_likelihood",
+    "member_loss",
+    "regression_gaussian",
+    "stacked_loss_and_output_grad",
+    "task_of",
+]
 
 TASKS = ("classification", "regression")
 
@@ -62,6 +70,47 @@ def member_log_likelihood(
 def member_loss(task: str, output: torch.Tensor, target: torch.Tensor, noise_std: float | None = None) -> torch.Tensor:
     """Mean negative log-likelihood of one member on a batch (cross-entropy, or Gaussian NLL incl. ½log 2π)."""
     return -member_log_likelihood(task, output, target, noise_std).mean()
+
+
+def stacked_loss_and_output_grad(
+    task: str, h: torch.Tensor, yb: torch.Tensor, noise_std: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-member mean NLL and its gradient in the outputs, in closed form (no autograd graph).
+
+    Args:
+        task: ``"classification"`` or ``"regression"``.
+        h: ``(T, B, O)`` outputs of T members on their minibatches of B points (detached).
+        yb: ``(T, B)`` targets (class indices, or floats).
+        noise_std: fixed regression noise σ (``O = 1``), or None for a mean/variance head (``O = 2``).
+
+    Returns:
+        ``losses (T,)``, the same values as :func:`member_loss` per member, and ``g (T, B, O)`` = ∂ losses.sum() / ∂h:
+        ``(softmax − onehot) / B`` for classification; ``−(y − μ)/(σ² B)`` on the mean; and on a raw variance
+        ``½(1/v − (y − μ)²/v²) · softplus'(raw) / B``. The log-softmax is written out: aten's ``log_softmax`` on a
+        short class axis is ~3x slower on CPU than these few operations.
+    """
+    batch = h.shape[1]
+    if task == "classification":
+        target = yb.unsqueeze(-1).long()
+        shifted = h - h.amax(-1, keepdim=True)
+        exp = shifted.exp()
+        total = exp.sum(-1, keepdim=True)
+        losses = (total.log() - shifted.gather(-1, target)).squeeze(-1).mean(1)
+        g = exp.div_(total).scatter_add_(-1, target, torch.full_like(target, -1, dtype=h.dtype)).div_(batch)
+        return losses, g
+    if noise_std is not None:
+        var = noise_std**2
+        resid = yb - h[..., 0]
+        losses = (0.5 * (math.log(2 * math.pi * var) + resid**2 / var)).mean(1)
+        return losses, (-resid / var / batch).unsqueeze(-1)
+    mean, raw = h[..., 0], h[..., 1]
+    var = nn.functional.softplus(raw) + MIN_VARIANCE
+    resid = yb - mean
+    losses = (0.5 * (torch.log(2 * math.pi * var) + resid**2 / var)).mean(1)
+    g_mean = -resid / var / batch
+    g_var = 0.5 * (1 / var - resid**2 / var**2) / batch
+    g_raw = torch.ops.aten.softplus_backward(g_var, raw, 1.0, 20.0)
+    return losses, torch.stack([g_mean, g_raw], -1)
 
 
 def check_output_width(task: str, width: int, num_classes: int | None, noise_std: float | None) -> None:

@@ -3,7 +3,8 @@
 The vectorised path keeps every member's parameters in one flat buffer and runs ``torch.optim.Adam``'s arithmetic
 once over it (:class:`~eb_ensembles.training.stacked_adam.StackedAdam`). Plain MLPs get their per-member
 gradients in closed form from batched matmuls (:func:`~eb_ensembles.training.mlp_grads.stacked_mlp_value_and_grad`,
-no autograd graph); any other module goes through ``torch.func.vmap(grad_and_value(...))``.
+no autograd graph); any other module goes through :mod:`~eb_ensembles.training.generic_grads` (vmap forward,
+closed-form loss gradient, one backward, recorded once per minibatch shape with ``make_fx`` and replayed).
 """
 
 from __future__ import annotations
@@ -20,16 +21,33 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from eb_ensembles.checks import InvalidInputError
 from eb_ensembles.training.config import TrainConfig
+from eb_ensembles.training.generic_grads import generic_value_and_grad
 from eb_ensembles.training.likelihood import member_log_likelihood
 from eb_ensembles.training.loop import Trained
 from eb_ensembles.training.members import MemberReport, TrainData, epoch_order, finish_member, init_member
-from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad, vmapped_value_and_grad
+from eb_ensembles.training.mlp_grads import stacked_mlp_value_and_grad
 from eb_ensembles.training.stacked_adam import StackedAdam
 from sixlab_shared import load_checkpoint, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["train_vectorised"]
+
+
+#: A recorded step pays off after this many replays (recording costs about as much as 30-40 eager steps).
+MIN_REPLAYS = 50
+
+
+def _shapes_worth_recording(
+    members: int, data: TrainData, config: TrainConfig, steps: int, start: int
+) -> set[tuple[int, ...]]:
+    """The minibatch shapes ``(T, B, ...)`` the remaining epochs will run at least :data:`MIN_REPLAYS` times."""
+    epochs = config.epochs - start
+    counts: dict[int, int] = {}
+    for step in range(steps):
+        size = min(config.batch_size, data.n - step * config.batch_size)
+        counts[size] = counts.get(size, 0) + epochs
+    return {(members, size, *data.x.shape[1:]) for size, count in counts.items() if count >= MIN_REPLAYS}
 
 
 def train_vectorised(
@@ -72,8 +90,10 @@ def train_vectorised(
     alive = torch.tensor([reports[m].status == "ok" for m in todo], device=device)
 
     fast = None if generic else stacked_mlp_value_and_grad(base, data.task, data.noise_std)
-    value_and_grad = fast or vmapped_value_and_grad(base, data.task, data.noise_std)
     steps = -(-data.n // config.batch_size)
+    value_and_grad = fast or generic_value_and_grad(
+        base, data.task, data.noise_std, record=_shapes_worth_recording(len(todo), data, config, steps, start)
+    )
     for epoch in progress(range(start, config.epochs), desc=f"{len(todo)} members", leave=False):
         orders = torch.stack([epoch_order(config.seed, m, epoch, data.n, device) for m in todo])  # T x N
         for step in range(steps):
