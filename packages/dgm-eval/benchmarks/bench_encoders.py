@@ -4,9 +4,12 @@ Weights are random (no download): the architectures are built from configs, at t
 (``--size real``, the default there) and at tiny sizes on CPU for the transformers encoders (``--size tiny``, the
 default there; Inception and ResNet-50 are always their real architecture). Each case times ``extract_features``
 on ``batch_size`` in-memory 256x256 PIL images (preprocessing included; one warm-up run, then the best of 3 runs,
-interleaved with the peer's). For ``inception`` the peer is pytorch-fid's ``InceptionV3`` (same random weights,
-same images as [0, 1] tensors, its own batched resize) and torch-fidelity's ``FeatureExtractorInceptionV3`` (the
-same random weights, uint8 input, its TF1-style resize) are timed side by side; each ratio is ours / peer.
+interleaved with the peer's; wall time and this process's CPU time, which other processes' load does not
+stretch). For ``inception`` the peers are pytorch-fid's ``InceptionV3`` (same random weights, same images as
+[0, 1] tensors, its own batched resize) and torch-fidelity's ``FeatureExtractorInceptionV3`` (the same random
+weights, uint8 input, its TF1-style resize), timed side by side; each ratio is ours / peer (time, so < 1 means
+we are faster). torch-fidelity's DINOv2 and CLIP extractors only load their weights from torch.hub / a URL
+(a local DINOv2 file raises NotImplementedError), so they cannot be timed offline.
 
 Usage:
     uv run --all-packages python packages/dgm-eval/benchmarks/bench_encoders.py [--device cuda] [--encoders a,b]
@@ -179,17 +182,20 @@ def ours_runner(encoder: Encoder, batch_size: int, device: torch.device, precisi
     return run
 
 
-def best_times(runs, images) -> list[float]:
-    """Warm each runner up once, then time them interleaved REPEATS times; the best time of each."""
+def best_times(runs, images) -> tuple[list[float], list[float]]:
+    """Warm each runner up once, then time them interleaved REPEATS times; the best wall and the best CPU time
+    (this process's, which other processes' load does not stretch) of each."""
     for run in runs:
         run(images)
     best = [float("inf")] * len(runs)
+    best_cpu = [float("inf")] * len(runs)
     for _ in range(REPEATS):
         for i, run in enumerate(runs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             run(images)
             best[i] = min(best[i], time.perf_counter() - start)
-    return best
+            best_cpu[i] = min(best_cpu[i], time.process_time() - cpu_start)
+    return best, best_cpu
 
 
 def main() -> None:
@@ -222,7 +228,7 @@ def main() -> None:
                     if peer_run is not None:
                         runs.append(peer_run)
                         peers.append(label)
-            times = best_times(runs, batch)
+            times, cpu_times = best_times(runs, batch)
             ours = times[0]
             row = {
                 "bench": "encoders",
@@ -234,15 +240,19 @@ def main() -> None:
                 "n_images": len(batch),
                 "ours_s": round(ours, 4),
                 "images_per_s": round(len(batch) / ours, 2),
+                "ours_cpu_s": round(cpu_times[0], 4),
+                "images_per_cpu_s": round(len(batch) / cpu_times[0], 2),
                 "threads": torch.get_num_threads(),
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             }
             if device.type == "cuda":
                 row["peak_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-            for label, peer_time in zip(peers, times[1:], strict=True):
+            for label, peer_time, peer_cpu in zip(peers, times[1:], cpu_times[1:], strict=True):
                 row.setdefault("peers", {})[label] = {
                     "peer_s": round(peer_time, 4),
                     "ratio": round(ours / peer_time, 3),
+                    "peer_cpu_s": round(peer_cpu, 4),
+                    "cpu_ratio": round(cpu_times[0] / peer_cpu, 3),
                 }
             print(json.dumps(row), flush=True)
 

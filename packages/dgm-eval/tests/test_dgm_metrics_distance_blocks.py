@@ -12,7 +12,7 @@ import torch
 from prdc import compute_prdc
 
 from dgm_eval.metrics import prdc
-from dgm_eval.metrics.distance_blocks import approx_block, product_dtype
+from dgm_eval.metrics.distance_blocks import approx_block, cpu_has_fast_bf16, product_dtype
 from dgm_eval.metrics.neighbours import kth_nearest_sq, prepare
 
 PRODUCTS = ("float32", "bfloat16")
@@ -83,3 +83,12 @@ def test_product_dtype_choice():
     assert product_dtype(torch.device("cuda"), 1024) == torch.float32  # no bf16 products on CUDA
     with pytest.raises(ValueError, match="products must be one of"):
         product_dtype(cpu, 16, "float16")
+
+
+@pytest.mark.skipif(not cpu_has_fast_bf16(), reason="auto picks bfloat16 only on CPUs with native bf16")
+def test_auto_products_probe_falls_back_to_float32_on_tight_far_clusters(rng):
+    spread = torch.from_numpy(rng.normal(size=(600, 256)))
+    tight = torch.from_numpy(_clustered(rng, 600, 256, 6.0))
+    assert prepare(spread, spread, products="auto", probe_k=6)[0].low.dtype == torch.bfloat16
+    assert prepare(tight, tight, products="auto", probe_k=6)[0].low.dtype == torch.float32
+    assert prepare(tight, tight, products="auto")[0].low.dtype == torch.bfloat16  # no probe without k

@@ -89,6 +89,7 @@ class Blocked:
         sq64: ``(N,)`` float64 squared norms of the centred rows. sq32: the same in float32.
         norm: ``(N,)`` float64 norms of the centred rows. resid: ``(N,)`` float64 norms of ``centred − low``.
         unit_out: relative error bound of one product's output (0 for float32).
+        center: ``(D,)`` float64 centre the rows were centred on.
     """
 
     x64: torch.Tensor
@@ -98,6 +99,7 @@ class Blocked:
     norm: torch.Tensor
     resid: torch.Tensor
     unit_out: float
+    center: torch.Tensor
 
     @classmethod
     def build(cls, x64: torch.Tensor, center: torch.Tensor, dtype: torch.dtype = torch.float32) -> Blocked:
@@ -113,7 +115,7 @@ class Blocked:
             centred.sub_(low[s : s + PAIR_CHUNK].to(torch.float64))  # now the rounding residual
             resid[s : s + PAIR_CHUNK] = torch.linalg.vecdot(centred, centred).sqrt()
         unit_out = _U_BF16_OUT / (1.0 - _U_BF16_OUT) if dtype == torch.bfloat16 else 0.0
-        return cls(x64, low, sq64, sq64.to(torch.float32), sq64.sqrt(), resid, unit_out)
+        return cls(x64, low, sq64, sq64.to(torch.float32), sq64.sqrt(), resid, unit_out, center)
 
     def __len__(self) -> int:
         return int(self.x64.shape[0])

@@ -9,7 +9,7 @@ re-decided exactly in float64 from the two rows (``Σ(x − y)²``):
 * a comparison ``d < r`` whose low-precision value lies within the bound of the threshold is recomputed;
 * a k-th-nearest-neighbour search keeps extra low-precision candidates per row, recomputes those whose rank the
   rounding could change, and checks that no row outside the candidates could be closer (else that row is
-  recomputed in float64 in full).
+  searched again with float32 products, and failing that, recomputed in float64 in full).
 
 So the counts are those of a float64 computation, whatever the block size and product dtype.
 """
@@ -36,7 +36,7 @@ from dgm_eval.metrics.distance_blocks import (
 logger = logging.getLogger(__name__)
 
 #: Extra low-precision candidates kept per row in the k-NN search, per product dtype.
-_EXTRA_CANDIDATES = {torch.float32: 8, torch.bfloat16: 24}
+_EXTRA_CANDIDATES = {torch.float32: 8, torch.bfloat16: 16}
 
 DEFAULT_BLOCK_SIZE = 2048
 
@@ -54,14 +54,41 @@ __all__ = [
 ]
 
 
-def prepare(center_of: torch.Tensor, *sets: torch.Tensor, products: str = "auto") -> tuple[Blocked, ...]:
+def prepare(
+    center_of: torch.Tensor, *sets: torch.Tensor, products: str = "auto", probe_k: int | None = None
+) -> tuple[Blocked, ...]:
     """Prepare float64 ``(N_i, D)`` sets for blocked products, all centred on the mean of ``center_of``.
 
-    ``products`` picks the product dtype (:func:`dgm_eval.metrics.distance_blocks.product_dtype`).
+    ``products`` picks the product dtype (:func:`dgm_eval.metrics.distance_blocks.product_dtype`). With
+    ``"auto"`` and a ``probe_k``, bfloat16 is kept only if a probe of the first set's k-NN (128 rows) shows that its
+    error band holds few candidates per row; tight clusters far from the centre (neighbour distances small against
+    the norms) get float32 products, where bfloat16 would send most rows to the exact fallback.
     """
     dtype = product_dtype(center_of.device, int(center_of.shape[1]), products)
     center = center_of.mean(dim=0)
-    return tuple(Blocked.build(x, center, dtype) for x in sets)
+    blocked = tuple(Blocked.build(x, center, dtype) for x in sets)
+    if products == "auto" and dtype != torch.float32 and probe_k is not None and not _narrow_band(blocked[0], probe_k):
+        logger.debug("k-NN: bfloat16 error band too wide for these features: float32 products")
+        blocked = tuple(Blocked.build(x, center, torch.float32) for x in sets)
+    return blocked
+
+
+def _narrow_band(b: Blocked, k: int) -> bool:
+    """Whether at least 90 % of 128 probe rows of ``b`` would find their k-th neighbour among the kept candidates."""
+    m = len(b)
+    kk = k + _EXTRA_CANDIDATES[b.low.dtype]
+    if kk >= m:
+        return True
+    rows = torch.linspace(0, m - 1, min(128, m), device=b.x64.device).long().unique()
+    probe = Blocked(
+        b.x64[rows], b.low[rows], b.sq64[rows], b.sq32[rows], b.norm[rows], b.resid[rows], b.unit_out, b.center
+    )
+    with exact_float32_matmul():
+        d2, bound = approx_block(probe, 0, len(probe), b, 0, m)
+    kth = torch.kthvalue(d2, k, dim=1).values.double()
+    err = bound + b.unit_out * (probe.sq64 + b.sq64.mean() - kth).abs()
+    needed = (d2 <= (kth + 2.0 * err).float().unsqueeze(1)).sum(dim=1)
+    return float(torch.quantile(needed.double(), 0.9)) <= kk
 
 
 def _exact_kth_full(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +123,8 @@ def kth_nearest_sq(
     :mod:`dgm_eval.metrics.distance_blocks`). The exact k-th value lies between the k-th smallest ``lo`` (L) and
     the k-th smallest ``hi`` (T): candidates with ``hi < L`` are certainly below it, those with ``lo > T``
     certainly above, and only the rest (usually a few) are recomputed in float64. A row where a row outside the
-    candidates could be below T (heavy ties, duplicates) is recomputed against all reference rows in float64.
+    candidates could be below T (heavy ties, duplicates, a wide bfloat16 band) is searched again with float32
+    products, and a row still unsure then is recomputed against all reference rows in float64.
 
     Args:
         query: ``(N, D)`` float64.
@@ -110,10 +138,10 @@ def kth_nearest_sq(
     """
     ref_t = query if ref is None else ref
     if ref is None:
-        (b,) = prepare(ref_t, ref_t, products=products)
+        (b,) = prepare(ref_t, ref_t, products=products, probe_k=k)
         a = b
     else:
-        b, a = prepare(ref_t, ref_t, query, products=products)
+        b, a = prepare(ref_t, ref_t, query, products=products, probe_k=k)
     return kth_nearest_blocked(a, b, k, block_size=block_size)
 
 
@@ -264,8 +292,14 @@ def _resolve_kth(
         unsafe = finite & (outside_lo <= high_k.squeeze(1))
         if bool(unsafe.any()):
             bad = torch.nonzero(unsafe).squeeze(1)
-            logger.debug("k-NN: %d of %d rows recomputed in float64 in full (near-ties)", bad.numel(), n)
-            vals[bad], idx[bad] = _exact_kth_full(a.x64, b.x64, bad, k)
+            if b.low.dtype != torch.float32:  # these rows again with float32 products (a much tighter bound)
+                logger.debug("k-NN: %d of %d rows again with float32 products", bad.numel(), n)
+                sub = Blocked.build(a.x64[bad], b.center, torch.float32)
+                ref32 = Blocked.build(b.x64, b.center, torch.float32)
+                vals[bad], idx[bad] = kth_nearest_blocked(sub, ref32, k)
+            else:
+                logger.debug("k-NN: %d of %d rows recomputed in float64 in full (near-ties)", bad.numel(), n)
+                vals[bad], idx[bad] = _exact_kth_full(a.x64, b.x64, bad, k)
     return vals, idx
 
 
@@ -313,9 +347,10 @@ def ball_counts_blocked(
 ) -> BallCounts:
     """:func:`ball_counts` on prepared sets (reals ``a``, fakes ``b``).
 
-    Per block: the fakes inside each real ball are counted from one comparison (certain pairs) and the pairs
-    within the margin of a real radius are recomputed in float64; coverage needs only each real's nearest fake
-    in the block and recall each real's smallest ``d̃² − radius(g)²`` (rows near the boundary are recomputed).
+    Per block: the few pairs below a real's radius plus the margin are listed (one comparison and ``nonzero``);
+    of those, the pairs within the margin are recomputed in float64, the rest are certain (precision, density,
+    coverage). Recall needs only each real's smallest ``d̃² − radius(g)²`` in the block (rows near the boundary
+    are recomputed).
     """
     n, m = len(a), len(b)
     device = a.x64.device
@@ -337,14 +372,13 @@ def ball_counts_blocked(
                 thr = r2_real[i0:i1]
                 margin = threshold_margin(bound, unit, s_lo, s_hi, float(thr.min()), float(thr.max()))
                 low, high = (thr - margin).to(torch.float32), (thr + margin).to(torch.float32)
-                sure = d2 < low.unsqueeze(1)
-                # (uint8 sums with an int32 accumulator: several times faster than summing bools into int64)
-                counts[j0:j1] += sure.view(torch.uint8).sum(dim=0, dtype=torch.int32)
-                has_fake[i0:i1] |= d2.amin(dim=1) < low
-                rr, cc = torch.nonzero((d2 <= high.unsqueeze(1)) ^ sure, as_tuple=True)
-                del sure
+                # Only a few fakes per real lie below the upper threshold: work on that sparse list.
+                rr, cc = torch.nonzero(d2 <= high.unsqueeze(1), as_tuple=True)
+                sure = d2[rr, cc] < low[rr]
+                counts.index_add_(0, cc[sure] + j0, torch.ones_like(cc[sure]))
+                has_fake[rr[sure] + i0] = True
+                rr, cc = rr[~sure] + i0, cc[~sure] + j0  # within the margin: decided in float64
                 if rr.numel():
-                    rr, cc = rr + i0, cc + j0
                     inside = exact_sq_dists(a.x64, b.x64, rr, cc).sqrt() < real_radii[rr]
                     counts.index_add_(0, cc[inside], torch.ones_like(cc[inside]))
                     has_fake[rr[inside]] = True

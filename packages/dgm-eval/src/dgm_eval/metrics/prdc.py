@@ -36,7 +36,8 @@ def prdc(
         block_size: rows per distance block (memory ~ block_size² float32; results do not depend on it).
         device: where to compute; default where ``real`` is.
         products: dtype of the distance products: ``"auto"`` (bfloat16 on CPUs with native bf16 dot products
-            and D >= 128, else float32), ``"float32"`` or ``"bfloat16"``. The values do not depend on it: every
+            and D >= 128 unless a probe finds its error band too wide for these features, else float32),
+            ``"float32"`` or ``"bfloat16"``. The values do not depend on it: every
             comparison the rounding could flip is recomputed in float64.
 
     Returns:
@@ -57,7 +58,7 @@ def prdc(
     g = as_features(fake, "fake", device=r.device, min_rows=nearest_k + 1)
     check_same_dim(real=r, fake=g)
     # Both sets prepared once (centred on the real mean, float32 copies) for the three blocked passes.
-    r_blocked, g_blocked = prepare(r, r, g, products=products)
+    r_blocked, g_blocked = prepare(r, r, g, products=products, probe_k=nearest_k + 1)
     r_radii = kth_nearest_blocked(r_blocked, r_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
     g_radii = kth_nearest_blocked(g_blocked, g_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
     counts = ball_counts_blocked(r_blocked, g_blocked, r_radii, g_radii, block_size=block_size)
