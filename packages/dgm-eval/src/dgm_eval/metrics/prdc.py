@@ -57,7 +57,7 @@ def prdc(
     r = as_features(real, "real", device=device, min_rows=nearest_k + 1)
     g = as_features(fake, "fake", device=r.device, min_rows=nearest_k + 1)
     check_same_dim(real=r, fake=g)
-    # Both sets prepared once (centred on the real mean, float32 copies) for the three blocked passes.
+    # Both sets prepared once (centred on the real mean, low-precision copies) for the three blocked passes.
     r_blocked, g_blocked = prepare(r, r, g, products=products, probe_k=nearest_k + 1)
     r_radii = kth_nearest_blocked(r_blocked, r_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
     g_radii = kth_nearest_blocked(g_blocked, g_blocked, nearest_k + 1, block_size=block_size)[0].sqrt()
