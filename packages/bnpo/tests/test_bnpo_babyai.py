@@ -65,3 +65,25 @@ def test_collect_babyai_through_the_cli(tmp_path) -> None:
     data = bnpo.load_dataset(out)
     assert data.obs_dim == 151 and data.n_actions == 7 and data.options is not None
     assert data.padded()["states"].shape[0] == 5
+
+
+def test_expert_false_skips_the_bot_and_keeps_the_dynamics() -> None:
+    """``expert=False`` (downstream RL): the same observations, successes and ends for the same actions, no bot info
+    (the reward's size differs: BabyAI pays 1 - 0.9 steps / max_steps)."""
+    with_bot = gym.make("bnpo/BabyAI-GoToObj-v0")
+    without = gym.make("bnpo/BabyAI-GoToObj-v0", expert=False, max_steps=20)
+    assert without.unwrapped.max_steps == 20
+    expert = bnpo.make_expert(with_bot, seed=0)
+    obs_a, info_a = with_bot.reset(seed=3)
+    obs_b, info_b = without.reset(seed=3)
+    assert "expert_action" not in info_b and "option" not in info_b
+    done = False
+    while not done:
+        assert np.array_equal(obs_a, obs_b)
+        action = expert(obs_a, info_a)
+        obs_a, reward_a, term_a, trunc_a, info_a = with_bot.step(action)
+        obs_b, reward_b, term_b, trunc_b, info_b = without.step(action)
+        assert "expert_action" not in info_b
+        assert (reward_a > 0) == (reward_b > 0) and term_a == term_b
+        done = term_a or trunc_a or trunc_b
+    assert term_b and reward_b > 0  # the bot's actions solve the level within 20 steps
