@@ -144,11 +144,15 @@ class PosteriorEncoder(nn.Module):
         self.out_biases.append(bias)
         return [column, row, bias]
 
+    def context_reversed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, T, D + A) -> (B, T, hidden) backward summaries in reversed time: row T-1-t holds e_t. The inputs are
+        flipped before the (per-step) embedding, which commutes with it, so no flip sits on the gradient path."""
+        reversed_out, _ = self.lstm(self.embed(torch.flip(inputs, dims=[1])))
+        return reversed_out
+
     def context(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, T, D + A) -> (B, T, hidden) backward summaries e_t."""
-        embedded = self.embed(inputs)
-        reversed_out, _ = self.lstm(torch.flip(embedded, dims=[1]))
-        return torch.flip(reversed_out, dims=[1])
+        return torch.flip(self.context_reversed(inputs), dims=[1])
 
     def sample(
         self,
@@ -175,9 +179,9 @@ class PosteriorEncoder(nn.Module):
         """
         batch, steps, _ = inputs.shape
         k = self.n_options
-        e = self.context(inputs)
+        e_reversed = self.context_reversed(inputs)  # row T-1-t: e_t
         w_in = self.head_in.weight  # H x (hidden + 1)
-        pre = F.linear(e, w_in[:, :-1], self.head_in.bias).transpose(0, 1)  # T x B x H: the e_t part, once
+        pre = F.linear(e_reversed, w_in[:, :-1], self.head_in.bias).transpose(0, 1)  # T x B x H (reversed time)
         # columns for the previous latent [b_{t-1}, h_{t-1}]: one matmul per step
         w_prev = torch.cat([w_in[:, -1:], torch.stack(list(self.in_columns), dim=1)], dim=1)  # H x (1+K)
         w_out = torch.cat([self.out_termination.weight, torch.stack(list(self.out_rows))], dim=0)  # (1+K) x H
@@ -191,7 +195,7 @@ class PosteriorEncoder(nn.Module):
         prev = torch.cat([torch.ones(batch, 1, device=inputs.device, dtype=inputs.dtype), eta.to(inputs.dtype)], -1)
         logits, latents = [], []
         for t in range(steps):
-            z = torch.relu(torch.addmm(pre[t], prev, w_prev.T))
+            z = torch.relu(torch.addmm(pre[steps - 1 - t], prev, w_prev.T))
             z = torch.relu(self.head_mid(z))
             out = F.linear(z, w_out, b_out)  # B x (1 + K)
             noisy = out + noise[t]
