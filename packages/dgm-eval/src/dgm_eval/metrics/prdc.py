@@ -3,8 +3,9 @@
 Each sample's ball has the radius of its k-th nearest neighbour in its own set. With strict ``<`` throughout:
 precision = share of fakes inside some real ball; recall = share of reals inside some fake ball;
 density = (1/k)·mean over fakes of the number of real balls containing them; coverage = share of reals whose
-nearest fake lies inside their ball. Computed in blocks (:mod:`dgm_eval.metrics.neighbours`), so memory is
-O(N·k + block²) and the values equal the ``prdc`` package's float64 computation exactly.
+nearest fake lies inside their ball. Computed in blocks (:mod:`dgm_eval.metrics.neighbours` for the radii,
+:mod:`dgm_eval.metrics.ball_counts` for the counts), so memory is O(N·k + block²) and the values equal the
+``prdc`` package's float64 computation exactly.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import torch
 
+from dgm_eval.metrics.ball_counts import ball_counts_blocked
 from dgm_eval.metrics.checks import FeatureError, as_features, check_same_dim
 from dgm_eval.metrics.defaults import NEAREST_K
-from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, ball_counts_blocked, kth_nearest_blocked, prepare
+from dgm_eval.metrics.neighbours import DEFAULT_BLOCK_SIZE, kth_nearest_blocked, prepare
 
 
 def prdc(
