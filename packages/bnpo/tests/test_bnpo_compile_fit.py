@@ -110,3 +110,26 @@ def test_a_compile_model_drives_the_options_wrapper_until_the_step_cap() -> None
     wrapped.reset(seed=0)
     _, _, terminated, truncated, info = wrapped.step(4)
     assert info["steps_count"] == 3 and not (terminated or truncated)  # Room episodes last 5 steps
+
+
+def test_a_nan_loss_stops_the_fit_in_one_line_and_keeps_the_last_checkpoint(room3, tmp_path, monkeypatch) -> None:
+    from bnpo.fit import TrainingDiverged
+    from sixlab_shared import RunDir
+
+    calls = {"n": 0}
+    original = CompILEModel.loss
+
+    def loss_nan_after_two_epochs(self, *args, **kwargs):
+        calls["n"] += 1
+        out = original(self, *args, **kwargs)
+        if calls["n"] > 2 * 2:  # 200 episodes, batch 128: two minibatches per epoch
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(CompILEModel, "loss", loss_nan_after_two_epochs)
+    run = RunDir(tmp_path / "run")
+    config = bnpo.FitConfig(method="compile", k=2, nonparametric=False, epochs=5, batch_size=128, checkpoint_every=1)
+    with pytest.raises(TrainingDiverged) as err:
+        fit_compile(room3, config, run=run)
+    assert "\n" not in str(err.value) and "epoch 2" in str(err.value) and "after epoch 2" in str(err.value)
+    assert run.load_checkpoint("last")["epoch"] == 2
