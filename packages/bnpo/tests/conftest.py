@@ -36,3 +36,23 @@ def room_data() -> bnpo.Dataset:
 def tiny_model() -> bnpo.OptionModel:
     """An untrained two-option model on 3-dimensional states with 2 actions."""
     return bnpo.OptionModel(bnpo.OptionModelConfig(obs_dim=3, n_actions=2, n_options=2, seed=1))
+
+
+@pytest.fixture
+def cli_error():
+    """``cli_error(*args)``: run the bnpo CLI, require exit status 2 and a single ``error:`` line on stderr, and
+    return that line (the package's user-error contract)."""
+    from typer.testing import CliRunner
+
+    from bnpo.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        return lines[0]
+
+    return run

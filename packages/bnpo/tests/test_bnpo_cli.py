@@ -154,11 +154,13 @@ def test_every_fit_config_field_is_reachable_with_the_dataclass_defaults() -> No
 
 
 def test_k_and_network_sizes_reach_the_config(monkeypatch, tmp_path) -> None:
-    import bnpo.cli
+    import importlib
+
+    cli = importlib.import_module("bnpo.cli")  # the module object itself, whatever `bnpo` attributes other tests left
 
     seen = {}
-    monkeypatch.setattr(bnpo.cli, "fit_job", lambda data, out, config, **kw: seen.setdefault("config", config) and {})
-    monkeypatch.setattr(bnpo.cli, "summary_rows", lambda summary: [])
+    monkeypatch.setattr(cli, "fit_job", lambda data, out, config, **kw: seen.setdefault("config", config) and {})
+    monkeypatch.setattr(cli, "summary_rows", lambda summary: [])
     args = ["fit", "d.npz", "--out", str(tmp_path / "r")]
     assert (
         runner.invoke(

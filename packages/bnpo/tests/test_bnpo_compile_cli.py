@@ -22,15 +22,6 @@ def _invoke(*args: str):
     return result
 
 
-def _error(*args: str) -> str:
-    """Run the CLI, require exit 2 and a single ``error:`` line on stderr; return that line."""
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def _snapshot(folder) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -45,7 +36,7 @@ def data(tmp_path_factory):
 FIT = ("--method", "compile", "--batch-size", "32", "--checkpoint-every", "2", "--threads", "1")
 
 
-def test_fit_compile_writes_the_same_outputs_as_bnpo(data, tmp_path) -> None:
+def test_fit_compile_writes_the_same_outputs_as_bnpo(data, tmp_path, cli_error) -> None:
     run = tmp_path / "run"
     result = _invoke("fit", str(data), "--out", str(run), "--k", "3", "--epochs", "3", *FIT)
     assert "CompILE" in result.output and "accuracy" in result.output and "heldout_loglik_per_step" in result.output
@@ -63,10 +54,10 @@ def test_fit_compile_writes_the_same_outputs_as_bnpo(data, tmp_path) -> None:
     result = _invoke("evaluate", str(run), str(data), "--out", str(tmp_path / "ev"))
     scores = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert scores["K"] == 3 and 0 <= scores["accuracy"] <= 1 and scores["loglik_per_traj"] < 0
-    assert "--padding" in _error("evaluate", str(run), str(data), "--out", str(tmp_path / "ev2"), "--padding")
+    assert "--padding" in cli_error("evaluate", str(run), str(data), "--out", str(tmp_path / "ev2"), "--padding")
 
 
-def test_np_compile_resume_is_bit_identical_and_mismatches_are_refused(data, tmp_path) -> None:
+def test_np_compile_resume_is_bit_identical_and_mismatches_are_refused(data, tmp_path, cli_error) -> None:
     whole, part = tmp_path / "whole", tmp_path / "part"
     args = ("--growth-every", "2", *FIT)
     _invoke("fit", str(data), "--out", str(whole), "--epochs", "6", *args)
@@ -80,30 +71,30 @@ def test_np_compile_resume_is_bit_identical_and_mismatches_are_refused(data, tmp
     for key, value in one["model"].items():
         assert np.array_equal(value.numpy(), two["model"][key].numpy()), key
     before = _snapshot(part)
-    line = _error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--k", "3", *args)
+    line = cli_error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--k", "3", *args)
     assert "changed" in line and "nonparametric" in line
-    line = _error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--growth-every", "2")
+    line = cli_error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--growth-every", "2")
     assert "method 'compile' -> 'bnpo'" in line
-    line = _error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--seed", "1", *args)
+    line = cli_error("fit", str(data), "--out", str(part), "--epochs", "8", "--resume", "--seed", "1", *args)
     assert "seed 0 -> 1" in line
     assert _snapshot(part) == before
 
 
-def test_compile_option_errors_are_one_line(data, tmp_path) -> None:
+def test_compile_option_errors_are_one_line(data, tmp_path, cli_error) -> None:
     out = tmp_path / "x"
-    assert "method" in _error("fit", str(data), "--out", str(out), "--method", "ddo")
-    assert "objective" in _error("fit", str(data), "--out", str(out), "--method", "compile", "--objective", "exact")
-    assert "compile_segments" in _error("fit", str(data), "--out", str(out), "--compile-segments", "0")
+    assert "method" in cli_error("fit", str(data), "--out", str(out), "--method", "ddo")
+    assert "objective" in cli_error("fit", str(data), "--out", str(out), "--method", "compile", "--objective", "exact")
+    assert "compile_segments" in cli_error("fit", str(data), "--out", str(out), "--compile-segments", "0")
     assert not out.exists()
 
 
-def test_preset_room_applies_the_documented_recipe_where_options_are_defaults(data, tmp_path) -> None:
+def test_preset_room_applies_the_documented_recipe_where_options_are_defaults(data, tmp_path, cli_error) -> None:
     run = tmp_path / "preset"
     _invoke("fit", str(data), "--out", str(run), "--epochs", "2", "--preset", "room", "--threads", "1")
     fit = json.loads((run / "config.json").read_text())["config"]["fit"]
     assert fit["objective"] == "exact" and fit["split_epochs"] == [150, 200, 250, 300, 350, 400]
     explicit = apply_preset(FitConfig(split_epochs=[7], entropy_decay=0.99), "room")  # an explicit option wins
     assert explicit.split_epochs == [7] and explicit.objective == "exact" and explicit.entropy_decay == 0.99
-    assert "--preset" in _error("fit", str(data), "--out", str(tmp_path / "p3"), "--preset", "atari")
-    assert "method=compile" in _error("fit", str(data), "--out", str(tmp_path / "p4"), "--preset", "room", *FIT)
+    assert "--preset" in cli_error("fit", str(data), "--out", str(tmp_path / "p3"), "--preset", "atari")
+    assert "method=compile" in cli_error("fit", str(data), "--out", str(tmp_path / "p4"), "--preset", "room", *FIT)
     assert not (tmp_path / "p3").exists() and not (tmp_path / "p4").exists()

@@ -32,6 +32,7 @@ from bnpo.fit import (
     training_batches,
 )
 from bnpo.fit_config import FitConfig
+from bnpo.training import changed_options, divergence_message, guarded_step, load_weights, rebuild_growable
 from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -79,27 +80,10 @@ def save_compile_model(path: str | os.PathLike[str], model: CompILEModel, **extr
 
 def rebuild_compile(state: dict[str, Any], source: str) -> CompILEModel:
     """The CompILE model a checkpoint state describes, grown to its K and loaded; one-line errors otherwise."""
-    model_config, n_options, weights = state.get("model_config"), state.get("n_options"), state.get("model")
-    if not isinstance(model_config, dict) or not isinstance(weights, dict):
-        raise CheckpointError(f"{source}: not a CompILE checkpoint (model_config / model missing)")
-    known = {f.name for f in dataclasses.fields(CompILEConfig)}
-    unknown = sorted(set(model_config) - known)
-    if unknown:
-        raise CheckpointError(f"{source}: unknown model_config key(s) {', '.join(unknown)}; not a CompILE checkpoint")
-    if isinstance(n_options, bool) or not isinstance(n_options, int) or n_options < 1:
-        raise CheckpointError(f"{source}: n_options must be an integer >= 1, got {n_options!r}")
-    try:
-        model = CompILEModel(CompILEConfig(**model_config))
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{source}: invalid model_config ({' '.join(str(err).split())})") from err
-    if model.n_options > n_options:
-        raise CheckpointError(f"{source}: n_options={n_options} is below model_config's n_options")
-    while model.n_options < n_options:
-        model.add_option()
-    own = model.state_dict()
-    if set(own) != set(weights) or any(weights[k].shape != own[k].shape for k in own):
-        raise CheckpointError(f"{source}: the weights do not fit the recorded model_config and n_options")
-    model.load_state_dict(weights)
+    model = rebuild_growable(
+        CompILEModel, CompILEConfig, state.get("model_config"), state.get("n_options"), source, CheckpointError
+    )
+    load_weights(model, state.get("model"), source, CheckpointError)
     return model
 
 
@@ -174,15 +158,10 @@ def fit_compile(
         if state.get("model_kind") != MODEL_KIND or "fit_config" not in state:
             raise CheckpointError("the run's checkpoint is not a `bnpo fit --method compile` checkpoint")
         stored = FitConfig.from_dict(state["fit_config"], "the run's checkpoint")
-        changed = [
-            f.name
-            for f in dataclasses.fields(FitConfig)
-            if f.name != "epochs" and getattr(stored, f.name) != getattr(config, f.name)
-        ]
+        changed = changed_options(stored, config)
         if changed:
             raise CheckpointError(
-                "--resume needs the checkpoint's fit options (only --epochs may change); "
-                f"changed: {', '.join(f'{n} {getattr(stored, n)!r} -> {getattr(config, n)!r}' for n in changed)}"
+                f"--resume needs the checkpoint's fit options (only --epochs may change); changed: {', '.join(changed)}"
             )
         if state["model_config"] != dataclasses.asdict(model_config):
             raise CheckpointError(
@@ -217,17 +196,8 @@ def fit_compile(
     saved: dict[str, int | None] = {"epoch": start_epoch if resume else None}
 
     def diverged(what: str, epoch: int, iteration: int) -> TrainingDiverged:
-        kept = (
-            "nothing was saved (no run directory)"
-            if run is None
-            else "no checkpoint was saved yet"
-            if saved["epoch"] is None
-            else f"the last good checkpoint (after epoch {saved['epoch']}) is kept in {run.path / 'checkpoints'}"
-        )
-        return TrainingDiverged(
-            f"fit stopped: the {what} became NaN or infinite at epoch {epoch}, minibatch {iteration} "
-            f"(lr={config.lr:g}); lower --lr or --grad-clip; {kept}"
-        )
+        checkpoints = None if run is None else run.path / "checkpoints"
+        return TrainingDiverged(divergence_message(what, epoch, iteration, config.lr, checkpoints, saved["epoch"]))
 
     weight_z = beta_z(config)
     bar = progress(total=config.epochs - start_epoch, desc="fit compile", unit="epoch")
@@ -260,14 +230,9 @@ def fit_compile(
                 entropy_weight=lam,
                 generator=generator,
             )
-            if not torch.isfinite(out["loss"]):
-                raise diverged("loss", epoch, iteration)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if not torch.isfinite(norm):
-                raise diverged("gradient", epoch, iteration)
-            optimizer.step()
+            failed = guarded_step(out["loss"], model, optimizer, config.grad_clip)
+            if failed:
+                raise diverged(failed, epoch, iteration)
             for key in totals:
                 totals[key] += float(out[key].detach()) / iters_per_epoch
             usage += out["usage"] / iters_per_epoch
