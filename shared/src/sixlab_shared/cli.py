@@ -34,6 +34,7 @@ import enum
 import functools
 import inspect
 import os
+import re
 import sys
 import textwrap
 import types
@@ -277,6 +278,20 @@ def field_docs(config_cls: type) -> dict[str, str]:
     return docs
 
 
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def plain_help(text: str) -> str:
+    """A docstring fragment as terminal help: reST literals and roles become plain words.
+
+    Example:
+        >>> plain_help("``bnpo`` or ``compile`` (see :class:`~bnpo.fit_config.FitConfig`)")
+        'bnpo or compile (see FitConfig)'
+    """
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return text.replace("``", "")
+
+
 def _field_default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -378,7 +393,7 @@ def config_options(
                 inner = _unwrap_optional(hints[f.name])[0]
                 if inner is bool and "/" not in flag:
                     decls = [f"{flag}/--no-{flag.removeprefix('--')}"]
-                option = typer.Option(default, *decls, help=help_texts.get(f.name, docs.get(f.name, "")))
+                option = typer.Option(default, *decls, help=plain_help(help_texts.get(f.name, docs.get(f.name, ""))))
             generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option))
             annotations[f.name] = annotation
 
