@@ -116,4 +116,50 @@ def guarded_step(
     return None
 
 
-__all__ = ["changed_options", "divergence_message", "guarded_step", "load_weights", "rebuild_growable"]
+def training_state(
+    model: Any,
+    config: Any,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    stream: Any,
+    history: list[dict[str, Any]],
+    next_epoch: int,
+    run_seed: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The checkpoint of a fit in progress: model config, K and weights, the fit config, optimiser, generator and
+    minibatch-stream states, the history so far, the next epoch and the run's seed (plus ``extra`` keys)."""
+    return {
+        **extra,
+        "model_config": model.config_dict(),
+        "fit_config": dataclasses.asdict(config),
+        "n_options": model.n_options,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "batches": stream.state_dict(),
+        "history": history,
+        "epoch": next_epoch,
+        "run_seed": run_seed,
+    }
+
+
+def restore_training(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, generator: torch.Generator, stream: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """Load a :func:`training_state` into the optimiser, generator and stream; returns (history, next epoch)."""
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    stream.load_state_dict(state["batches"])
+    return list(state["history"]), int(state["epoch"])
+
+
+__all__ = [
+    "changed_options",
+    "divergence_message",
+    "guarded_step",
+    "load_weights",
+    "rebuild_growable",
+    "restore_training",
+    "training_state",
+]

@@ -32,7 +32,15 @@ from bnpo.fit import (
     training_batches,
 )
 from bnpo.fit_config import FitConfig
-from bnpo.training import changed_options, divergence_message, guarded_step, load_weights, rebuild_growable
+from bnpo.training import (
+    changed_options,
+    divergence_message,
+    guarded_step,
+    load_weights,
+    rebuild_growable,
+    restore_training,
+    training_state,
+)
 from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -170,28 +178,14 @@ def fit_compile(
             )
         model = rebuild_compile(state, "the run's checkpoint").to(device)
         optimizer = make_optimizer(model, initial_k, config)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        stream.load_state_dict(state["batches"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
+        history, start_epoch = restore_training(state, optimizer, generator, stream)
         run.rewind_metrics(start_epoch - 1)
         logger.info("resumed at epoch %d with K=%d", start_epoch, model.n_options)
 
     def final_state(next_epoch: int) -> dict[str, Any]:
-        return {
-            "model_kind": MODEL_KIND,
-            "model_config": model.config_dict(),
-            "fit_config": dataclasses.asdict(config),
-            "n_options": model.n_options,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "batches": stream.state_dict(),
-            "history": history,
-            "epoch": next_epoch,
-            "run_seed": config.seed,
-        }
+        return training_state(
+            model, config, optimizer, generator, stream, history, next_epoch, config.seed, model_kind=MODEL_KIND
+        )
 
     saved: dict[str, int | None] = {"epoch": start_epoch if resume else None}
 
