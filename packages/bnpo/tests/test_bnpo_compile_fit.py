@@ -133,3 +133,25 @@ def test_a_nan_loss_stops_the_fit_in_one_line_and_keeps_the_last_checkpoint(room
         fit_compile(room3, config, run=run)
     assert "\n" not in str(err.value) and "epoch 2" in str(err.value) and "after epoch 2" in str(err.value)
     assert run.load_checkpoint("last")["epoch"] == 2
+
+
+def test_a_compile_checkpoint_with_bad_config_or_weights_is_a_one_line_error(tmp_path) -> None:
+    from bnpo.fit import CheckpointError
+    from sixlab_shared import load_checkpoint, save_checkpoint
+
+    model = CompILEModel(CompILEConfig(obs_dim=4, n_actions=3, n_options=2, seed=1))
+    path = tmp_path / "m.safetensors"
+    save_compile_model(path, model)
+    for corrupt, message in (
+        (lambda s: s["model_config"].update(colour="blue"), "unknown model_config key(s) colour"),
+        (lambda s: s.update(n_options=0), "n_options must be an integer >= 1"),
+        (lambda s: s["model_config"].update(hidden=0), "invalid model_config"),
+        (lambda s: s["model"].pop("head_z.weight"), "does not fit the model"),
+    ):
+        state = load_checkpoint(path)
+        corrupt(state)
+        bad = tmp_path / "bad.safetensors"
+        save_checkpoint(bad, state)
+        with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+            load_any_model(bad)
+        assert "\n" not in str(err.value)
