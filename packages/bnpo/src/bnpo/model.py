@@ -286,6 +286,8 @@ class OptionModel(nn.Module):
         Returns:
             (B, T, K) log-probabilities (log-densities for continuous actions).
         """
+        if not self.config.continuous:
+            return self.policy.log_prob_at(states, actions)
         out = self.log_pi_all(states)
         if self.config.continuous:
             std = self.log_std.exp()

@@ -85,6 +85,145 @@ class GrowableHeads(nn.Module):
         bias = torch.cat(list(self.biases))  # K out
         return F.linear(features, weight, bias).unflatten(-1, (k, self.out_dim))
 
+    def log_prob_at(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log softmax(head_k(s))[a] for every head: (..., D) states and (...) int64 indices -> (..., K).
+
+        The same values as ``log_softmax(self(states))`` gathered at ``actions`` (to float rounding), with a
+        hand-written backward (:class:`_HeadLogProb`): about 3x faster forward and backward on the CPU for the
+        small action sets here.
+        """
+        features = self.trunk(states)
+        lead = features.shape[:-1]
+        k = len(self.weights)
+        weight = torch.cat(list(self.weights))  # (K A) x F
+        bias = torch.cat(list(self.biases))
+        flat = features.reshape(-1, features.shape[-1])
+        out = _HeadLogProb.apply(flat, weight, bias, actions.reshape(-1).long(), k)
+        return out.reshape(*lead, k)
+
+
+class _Softmax(torch.autograd.Function):
+    """softmax over the last dimension with the closed-form backward p * (g - sum(g p)); see :func:`softmax`."""
+
+    @staticmethod
+    def forward(ctx, logits):  # type: ignore[override]
+        probs = (logits - logits.amax(dim=-1, keepdim=True)).exp_()
+        probs.div_(probs.sum(dim=-1, keepdim=True))
+        ctx.save_for_backward(probs)
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (probs,) = ctx.saved_tensors
+        weighted = grad * probs
+        return weighted.sub_(probs * weighted.sum(dim=-1, keepdim=True))
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension: the same values as ``torch.softmax(logits, -1)`` to float rounding, about
+    3x faster forward and backward on the CPU for short last dimensions (K <= ~20), where ATen's softmax kernel is
+    slow (measured for (512, 7)); one autograd node with the closed-form backward."""
+    return _Softmax.apply(logits)
+
+
+class _HeadLogProb(torch.autograd.Function):
+    """log softmax of every head's logits at the taken action, computed option-major: the logits are laid out as
+    (K, A, N), so the max / sum over the A actions run across rows of contiguous N-vectors instead of over a last
+    dimension of size A (ATen's reductions and softmax are slow for A ~ 7 on the CPU), and the backward is the closed
+    form d out_k / d logit_kj = 1[j = a] - softmax_kj, written as three matrix products."""
+
+    @staticmethod
+    def forward(ctx, features, weight, bias, actions, k):  # type: ignore[override]
+        n = features.shape[0]
+        logits = torch.addmm(bias.unsqueeze(1), weight, features.t()).view(k, -1, n)  # K x A x N
+        top = logits.amax(dim=1, keepdim=True)
+        probs = (logits - top).exp_()
+        total = probs.sum(dim=1, keepdim=True)
+        probs.div_(total)  # softmax over actions, kept for the backward
+        index = actions.view(1, 1, n).expand(k, 1, n)
+        out = logits.gather(1, index).sub_(top).sub_(total.log_())  # K x 1 x N
+        ctx.save_for_backward(features, weight, probs, index)
+        return out.view(k, n).t()
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        features, weight, probs, index = ctx.saved_tensors
+        k, _, n = probs.shape
+        g = grad.t().contiguous().view(k, 1, n)
+        d_logits = (probs * -g).scatter_add_(1, index, g).view(-1, n)  # (K A) x N
+        d_features = torch.mm(d_logits.t(), weight) if ctx.needs_input_grad[0] else None
+        d_weight = torch.mm(d_logits, features) if ctx.needs_input_grad[1] else None
+        d_bias = d_logits.sum(dim=1) if ctx.needs_input_grad[2] else None
+        return d_features, d_weight, d_bias, None, None
+
+
+class _HeadSequence(torch.autograd.Function):
+    """The posterior's autoregressive head over all T steps with relaxed (Concrete) samples, as one autograd node.
+    Per step t (``pre`` in reversed time, row T-1-t for step t; ``prev`` starts at [1, eta]):
+
+    z1 = relu(pre_t + prev W_prev^T), z2 = relu(z1 W_mid^T + b_mid), out_t = z2 W_out^T + b_out,
+    y = (out_t + noise_t) / tau, prev = latent_t = [sigmoid(y_0), softmax(y_{1:})].
+
+    The backward is the chain rule through time written out: per step three (B x 32)-sized products; the weight
+    gradients are one product each over all steps (autograd would take six products per step and a dozen nodes)."""
+
+    @staticmethod
+    def forward(ctx, pre, prev, w_prev, w_mid, b_mid, w_out, b_out, noise, tau):  # type: ignore[override]
+        steps, batch, _ = noise.shape
+        hidden = w_mid.shape[0]
+        z1 = w_mid.new_empty(steps, batch, hidden)
+        z2 = w_mid.new_empty(steps, batch, hidden)
+        outs = w_mid.new_empty(noise.shape)  # contiguous (T, B, 1 + K), whatever noise's strides
+        latents = w_mid.new_empty(noise.shape)
+        first = prev
+        for t in range(steps):
+            torch.addmm(pre[steps - 1 - t], prev, w_prev.t(), out=z1[t]).relu_()
+            torch.addmm(b_mid, z1[t], w_mid.t(), out=z2[t]).relu_()
+            torch.addmm(b_out, z2[t], w_out.t(), out=outs[t])
+            y = (outs[t] + noise[t]).div_(tau)
+            latent = latents[t]
+            torch.sigmoid(y[:, :1], out=latent[:, :1])
+            probs = latent[:, 1:]
+            torch.exp(y[:, 1:] - y[:, 1:].amax(dim=-1, keepdim=True), out=probs)
+            probs.div_(probs.sum(dim=-1, keepdim=True))
+            prev = latent
+        ctx.save_for_backward(first, w_prev, w_mid, w_out, z1, z2, latents)
+        ctx.tau = tau
+        return outs, latents
+
+    @staticmethod
+    def backward(ctx, grad_outs, grad_latents):  # type: ignore[override]
+        first, w_prev, w_mid, w_out, z1, z2, latents = ctx.saved_tensors
+        steps, batch, width = latents.shape
+        d_out = torch.empty_like(latents)
+        d_z1 = torch.empty_like(z1)
+        d_z2 = torch.empty_like(z2)
+        carry = torch.zeros_like(first)  # gradient reaching latent_t from step t + 1
+        for t in range(steps - 1, -1, -1):
+            grad = grad_latents[t] + carry
+            flag, probs = latents[t, :, :1], latents[t, :, 1:]
+            d = d_out[t]
+            torch.mul(grad[:, :1], flag * (1.0 - flag), out=d[:, :1])
+            weighted = grad[:, 1:] * probs
+            torch.sub(weighted, probs * weighted.sum(dim=-1, keepdim=True), out=d[:, 1:])
+            d.div_(ctx.tau).add_(grad_outs[t])
+            torch.mm(d, w_out, out=d_z2[t]).mul_(z2[t] > 0)
+            torch.mm(d_z2[t], w_mid, out=d_z1[t]).mul_(z1[t] > 0)
+            carry = torch.mm(d_z1[t], w_prev)
+        previous = torch.cat([first.unsqueeze(0), latents[:-1]]).view(-1, width)
+        d_z1_flat, d_z2_flat, d_out_flat = d_z1.flatten(0, 1), d_z2.flatten(0, 1), d_out.view(-1, width)
+        return (
+            d_z1.flip(0),
+            carry,
+            torch.mm(d_z1_flat.t(), previous),
+            torch.mm(d_z2_flat.t(), z1.flatten(0, 1)),
+            d_z2_flat.sum(dim=0),
+            torch.mm(d_out_flat.t(), z2.flatten(0, 1)),
+            d_out_flat.sum(dim=0),
+            None,
+            None,
+        )
+
 
 class PosteriorEncoder(nn.Module):
     """The autoregressive posterior q(b_t, h_t | e_t, b_{t-1}, h_{t-1}) over a backward LSTM summary e_t.
@@ -194,6 +333,17 @@ class PosteriorEncoder(nn.Module):
         # the latent (b_t, h_t) is carried as one (B, 1+K) tensor [b_t, h_t]; (1, eta) at t = 0
         prev = torch.cat([torch.ones(batch, 1, device=inputs.device, dtype=inputs.dtype), eta.to(inputs.dtype)], -1)
         logits, latents = [], []
+        if not hard and not straight_through:
+            outs, samples = _HeadSequence.apply(
+                pre, prev, w_prev, self.head_mid.weight, self.head_mid.bias, w_out, b_out, noise, tau
+            )
+            logits_t, latents_t = outs.transpose(0, 1), samples.transpose(0, 1)
+            return {
+                "logit_b": logits_t[..., 0],
+                "logit_h": logits_t[..., 1:],
+                "b": latents_t[..., 0],
+                "h": latents_t[..., 1:],
+            }
         for t in range(steps):
             z = torch.relu(torch.addmm(pre[steps - 1 - t], prev, w_prev.T))
             z = torch.relu(self.head_mid(z))
@@ -205,7 +355,7 @@ class PosteriorEncoder(nn.Module):
             else:
                 noisy = noisy / tau
                 b_t = torch.sigmoid(noisy[:, :1])
-                h_t = torch.softmax(noisy[:, 1:], dim=-1)
+                h_t = softmax(noisy[:, 1:])
                 if straight_through:
                     b_t = (b_t > 0.5).to(b_t.dtype) + b_t - b_t.detach()
                     h_t = F.one_hot(h_t.argmax(-1), k).to(h_t.dtype) + h_t - h_t.detach()
