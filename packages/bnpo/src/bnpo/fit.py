@@ -26,6 +26,7 @@ from bnpo import metrics, schedules
 from bnpo.data import Dataset
 from bnpo.fit_config import FitConfig
 from bnpo.model import OptionModel, OptionModelConfig
+from bnpo.training import restore_training, training_state
 from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -423,29 +424,14 @@ def _train(
         model = _rebuild(state["model_config"], state["n_options"], "the run's checkpoint").to(device)
         _load_state(model, {k: v.to(device) for k, v in state["model"].items()}, "in the run directory")
         optimizer = make_optimizer(model, initial_k, config)
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        stream.load_state_dict(state["batches"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
+        history, start_epoch = restore_training(state, optimizer, generator, stream)
         dropped = run.rewind_metrics(start_epoch - 1)  # rows after the checkpoint are written again below
         if dropped:
             logger.info("dropped %d metrics rows written after the checkpoint", dropped)
         logger.info("resumed at epoch %d with K=%d", start_epoch, model.n_options)
 
     def final_state(next_epoch: int) -> dict[str, Any]:
-        return {
-            "model_config": model.config_dict(),
-            "fit_config": dataclasses.asdict(config),
-            "n_options": model.n_options,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "batches": stream.state_dict(),
-            "history": history,
-            "epoch": next_epoch,
-            "run_seed": run_seed,
-        }
+        return training_state(model, config, optimizer, generator, stream, history, next_epoch, run_seed)
 
     saved = {"epoch": start_epoch if resume else None}
 
