@@ -34,7 +34,7 @@ from bnpo.fit import (
     training_batches,
 )
 from bnpo.plots import plot_downstream, plot_segmentation, plot_training
-from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, seeded
+from sixlab_shared import RunDir, UserError, atomic_write_json, get_device, require_output_file, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -112,12 +112,9 @@ def collect_job(
         raise UserError(f"--epsilon must be a probability in [0, 1], got {epsilon}")
     if max_steps is not None and max_steps < 1:
         raise UserError(f"--max-steps must be >= 1, got {max_steps}")
-    if out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a folder; give the dataset file to write (.npz)")
+    require_output_file(out, overwrite=overwrite, what="--out")
     if policy not in ("expert", "random") and ":" not in policy:
         raise UserError(f"--policy must be 'expert', 'random' or module:callable, got {policy!r}")
-    if out.exists() and not overwrite:
-        raise UserError(f"--out {str(out)!r} already exists; choose another path or pass --overwrite")
     if out.suffix != ".npz":
         raise UserError(f"--out must end in .npz, got {str(out)!r}")
     try:

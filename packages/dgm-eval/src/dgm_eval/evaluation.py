@@ -38,6 +38,7 @@ from sixlab_shared import (
     atomic_open,
     is_main_process,
     progress,
+    require_output_file,
 )
 
 logger = logging.getLogger(__name__)
@@ -276,10 +277,7 @@ def _npz_output(output: str, overwrite: bool) -> Path:
     out = Path(output)
     if out.suffix.lower() != ".npz":
         raise UserError(f"--out {output!r} must end in .npz")
-    if out.is_dir():
-        raise UserError(f"--out {output!r} is a folder; pass the .npz file to write")
-    if out.exists() and not overwrite:
-        raise UserError(f"{output!r} already exists; pass --overwrite or choose another --out")
+    require_output_file(out, overwrite=overwrite, what="--out")
     return out
 
 

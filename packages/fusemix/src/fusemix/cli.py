@@ -320,13 +320,10 @@ def generate(
 ) -> None:
     """Audio -> image with a frozen text-to-image pipeline and an audio adapter aligned to its text space."""
     from fusemix.generate import GenerateConfig, generate_from_audio
-    from sixlab_shared import atomic_write_with, get_device
+    from sixlab_shared import atomic_write_with, get_device, require_output_file
 
     _setup(verbose)
-    if out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a folder; give an image file name such as image.png")
-    if out.exists() and not overwrite:
-        raise UserError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
+    require_output_file(out, overwrite=overwrite, what="--out")
     image = generate_from_audio(
         checkpoint, audio, pipeline, GenerateConfig(steps=steps, guidance_scale=guidance_scale, seed=seed),
         device=get_device(device),
