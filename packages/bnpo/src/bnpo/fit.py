@@ -26,7 +26,14 @@ from bnpo import metrics, schedules
 from bnpo.data import Dataset
 from bnpo.fit_config import FitConfig
 from bnpo.model import OptionModel, OptionModelConfig
-from bnpo.training import restore_training, training_state
+from bnpo.training import (
+    changed_options,
+    divergence_message,
+    load_weights,
+    rebuild_growable,
+    restore_training,
+    training_state,
+)
 from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -192,39 +199,11 @@ def split_windows(episode: torch.Tensor, fraction: float, seed: int) -> tuple[to
 
 def _rebuild(model_config: Any, n_options: Any, source: str = "checkpoint") -> OptionModel:
     """The model a checkpoint describes, grown to ``n_options``; invalid or unknown config keys are one-line errors."""
-    if not isinstance(model_config, dict):
-        raise CheckpointError(f"{source}: model_config must be a JSON object, got {type(model_config).__name__}")
-    known = {f.name for f in dataclasses.fields(OptionModelConfig)}
-    unknown = sorted(set(model_config) - known)
-    if unknown:
-        raise CheckpointError(f"{source}: unknown model_config key(s) {', '.join(unknown)}; not a bnpo checkpoint")
-    if isinstance(n_options, bool) or not isinstance(n_options, int) or n_options < 1:
-        raise CheckpointError(f"{source}: n_options must be an integer >= 1, got {n_options!r}")
-    try:
-        model = OptionModel(OptionModelConfig(**model_config))
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{source}: invalid model_config ({' '.join(str(err).split())})") from err
-    if model.n_options > n_options:
-        raise CheckpointError(f"{source}: n_options={n_options} is below model_config's n_options")
-    while model.n_options < n_options:
-        model.add_option()
-    return model
+    return rebuild_growable(OptionModel, OptionModelConfig, model_config, n_options, source, CheckpointError)
 
 
 def _load_state(model: OptionModel, state: dict[str, torch.Tensor], source: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {source} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for key, value in state.items():
-        if value.shape != own[key].shape:
-            raise CheckpointError(
-                f"checkpoint {source}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
-            )
-    model.load_state_dict(state)
+    load_weights(model, state, source, CheckpointError)
 
 
 def save_model(path: str | os.PathLike[str], model: OptionModel, **extra: Any) -> None:
@@ -406,15 +385,10 @@ def _train(
         if "fit_config" not in state:
             raise CheckpointError("the run's checkpoint holds no fit_config; it is not a `bnpo fit` checkpoint")
         stored = FitConfig.from_dict(state["fit_config"], "the run's checkpoint")
-        changed = [
-            f.name
-            for f in dataclasses.fields(FitConfig)
-            if f.name != "epochs" and getattr(stored, f.name) != getattr(config, f.name)
-        ]
+        changed = changed_options(stored, config)
         if changed:
             raise CheckpointError(
-                "--resume needs the checkpoint's fit options (only --epochs may change); "
-                f"changed: {', '.join(f'{n} {getattr(stored, n)!r} -> {getattr(config, n)!r}' for n in changed)}"
+                f"--resume needs the checkpoint's fit options (only --epochs may change); changed: {', '.join(changed)}"
             )
         if state.get("model_config") != dataclasses.asdict(model_config):
             raise CheckpointError(
@@ -441,17 +415,8 @@ def _train(
             saved["epoch"] = next_epoch
 
     def diverged(what: str, epoch: int, iteration: int) -> TrainingDiverged:
-        kept = (
-            "nothing was saved (no run directory)"
-            if run is None
-            else "no checkpoint was saved yet"
-            if saved["epoch"] is None
-            else f"the last good checkpoint (after epoch {saved['epoch']}) is kept in {run.path / 'checkpoints'}"
-        )
-        return TrainingDiverged(
-            f"fit stopped: the {what} became NaN or infinite at epoch {epoch}, minibatch {iteration} "
-            f"(lr={config.lr:g}); lower --lr or --grad-clip; {kept}"
-        )
+        checkpoints = None if run is None else run.path / "checkpoints"
+        return TrainingDiverged(divergence_message(what, epoch, iteration, config.lr, checkpoints, saved["epoch"]))
 
     # 4. training
     def run_epoch(model, optimizer, generator, stream, epoch: int) -> dict[str, Any]:
