@@ -18,6 +18,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from bnpo.envs.expert import EpsilonExpert
+
 LEVELS = ("GoToObj", "GoToLocal", "UnlockLocal", "PickupLoc")
 SUBGOALS = (
     "GoNextTo:key",
@@ -106,17 +108,10 @@ class BabyAIExpertEnv(gym.Wrapper):
         return self._flat(obs), float(reward), terminated, truncated, info
 
 
-class BabyAIBotExpert:
+class BabyAIBotExpert(EpsilonExpert):
     """``policy(obs, info)``: the bot's suggested action, or a uniform random one with probability ``epsilon``."""
 
-    def __init__(self, n_actions: int, *, epsilon: float = 0.0, seed: int = 0) -> None:
-        self.n_actions = n_actions
-        self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> int:
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, self.n_actions))
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> int:
         return int(info["expert_action"])
 
 

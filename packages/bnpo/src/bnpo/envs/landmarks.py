@@ -29,6 +29,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from bnpo.envs.expert import EpsilonExpert
+
 SIZE = 7
 LANDMARKS = ((1, 2), (4, 1), (5, 4), (2, 5))  # no shared row or column (see the module docstring)
 CORNER_LANDMARKS = ((1, 1), (5, 1), (1, 5), (5, 5))
@@ -93,18 +95,14 @@ class LandmarksEnv(gym.Env):
         return self._obs(), reward, False, False, self._info()
 
 
-class LandmarksExpert:
+class LandmarksExpert(EpsilonExpert):
     """Scripted expert: walks to ``info["target"]``, x first then y, and stays (action 4) when it stands on it; a
     uniform random action (among ``n_actions``) with prob. ``epsilon``."""
 
     def __init__(self, *, epsilon: float = 0.05, seed: int = 0, n_actions: int = 4) -> None:
-        self.n_actions = n_actions
-        self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
+        super().__init__(n_actions, epsilon=epsilon, seed=seed)
 
-    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> int:
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, self.n_actions))
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> int:
         x, y = int(observation[0]), int(observation[1])
         tx, ty = info["target"]
         if (x, y) == (tx, ty):

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
+
+from bnpo.envs.expert import EpsilonExpert
 
 
 class LineEnv(gym.Env):
@@ -56,14 +57,11 @@ class LineEnv(gym.Env):
         return self._pos, 0.0, False, False, self._info()
 
 
-class LineExpert:
+class LineExpert(EpsilonExpert):
     """Scripted expert: moves in the hidden direction (``info["direction"]``), random with probability ``epsilon``."""
 
     def __init__(self, *, epsilon: float = 0.0, seed: int = 0) -> None:
-        self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
+        super().__init__(2, epsilon=epsilon, seed=seed)
 
-    def __call__(self, observation: Any, info: dict[str, Any]) -> int:
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, 2))
+    def act(self, observation: Any, info: dict[str, Any]) -> int:
         return int(info["direction"])

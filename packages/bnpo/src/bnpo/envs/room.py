@@ -19,6 +19,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from bnpo.envs.expert import EpsilonExpert
+
 HEIGHT = 5
 
 
@@ -79,20 +81,17 @@ class RoomEnv(gym.Env):
         return self._obs(), reward, False, False, self._info()
 
 
-class RoomExpert:
+class RoomExpert(EpsilonExpert):
     """The scripted expert: emits the goal room at every step (uniform random action with probability ``epsilon``).
 
     Call as ``expert(observation, info) -> action``; reads ``info["goal"]``.
     """
 
     def __init__(self, n_rooms: int, *, epsilon: float = 0.0, seed: int = 0) -> None:
+        super().__init__(n_rooms + 1, epsilon=epsilon, seed=seed)
         self.n_rooms = n_rooms
-        self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> int:
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, self.n_rooms + 1))
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> int:
         return int(info["goal"])
 
 

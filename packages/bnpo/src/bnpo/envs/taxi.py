@@ -22,6 +22,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.toy_text.taxi import TaxiEnv
 
+from bnpo.envs.expert import EpsilonExpert
+
 HIDDEN = 4
 PICKUP, DROPOFF = 4, 5
 
@@ -90,18 +92,15 @@ def shortest_first_move(taxi: TaxiEnv, state: int, target: tuple[int, int]) -> i
     raise ValueError(f"no path to {target}")
 
 
-class TaxiExpert:
+class TaxiExpert(EpsilonExpert):
     """Drives a shortest path to the passenger, picks up, drives to the destination (known from ``info``, i.e. from
     the first observation), drops off; a uniform random action with probability ``epsilon``."""
 
     def __init__(self, env: TaxiHiddenEnv, *, epsilon: float = 0.0, seed: int = 0) -> None:
+        super().__init__(6, epsilon=epsilon, seed=seed)
         self.env = env
-        self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
 
-    def __call__(self, observation: np.ndarray, info: dict[str, Any]) -> int:
-        if self.epsilon > 0 and self.rng.random() < self.epsilon:
-            return int(self.rng.integers(0, 6))
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> int:
         taxi = self.env.taxi
         state = self.env.state_of(observation, info["destination"])
         row, col, passenger, destination = taxi.decode(state)
