@@ -74,19 +74,23 @@ def test_heldout_split_keeps_whole_episodes() -> None:
     assert not set(episode[train].tolist()) & set(episode[held].tolist())
 
 
-def test_fit_on_variable_length_line_episodes(line_data) -> None:
-    # Line episodes cut to 20, 15, 11 and 8 steps in turn; windows of 8 cover every step
+def _cut_line_episodes(line_data: Dataset) -> Dataset:
+    """Line episodes cut to 20, 15, 11 and 8 steps in turn."""
     keep = []
     for i, (begin, _) in enumerate(line_data.episode_bounds()):
         keep += list(range(begin, begin + (20, 15, 11, 8)[i % 4]))
     keep = np.asarray(keep)
-    data = Dataset(
+    return Dataset(
         line_data.observations[keep],
         line_data.actions[keep],
         line_data.episode_starts[keep],
         2,
         options=line_data.options[keep],
     )
+
+
+def test_fit_on_variable_length_line_episodes(line_data) -> None:
+    data = _cut_line_episodes(line_data)  # windows of 8 cover every step
     assert sorted(set(data.episode_lengths().tolist())) == [8, 11, 15, 20]
     config = FitConfig(nonparametric=False, k=2, epochs=30, batch_size=16, holdout_fraction=0.1, objective="exact")
     result = fit(data, config)  # measured: accuracy 1.0 (the relaxed objective needs ~60 epochs on 8-step windows)
@@ -168,17 +172,7 @@ def test_padded_exact_loss_has_finite_gradients_and_relaxed_refuses_a_mask() -> 
 
 
 def test_fit_padded_line_episodes_and_cli(line_data, tmp_path) -> None:
-    keep = []
-    for i, (begin, _) in enumerate(line_data.episode_bounds()):
-        keep += list(range(begin, begin + (20, 15, 11, 8)[i % 4]))
-    keep = np.asarray(keep)
-    data = Dataset(
-        line_data.observations[keep],
-        line_data.actions[keep],
-        line_data.episode_starts[keep],
-        2,
-        options=line_data.options[keep],
-    )
+    data = _cut_line_episodes(line_data)
     config = FitConfig(nonparametric=False, k=2, epochs=30, batch_size=16, objective="exact", padding=True)
     result = fit(data, config)
     scores = bnpo.evaluate(result.model, data.padded())
