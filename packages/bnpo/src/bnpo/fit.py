@@ -1,10 +1,14 @@
-"""Offline option discovery: the training loop, checkpoints that rebuild a grown model, and evaluation.
+"""Offline option discovery: the training loop.
 
 ``fit()`` runs one training run, or with ``restarts > 1`` several and keeps the one with the best exact
 log-likelihood. One run (``_train``) reads top to bottom: derive sizes, split, build, (resume), then per epoch the
 schedules, the growth check on the first minibatch of every 10th epoch, the minibatch updates, logging and
 checkpointing, and growth at the epoch boundary; at the epochs in ``split_epochs`` a split trial trains two
 branches and keeps the likelier one.
+
+The pieces live in modules of their own and are importable from here as before: the optimiser
+(:mod:`bnpo.optim`), data order and splits (:mod:`bnpo.batching`), checkpoints (:mod:`bnpo.checkpoint`) and scores
+(:mod:`bnpo.evaluation`).
 """
 
 from __future__ import annotations
@@ -12,33 +16,55 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.optim.adam import adam as adam_functional
 
-from bnpo import metrics, schedules
-from bnpo.data import Dataset
-from bnpo.fit_config import FitConfig
-from bnpo.model import OptionModel, OptionModelConfig
-from bnpo.training import (
-    changed_options,
-    divergence_message,
-    load_weights,
-    rebuild_growable,
-    restore_training,
-    training_state,
+from bnpo import schedules
+from bnpo.batching import BatchStream, split_indices, split_windows, training_batches
+from bnpo.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    checkpoint_file,
+    load_model,
+    load_model_weights,
+    rebuild_model,
+    save_model,
 )
-from sixlab_shared import RunDir, UserError, derive_seed, load_checkpoint, make_generator, progress, save_checkpoint
+from bnpo.data import Dataset
+from bnpo.evaluation import evaluate, selection_score, viterbi_usage
+from bnpo.fit_config import FitConfig
+from bnpo.model import OptionModel
+from bnpo.optim import GroupedAdam, clip_grad_norm, make_optimizer
+from bnpo.training import changed_options, divergence_message, restore_training, training_state
+from sixlab_shared import RunDir, UserError, derive_seed, make_generator, progress
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last"
+__all__ = [
+    "CHECKPOINT_NAME",
+    "ROOM_PRESET",
+    "BatchStream",
+    "CheckpointError",
+    "FitConfig",
+    "FitResult",
+    "GroupedAdam",
+    "TrainingDiverged",
+    "checkpoint_file",
+    "clip_grad_norm",
+    "evaluate",
+    "fit",
+    "load_model",
+    "make_optimizer",
+    "save_model",
+    "selection_score",
+    "split_indices",
+    "split_windows",
+    "training_batches",
+    "viterbi_usage",
+]
 
 ROOM_PRESET: dict[str, Any] = {"objective": "exact", "split_epochs": [150, 200, 250, 300, 350, 400]}
 """The documented Room(V) recipe (README "Room(6) over 10 seeds"): FitConfig fields on top of the defaults. The
@@ -46,10 +72,6 @@ exact objective (options marginalised by the forward algorithm) plus split trial
 idle option (one option serving two rooms, the newest idle, reference §2.4), a trial copies the most used option into
 the idle one and keeps the copy when the exact training log-likelihood after 50 epochs is higher. Unsupervised (no
 ground truth read); 10 of 10 seeds on Room(6) where the paper's recipe gives 6 of 10."""
-
-
-class CheckpointError(UserError):
-    """A checkpoint does not match the configuration or is not a bnpo checkpoint."""
 
 
 class TrainingDiverged(UserError):
@@ -72,161 +94,6 @@ class FitResult:
     ``loglik_per_step`` (exact, forward algorithm) and ``selected``."""
     candidates: list[OptionModel] = field(default_factory=list)
     """With ``restarts > 1``: every restart's model after its warm-up, in restart order (for diagnostics)."""
-
-
-class BatchStream:
-    """Minibatch indices drawn from successive random permutations, wrapping across epochs (always full)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n = n
-        self.batch_size = min(batch_size, n)
-        self.generator = make_generator(seed)
-        self.buffer = torch.empty(0, dtype=torch.long)
-
-    def next(self) -> torch.Tensor:
-        """The next (batch_size,) indices."""
-        while self.buffer.numel() < self.batch_size:
-            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
-        batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
-        return batch
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """Generator state and remaining indices."""
-        return {"generator": self.generator.get_state(), "buffer": self.buffer.clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state_dict`."""
-        self.generator.set_state(state["generator"])
-        self.buffer = state["buffer"].long()
-
-
-class GroupedAdam(torch.optim.Adam):
-    """``torch.optim.Adam`` whose step updates every param group in one call of the (fused) Adam kernel when the
-    groups share their hyperparameters (as the per-option groups here do), instead of one call per group. Each
-    tensor's update is the library's own, element by element, so the result is the same; state, ``state_dict`` and
-    ``load_state_dict`` are Adam's. Groups with different settings fall back to Adam's step."""
-
-    @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
-        first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        same = all({k: v for k, v in g.items() if k != "params"} == first for g in self.param_groups[1:])
-        if closure is not None or not same or first["differentiable"] or getattr(self, "grad_scale", None):
-            return super().step(closure)
-        lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [], [])
-        has_complex = False
-        for group in self.param_groups:
-            has_complex |= self._init_group(group, *lists)
-        beta1, beta2 = first["betas"]
-        adam_functional(
-            *lists,
-            amsgrad=first["amsgrad"],
-            has_complex=has_complex,
-            beta1=beta1,
-            beta2=beta2,
-            lr=first["lr"],
-            weight_decay=first["weight_decay"],
-            eps=first["eps"],
-            maximize=first["maximize"],
-            foreach=first["foreach"],
-            capturable=first["capturable"],
-            differentiable=False,
-            fused=first["fused"],
-            grad_scale=None,
-            found_inf=None,
-            decoupled_weight_decay=first["decoupled_weight_decay"],
-        )
-        return None
-
-
-def make_optimizer(model: OptionModel, initial_k: int, config: FitConfig) -> torch.optim.Adam:
-    """Adam with one group for the model as built and one group per option added since (reference §1.5)."""
-    added = [p for k in range(initial_k, model.n_options) for p in model.option_parameters(k)]
-    added_ids = {id(p) for p in added}
-    base = [p for p in model.parameters() if id(p) not in added_ids]
-    # fused: one kernel per param group instead of ~10 tensor ops per parameter (the per-option groups make that
-    # 75+ parameters at K = 7); same update rule, 2.6 -> ~0.5 ms per step on Room(6).
-    fused = all(p.device.type in ("cpu", "cuda") for p in base)
-    # GroupedAdam: the per-option groups share their settings, so one kernel call updates them all.
-    optimizer = GroupedAdam(base, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    for k in range(initial_k, model.n_options):
-        optimizer.add_param_group({"params": model.option_parameters(k)})
-    return optimizer
-
-
-def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """``torch.nn.utils.clip_grad_norm_`` for a small model on the CPU: the same rule (scale every gradient by
-    max_norm / (norm + 1e-6) when that is below 1), with the norm of all gradients concatenated (one kernel instead
-    of one per parameter) and no multiplication when nothing is clipped (the library always multiplies, by 1.0).
-
-    Returns:
-        () total 2-norm of the gradients (NaN/inf when they are not finite; then nothing is scaled).
-    """
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    total = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
-    coef = max_norm / (float(total) + 1e-6)
-    if coef < 1.0:
-        torch._foreach_mul_(grads, coef)
-    return total
-
-
-def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded (train, held-out) split of n trajectories; at least one held out when fraction > 0 and n >= 2."""
-    perm = torch.randperm(n, generator=make_generator(derive_seed(seed, "split")))
-    n_held = 0 if fraction <= 0 or n < 2 else max(1, round(n * fraction))
-    return perm[n_held:].sort().values, perm[:n_held].sort().values
-
-
-def training_batches(dataset: Dataset, config: FitConfig) -> dict[str, torch.Tensor]:
-    """The trajectories a fit trains on: ``dataset.padded()`` with ``config.padding``, else
-    ``dataset.windows(seq_len, window_stride)``; a ``mask`` (all True for windows) is always present."""
-    if config.padding:
-        return dataset.padded()
-    windows = dataset.windows(config.seq_len, config.window_stride)
-    windows["mask"] = torch.ones(windows["states"].shape[:2], dtype=torch.bool)
-    return windows
-
-
-def split_windows(episode: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, held-out) window indices from the seeded split of the *episodes* (:func:`split_indices`), so the
-    windows of one episode never land on both sides. ``episode``: (N,) int64 episode of each window."""
-    n_episodes = int(episode.max()) + 1 if episode.numel() else 0
-    _, held_episodes = split_indices(n_episodes, fraction, seed)
-    held = torch.isin(episode, held_episodes)
-    return torch.nonzero(~held)[:, 0], torch.nonzero(held)[:, 0]
-
-
-def _rebuild(model_config: Any, n_options: Any, source: str = "checkpoint") -> OptionModel:
-    """The model a checkpoint describes, grown to ``n_options``; invalid or unknown config keys are one-line errors."""
-    return rebuild_growable(OptionModel, OptionModelConfig, model_config, n_options, source, CheckpointError)
-
-
-def _load_state(model: OptionModel, state: dict[str, torch.Tensor], source: str) -> None:
-    load_weights(model, state, source, CheckpointError)
-
-
-def save_model(path: str | os.PathLike[str], model: OptionModel, **extra: Any) -> None:
-    """Save a model (its config, K and weights) plus any extra JSON/tensor state as a checkpoint, atomically."""
-    save_checkpoint(
-        path, {"model_config": model.config_dict(), "n_options": model.n_options, "model": model.state_dict(), **extra}
-    )
-
-
-def load_model(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> OptionModel:
-    """Load a model saved by ``fit`` / :func:`save_model`, rebuilding the grown heads first.
-
-    Raises:
-        CheckpointError: not a bnpo checkpoint, or its tensors do not match its recorded config and K.
-    """
-    state = load_checkpoint(path)
-    if "model_config" not in state or "n_options" not in state or "model" not in state:
-        raise CheckpointError(f"{str(path)!r} is not a bnpo model checkpoint (no model_config / n_options / model)")
-    if not isinstance(state["model"], dict):
-        raise CheckpointError(f"{str(path)!r}: 'model' must hold the weights, got {type(state['model']).__name__}")
-    model = _rebuild(state["model_config"], state["n_options"], f"checkpoint {str(path)!r}")
-    _load_state(model, state["model"], repr(str(path)))
-    return model.to(device)
 
 
 def fit(
@@ -308,34 +175,6 @@ def fit(
     return result
 
 
-def viterbi_usage(
-    model: OptionModel, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
-) -> np.ndarray:
-    """(K,) float64 fraction of (real) steps the Viterbi segmentation assigns to each option."""
-    options, _ = model.segment(states, actions, mask)
-    if mask is not None:
-        options = options[mask.bool()]
-    return metrics.option_usage(options.cpu(), model.n_options)
-
-
-def selection_score(
-    model: OptionModel, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
-) -> float:
-    """The restart-selection criterion: mean exact log p(a | s) per (real) step (forward algorithm), float64.
-
-    Args:
-        model: a fitted model.
-        states: (B, T, obs_dim) float32.
-        actions: (B, T) int64 or (B, T, A) float32.
-        mask: (B, T) bool real steps of padded episodes (None: all).
-    """
-    device = model.device
-    with torch.no_grad():
-        loglik = model.log_likelihood(states.to(device), actions.to(device), None if mask is None else mask.to(device))
-    steps = states.shape[0] * states.shape[1] if mask is None else int(mask.sum())
-    return float(loglik.sum()) / steps
-
-
 def _train(
     dataset: Dataset,
     config: FitConfig,
@@ -395,8 +234,8 @@ def _train(
                 "the checkpoint's model sizes differ from this configuration (data or options changed); "
                 "resume with the original options or start a new --out"
             )
-        model = _rebuild(state["model_config"], state["n_options"], "the run's checkpoint").to(device)
-        _load_state(model, {k: v.to(device) for k, v in state["model"].items()}, "in the run directory")
+        model = rebuild_model(state["model_config"], state["n_options"], "the run's checkpoint").to(device)
+        load_model_weights(model, {k: v.to(device) for k, v in state["model"].items()}, "in the run directory")
         optimizer = make_optimizer(model, initial_k, config)
         history, start_epoch = restore_training(state, optimizer, generator, stream)
         dropped = run.rewind_metrics(start_epoch - 1)  # rows after the checkpoint are written again below
@@ -525,59 +364,3 @@ def _train(
     seconds = time.perf_counter() - started
     logger.info("fit done: K=%d in %.1f s", model.n_options, seconds)
     return FitResult(model, history, train_index, heldout_index, seconds, run_seed=run_seed), final_state(epochs)
-
-
-def evaluate(
-    model: OptionModel, windows: dict[str, torch.Tensor], *, n_rooms: int | None = None, used_threshold: float = 0.02
-) -> dict[str, Any]:
-    """Scores of a fitted model on fixed-length windows or padded episodes.
-
-    Args:
-        model: fitted model.
-        windows: ``Dataset.windows()`` or ``Dataset.padded()`` output (``options`` and ``mask`` optional; with a
-            mask, padded steps count nowhere).
-        n_rooms: V, to add the Room score when the data come from Room(V).
-        used_threshold: an option counts as used when Viterbi assigns it at least this fraction of steps.
-
-    Returns:
-        dict with ``K``, ``usage`` (Viterbi, per option), ``used_options``, ``loglik_per_traj`` and
-        ``loglik_per_step`` (exact, forward algorithm); with ground truth ``accuracy`` (Hungarian-matched) and
-        ``boundary_f1`` (+-1 step); with ``n_rooms`` ``room_score`` and ``rooms_covered``.
-    """
-    device = model.device
-    states, actions = windows["states"].to(device), windows["actions"].to(device)
-    mask = windows.get("mask")
-    mask = None if mask is None or bool(mask.all()) else mask.to(device)
-    loglik = model.log_likelihood(states, actions, mask)
-    options, _ = model.segment(states, actions, mask)
-    options = options.cpu()
-    real = options if mask is None else options[mask.cpu()]  # steps that exist (padding excluded)
-    usage = metrics.option_usage(real, model.n_options)
-    steps = real.numel()
-    result: dict[str, Any] = {
-        "K": model.n_options,
-        "usage": [round(float(u), 4) for u in usage],
-        "used_options": int((usage >= used_threshold).sum()),
-        "loglik_per_traj": float(loglik.mean()),
-        "loglik_per_step": float(loglik.sum() / steps),
-    }
-    if "options" in windows:
-        truth = windows["options"]
-        real_truth = truth if mask is None else truth[mask.cpu()]
-        result["accuracy"] = metrics.hungarian_accuracy(real, real_truth)[0]
-        # padded steps repeat the last real step (data) and keep its option (Viterbi): no boundary inside padding
-        result["boundary_f1"] = metrics.boundary_f1(
-            metrics.boundaries_from_options(options), metrics.boundaries_from_options(truth)
-        )
-    if n_rooms is not None:
-        result["room_score"] = metrics.room_score(model, n_rooms)
-        result["rooms_covered"] = len(metrics.room_coverage(model, n_rooms))
-    return result
-
-
-def checkpoint_file(run_or_path: str | os.PathLike[str]) -> Path:
-    """A model path from either a checkpoint file or a run directory (``checkpoints/last.safetensors``)."""
-    path = Path(run_or_path)
-    if path.is_dir():
-        return path / "checkpoints" / f"{CHECKPOINT_NAME}.safetensors"
-    return path

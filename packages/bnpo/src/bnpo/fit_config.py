@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bnpo.model import OptionModelConfig
+from bnpo.model_config import OptionModelConfig
 from sixlab_shared import UserError, derive_seed
 
 
