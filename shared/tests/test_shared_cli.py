@@ -28,6 +28,9 @@ from sixlab_shared.cli import (
     threads_option,
     verbose_option,
 )
+from sixlab_shared.cli import (
+    make_app as make_root_app,
+)
 
 
 @dataclass
@@ -284,3 +287,22 @@ def test_one_line_group_keeps_help_and_success_codes():
     assert bare.exit_code == 0 and "Usage" in bare.output
     helped = runner().invoke(make_group_app(seen), ["fit", "--help"])
     assert helped.exit_code == 0 and "--hidden" in helped.output
+
+
+def test_make_app_prints_its_version_and_keeps_one_line_errors():
+    app = make_root_app("toy-cli", "A toy.", "9.8.7")
+
+    @app.command()
+    def fit(k: int = typer.Option(3, "--k")) -> None:
+        print(f"k={k}")
+
+    @app.command()
+    def other() -> None:
+        print("other")
+
+    assert runner().invoke(app, ["--version"]).output == "toy-cli 9.8.7\n"
+    bare = runner().invoke(app, [])
+    assert bare.exit_code == 0 and "A toy." in bare.output and "--version" in bare.output
+    assert runner().invoke(app, ["fit", "--k", "5"]).output == "k=5\n"
+    bad = runner().invoke(app, ["fit", "--k", "x"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1

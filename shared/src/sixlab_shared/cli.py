@@ -109,6 +109,37 @@ class OneLineErrorGroup(TyperGroup):
         raise SystemExit(code if isinstance(code, int) else 0)
 
 
+def make_app(name: str, help: str, version: str) -> typer.Typer:
+    """The root command group of a sixlab CLI: one-line usage errors (:class:`OneLineErrorGroup`), help on a bare
+    call, plain tracebacks for bugs, and ``--version`` printing ``<name> <version>``.
+
+    >>> app = make_app("demo-cli", "A demo.", "1.2.3")
+    >>> from typer.testing import CliRunner
+    >>> @app.command()
+    ... def hello() -> None:
+    ...     print("hello")
+    >>> CliRunner().invoke(app, ["--version"]).output
+    'demo-cli 1.2.3\\n'
+    """
+    app = typer.Typer(cls=OneLineErrorGroup, name=name, help=help, no_args_is_help=True, pretty_exceptions_enable=False)
+
+    def print_version(value: bool) -> None:
+        if value:
+            typer.echo(f"{name} {version}")
+            raise typer.Exit()
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ) -> None:
+        pass
+
+    root.__doc__ = f"{name} command-line tool."
+    return app
+
+
 # ------------------------------------------------------------------------------------------------ shared options
 
 

@@ -18,22 +18,20 @@ from dgm_eval.demo import DemoConfig
 from dgm_eval.metric_registry import METRIC_NAMES
 from sixlab_shared import UserError, exit_on_user_error, setup_logging
 from sixlab_shared.cli import (
-    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
     fast_option,
+    make_app,
     out_option,
     threads_option,
     verbose_option,
 )
 
-app = typer.Typer(
-    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
-    name="dgm-eval",
-    help="dgm-eval: evaluate generative image models (Stein et al., NeurIPS 2023). See `dgm-eval COMMAND --help`.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "dgm-eval",
+    "dgm-eval: evaluate generative image models (Stein et al., NeurIPS 2023). See `dgm-eval COMMAND --help`.",
+    __version__,
 )
 
 #: the encoder options every extracting verb shares (``device`` is the shared --device).
@@ -43,21 +41,6 @@ METRICS_HELP = (
     + ", ".join(METRIC_NAMES)
     + ". See `dgm-eval metrics`."
 )
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"dgm-eval {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """dgm-eval command-line tool."""
 
 
 @app.command()

@@ -19,11 +19,11 @@ from direct_cms import __version__
 from direct_cms.config import DistillConfig, EvaluateConfig, SampleConfig, TeacherConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
-    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
     fast_option,
+    make_app,
     out_option,
     overwrite_option,
     resume_option,
@@ -34,28 +34,9 @@ from sixlab_shared.cli import (
 
 logger = logging.getLogger(__name__)
 
-app = typer.Typer(
-    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
-    name="direct-cms",
-    help="direct-cms: consistency distillation vs Direct CMs. See `direct-cms COMMAND --help`.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "direct-cms", "direct-cms: consistency distillation vs Direct CMs. See `direct-cms COMMAND --help`.", __version__
 )
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"direct-cms {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """direct-cms command-line tool."""
 
 
 def _echo(text: str) -> None:

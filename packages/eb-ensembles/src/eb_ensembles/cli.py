@@ -25,11 +25,11 @@ from eb_ensembles.training.config import TrainConfig
 from sixlab_shared import RunDir, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
     HELP,
-    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
     fast_option,
+    make_app,
     out_option,
     overwrite_option,
     resume_option,
@@ -38,12 +38,8 @@ from sixlab_shared.cli import (
     verbose_option,
 )
 
-app = typer.Typer(
-    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
-    name="eb-ensembles",
-    help="Deep ensembles as empirical Bayes: train, evaluate, run experiments E1/E2/E5, demo.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "eb-ensembles", "Deep ensembles as empirical Bayes: train, evaluate, run experiments E1/E2/E5, demo.", __version__
 )
 
 #: MethodConfig fields `train` does not expose: it trains a deep ensemble, which uses none of them (the BNN
@@ -86,21 +82,6 @@ def attribute_help(config_cls: type) -> dict[str, str]:
         elif line.strip() and not line.startswith(" "):
             break
     return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in out.items()}
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"eb-ensembles {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """eb-ensembles command-line tool."""
 
 
 def _table(rows: dict[str, dict[str, float]], columns: tuple[str, ...]) -> str:

@@ -13,11 +13,11 @@ from fusemix.demo import DemoConfig
 from fusemix.train import TrainConfig
 from sixlab_shared import UserError, exit_on_user_error, is_main_process, setup_logging
 from sixlab_shared.cli import (
-    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
     fast_option,
+    make_app,
     out_option,
     overwrite_option,
     resume_option,
@@ -28,28 +28,9 @@ from sixlab_shared.cli import (
 
 logger = logging.getLogger(__name__)
 
-app = typer.Typer(
-    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
-    name="fusemix",
-    help="FuseMix: align frozen unimodal encoders with small adapters trained on cached latents.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "fusemix", "FuseMix: align frozen unimodal encoders with small adapters trained on cached latents.", __version__
 )
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"fusemix {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """fusemix command-line tool."""
 
 
 def _setup(verbose: int) -> None:
