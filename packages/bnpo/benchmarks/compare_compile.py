@@ -32,11 +32,47 @@ ENVS = {
     "Landmarks": {"env": "bnpo/Landmarks-v0", "kwargs": {}, "episodes": 300, "k": 5},
     # MiniGrid (bnpo[minigrid]): BabyAI UnlockLocal with the BabyAI bot; windows of 8 steps (episodes are 8-22)
     "UnlockLocal": {"env": "bnpo/BabyAI-UnlockLocal-v0", "kwargs": {}, "episodes": 300, "k": 5, "seq_len": 8},
+    # BabyAI GoToObj, the level used downstream: episodes of 1-14 steps, fitted whole (padding + masks)
+    "GoToObj": {"env": "bnpo/BabyAI-GoToObj-v0", "kwargs": {}, "episodes": 1000, "k": 5, "padding": True},
+    # Taxi with the destination hidden (K_true = 4 stands): episodes of 6-18 steps in windows of 6
+    "TaxiHidden": {"env": "bnpo/TaxiHidden-v0", "kwargs": {}, "episodes": 1000, "k": 5, "seq_len": 6},
 }
 DEFAULT_ENVS = ("Room(6)", "Landmarks")
 METHODS = ("CompILE", "NP-CompILE", "BNPO fixed K", "BNPO", "BNPO preset")
 #: "BNPO preset" is the package's Room recipe (bnpo.fit.ROOM_PRESET: exact objective + split trials), Room only.
 HOLDOUT = 0.1
+#: BNPO epochs of the exact-objective recipe per env (Landmarks: its README recipe; UnlockLocal: the BabyAI table's;
+#: GoToObj: the downstream fit's; TaxiHidden: its README section's)
+BNPO_EPOCHS = {"Landmarks": 500, "UnlockLocal": 200, "GoToObj": 100, "TaxiHidden": 100}
+
+
+#: CompILE's budget rule: train until the held-out log-likelihood stops improving (see HeldoutPlateau)
+COMPILE_MAX_EPOCHS = 1500  # the paper's CompILE epochs, the cap
+PLATEAU_EVERY, PLATEAU_PATIENCE, PLATEAU_DELTA = 10, 100, 0.01
+
+
+class HeldoutPlateau:
+    """The stopping rule of the CompILE rows: every ``every`` epochs, the exact held-out log-likelihood per step;
+    stop once the best value has not improved by more than ``delta`` nats per step for ``patience`` epochs (the
+    final model is scored, not the best one). ``curve`` keeps (epochs trained, held-out loglik/step)."""
+
+    def __init__(self, held: dict, every: int, patience: int, delta: float) -> None:
+        self.held, self.every, self.patience, self.delta = held, every, patience, delta
+        self.curve: list[tuple[int, float]] = []
+        self.best, self.best_epoch = float("-inf"), 0
+
+    def __call__(self, epoch: int, model) -> bool:
+        from bnpo.fit import selection_score
+
+        trained = epoch + 1
+        if trained % self.every:
+            return False
+        mask = self.held.get("mask")
+        value = selection_score(model, self.held["states"], self.held["actions"], mask)
+        self.curve.append((trained, round(value, 5)))
+        if value > self.best + self.delta:
+            self.best, self.best_epoch = value, trained
+        return trained - self.best_epoch >= self.patience
 
 
 def method_config(env: str, method: str, seed: int, fast: bool):
@@ -53,16 +89,17 @@ def method_config(env: str, method: str, seed: int, fast: bool):
             method="compile",
             nonparametric=method == "NP-CompILE",
             k=k,
-            epochs=60,
+            epochs=COMPILE_MAX_EPOCHS,  # stopped earlier by HeldoutPlateau
             batch_size=64 if env == "Landmarks" else 128,  # Landmarks: the batch of BNPO's recipe (more updates)
             tau_decay=1.0,
             **common,
         )
-    elif env in ("Landmarks", "UnlockLocal"):  # the README's Landmarks recipe (exact objective); BabyAI: 200 epochs
+    elif env in BNPO_EPOCHS:  # the README's Landmarks recipe (exact objective); BabyAI and Taxi: their sections'
         config = FitConfig(
             nonparametric=method == "BNPO",
             k=k,
-            epochs=500 if env == "Landmarks" else 200,
+            epochs=BNPO_EPOCHS[env],
+            padding=bool(ENVS[env].get("padding")),
             batch_size=64,
             objective="exact",
             entropy_decay=0.99,
@@ -86,7 +123,7 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
 
     import bnpo
     from bnpo.compile import fit_compile
-    from bnpo.fit import evaluate, fit, training_batches
+    from bnpo.fit import evaluate, fit, split_windows, training_batches
 
     torch.set_num_threads(1)
     spec = ENVS[env]
@@ -96,10 +133,18 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
     config = method_config(env, method, seed, fast)
     if "seq_len" in spec:
         config = dataclasses.replace(config, seq_len=int(min(spec["seq_len"], data.episode_lengths().min())))
-    started = time.perf_counter()
-    result = fit_compile(data, config) if config.method == "compile" else fit(data, config)
-    seconds = time.perf_counter() - started
     windows = training_batches(data, config)
+    rule = None
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if config.method == "compile":
+        _, held_index = split_windows(windows["episode"], config.holdout_fraction, config.seed)  # fit_compile's split
+        held = {key: value[held_index] for key, value in windows.items()}
+        every = 1 if fast else PLATEAU_EVERY
+        rule = HeldoutPlateau(held, every, 3 if fast else PLATEAU_PATIENCE, PLATEAU_DELTA)
+        result = fit_compile(data, config, stop=rule)
+    else:
+        result = fit(data, config)
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     scores = evaluate(result.model, windows)
     held = {key: value[result.heldout_index] for key, value in windows.items()}
     heldout = evaluate(result.model, held)
@@ -114,6 +159,9 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
         "heldout_loglik_per_step": heldout["loglik_per_step"],
         "heldout_episodes": len(result.heldout_index),
         "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1),
+        "epochs_trained": len(result.history),
+        "heldout_curve": None if rule is None else rule.curve,
         "config": dataclasses.asdict(config),
     }
 

@@ -12,6 +12,7 @@ from scipy import special, stats
 
 from bnpo.compile import elbo
 from bnpo.compile.hsmm import segment_log_likelihood
+from bnpo.compile.masked_lstm import MaskedLSTM, input_gates, masked_lstm
 from bnpo.prior import StickBreakingPrior
 
 
@@ -149,3 +150,58 @@ def test_np_compile_stick_kl_matches_the_closed_form_kumaraswamy_beta_kl() -> No
     assert abs(float(kl) - expected) < 0.02 * max(1.0, abs(expected))
     # Kuma(1, alpha) is Beta(1, alpha): zero KL in closed form
     assert abs(_kl_kumaraswamy_beta_closed_form(1.0, alpha, alpha)) < 1e-4
+
+
+def _cell_loop(inputs: torch.Tensor, mask: torch.Tensor, cell: torch.nn.LSTMCell) -> torch.Tensor:
+    """The public code's masked_encode: one nn.LSTMCell step at a time, its state times the mask after each."""
+    batch, steps, _ = inputs.shape
+    hx = inputs.new_zeros(batch, cell.hidden_size)
+    cx = inputs.new_zeros(batch, cell.hidden_size)
+    outputs = []
+    for t in range(steps):
+        hx, cx = cell(inputs[:, t], (hx, cx))
+        hx, cx = hx * mask[:, t, None], cx * mask[:, t, None]
+        outputs.append(hx)
+    return torch.stack(outputs, dim=1)
+
+
+def test_masked_lstm_matches_the_lstm_cell_loop_values_and_gradients_in_float64() -> None:
+    torch.manual_seed(0)
+    cell = torch.nn.LSTMCell(5, 6).double()
+    inputs = torch.randn(4, 7, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(4, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(4, 7, 6, dtype=torch.float64)  # a generic downstream loss
+    expected = _cell_loop(inputs, mask, cell)
+    got = masked_lstm(input_gates(inputs, cell), mask, cell.weight_hh)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    wrt = [inputs, mask, *cell.parameters()]
+    grads_expected = torch.autograd.grad((expected * weights).sum(), wrt)
+    grads = torch.autograd.grad((got * weights).sum(), wrt)
+    for a, b in zip(grads, grads_expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    # the hand-written backward against finite differences, a hard mask (0/1, the segment reset) included
+    x_gates = torch.randn(3, 5, 24, dtype=torch.float64, requires_grad=True)
+    weight = (0.5 * torch.randn(24, 6, dtype=torch.float64)).requires_grad_()
+    for m in (torch.rand(3, 5, dtype=torch.float64), (torch.arange(5) >= 2).double().expand(3, 5)):
+        assert torch.autograd.gradcheck(MaskedLSTM.apply, (x_gates, m.clone().requires_grad_(), weight))
+
+
+def test_masked_lstm_float32_is_the_float64_result_within_float32_rounding() -> None:
+    """The float32 path (tanh through sigmoid, the fit's dtype) against the float64 cell loop."""
+    torch.manual_seed(1)
+    cell = torch.nn.LSTMCell(8, 16).double()
+    inputs = torch.randn(32, 30, 8, dtype=torch.float64)
+    mask = torch.rand(32, 30, dtype=torch.float64).sort(dim=1).values  # monotone, as segment resets are
+    expected = _cell_loop(inputs, mask, cell)
+    cell32 = cell.float()
+    got = masked_lstm(input_gates(inputs.float(), cell32), mask.float(), cell32.weight_hh).double()
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
+def test_row_wise_truncated_length_prior_is_scipy_poisson_truncated_to_each_length() -> None:
+    lengths = torch.tensor([1, 4, 9, 9, 2])
+    got = elbo.truncated_length_log_prior(lengths, 9, 3.0).numpy()
+    for row, length in enumerate(lengths.tolist()):
+        logpmf = stats.poisson.logpmf(np.arange(1, length + 1), 3.0)
+        np.testing.assert_allclose(got[row, :length], logpmf - special.logsumexp(logpmf), rtol=0, atol=1e-12)
+        assert np.all(got[row, length:] == 0.0)

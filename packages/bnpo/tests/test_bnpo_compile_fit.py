@@ -155,3 +155,33 @@ def test_a_compile_checkpoint_with_bad_config_or_weights_is_a_one_line_error(tmp
         with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
             load_any_model(bad)
         assert "\n" not in str(err.value)
+
+
+def test_padded_rows_are_scored_as_the_rows_cut_to_their_real_steps(monkeypatch) -> None:
+    """A batch of episodes of 7, 5, 3, 1 and 2 steps padded to 7: the loss terms (noise-free relaxation), the exact
+    likelihood and the segmentation equal those of each row cut to its own length, computed alone."""
+    model = CompILEModel(CompILEConfig(obs_dim=3, n_actions=4, n_options=3, max_segments=4, seed=1)).double()
+    lengths = [7, 5, 3, 1, 2]
+    generator = torch.Generator().manual_seed(0)
+    states = torch.randn(len(lengths), 7, 3, dtype=torch.float64, generator=generator)
+    actions = torch.randint(0, 4, (len(lengths), 7), generator=generator)
+    mask = torch.arange(7)[None, :] < torch.tensor(lengths)[:, None]
+    monkeypatch.setattr(bnpo.compile.elbo, "gumbel_softmax_sample", lambda logits, tau, **_: torch.softmax(logits, -1))
+    padded = model.loss(states, actions, mask, tau=1.0, n_train=10)
+    alone = [
+        model.loss(states[b : b + 1, :n], actions[b : b + 1, :n], tau=1.0, n_train=10) for b, n in enumerate(lengths)
+    ]
+    for key in ("nll", "kl_b", "kl_z", "loss"):
+        expected = sum(float(row[key].detach()) for row in alone) / len(lengths)
+        assert abs(float(padded[key].detach()) - expected) < 1e-10, key
+    expected = torch.cat(
+        [model.log_likelihood(states[b : b + 1, :n], actions[b : b + 1, :n]) for b, n in enumerate(lengths)]
+    )
+    torch.testing.assert_close(model.log_likelihood(states, actions, mask), expected, rtol=0, atol=1e-10)
+    options, boundaries = model.segment(states, actions, mask)
+    for b, n in enumerate(lengths):
+        row_options, row_boundaries = model.segment(states[b : b + 1, :n], actions[b : b + 1, :n])
+        assert torch.equal(options[b, :n], row_options[0]) and torch.equal(boundaries[b, :n], row_boundaries[0])
+        assert torch.all(options[b, n:] == options[b, n - 1]) and not bool(boundaries[b, n:].any())
+    with pytest.raises(ValueError, match="padded at the end"):
+        model.log_likelihood(states, actions, mask.flip(1))

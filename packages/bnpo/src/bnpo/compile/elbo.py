@@ -68,6 +68,25 @@ def poisson_length_log_prior(max_length: int, rate: float) -> torch.Tensor:
     return unnormalised - torch.logsumexp(unnormalised, dim=0)
 
 
+def truncated_length_log_prior(lengths: torch.Tensor, max_length: int, rate: float) -> torch.Tensor:
+    """Row-wise :func:`poisson_length_log_prior`: row b truncated to 1..lengths[b] (episodes of several lengths).
+
+    Args:
+        lengths: (B,) int64 in 1..max_length.
+        max_length: T, the padded length.
+        rate: Poisson rate > 0.
+
+    Returns:
+        (B, T) float64; entry [b, l - 1] = log P(L = l | L <= lengths[b]) for l <= lengths[b], 0 beyond (a
+        placeholder where the boundary distribution has no mass, so ``kl_categorical`` stays finite).
+    """
+    steps = torch.arange(1, max_length + 1, dtype=torch.float64, device=lengths.device)
+    unnormalised = steps * math.log(rate) - rate - torch.lgamma(steps + 1.0)
+    log_z = torch.logcumsumexp(unnormalised, dim=0)[lengths - 1]  # (B,)
+    inside = steps[None, :] <= lengths[:, None].to(torch.float64)
+    return torch.where(inside, unnormalised[None, :] - log_z[:, None], torch.zeros((), dtype=torch.float64))
+
+
 def kl_categorical(probs: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
     """KL(q || p) = sum_k q_k (log q_k - log p_k) over the last axis (q_k = 0 contributes 0).
 
@@ -127,4 +146,5 @@ __all__ = [
     "kl_categorical_uniform",
     "poisson_length_log_prior",
     "segment_masks",
+    "truncated_length_log_prior",
 ]

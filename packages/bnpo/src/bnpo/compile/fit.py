@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -120,13 +121,19 @@ def fit_compile(
     run: RunDir | None = None,
     resume: bool = False,
     device: str | torch.device = "cpu",
+    stop: Callable[[int, CompILEModel], bool] | None = None,
 ) -> FitResult:
     """Fit CompILE (``config.nonparametric=False``, K = ``config.k``) or NP-CompILE (grown from K = 1).
 
-    Uses from ``config``: the windows and split (``seq_len``, ``window_stride``, ``holdout_fraction``), ``epochs``,
+    Uses from ``config``: the windows or padded episodes and split (``seq_len``, ``window_stride``, ``padding``,
+    ``holdout_fraction``), ``epochs``,
     ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``, the temperature schedule (both relaxations), the entropy
     schedule (NP-CompILE only), ``growth_every``/``growth_tol``, ``estimator``/``n_stick_draws``, ``policy_hidden``,
     the ``compile_*`` fields, ``checkpoint_every`` and ``seed``.
+
+    ``stop(epoch, model)``, when given, is called after every epoch (after its metrics row and checkpoint); when it
+    returns True training ends there (an early-stopping rule such as compare_compile.py's held-out plateau; the
+    history then has fewer rows than ``config.epochs``).
 
     Returns:
         :class:`bnpo.fit.FitResult` with a :class:`CompILEModel`.
@@ -144,6 +151,7 @@ def fit_compile(
     train_index, heldout_index = split_windows(windows["episode"], config.holdout_fraction, config.seed)
     states = windows["states"][train_index].to(device)
     actions = windows["actions"][train_index].to(device)
+    masks = windows["mask"][train_index].to(device) if config.padding else None  # real steps of padded episodes
     n_train = states.shape[0]
     if n_train == 0:
         raise UserError(
@@ -208,14 +216,16 @@ def fit_compile(
         for iteration in range(iters_per_epoch):
             index = stream.next().to(device)
             s, a = states[index], actions[index]
+            m = None if masks is None else masks[index]
             if check:
-                counts = model.greedy_usage(s, a)
+                counts = model.greedy_usage(s, a, m)
                 if float(counts.min()) > config.growth_tol / model.n_options:  # the fork's strict rule
                     optimizer.add_param_group({"params": model.add_option()})
                     usage = F.pad(usage, (0, 1))
             out = model.loss(
                 s,
                 a,
+                m,
                 tau=tau,
                 n_train=n_train,
                 beta_b=config.compile_beta_b,
@@ -251,6 +261,11 @@ def fit_compile(
                 run.save_checkpoint(final_state(epoch + 1), CHECKPOINT_NAME)
                 saved["epoch"] = epoch + 1
         bar.update(1)
+        if stop is not None and stop(epoch, model):
+            logger.info("stopped after epoch %d by the stopping rule", epoch)
+            if run is not None and saved["epoch"] != epoch + 1:
+                run.save_checkpoint(final_state(epoch + 1), CHECKPOINT_NAME)
+            break
     bar.close()
     seconds = time.perf_counter() - started
     logger.info("compile fit done: K=%d in %.1f s", model.n_options, seconds)

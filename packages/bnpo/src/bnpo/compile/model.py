@@ -8,10 +8,12 @@ sum_k z_k pi_k(a | s), as in the authors' fork. There is no termination function
 until the step cap.
 
 Encoder: (s_t, one-hot a_t) -> Linear, ReLU, Linear -> an LSTM cell run forward once per segment, its state reset
-(multiplied by the soft mask) on the steps that earlier segments took; b_i's logits come from every step's state,
-z_i's from the state at the segment's last step (read out with b_i). Sub-policies share BNPO's network (a ReLU
-trunk and one linear softmax head per option, ``bnpo.networks.GrowableHeads``) so the comparison isolates the
-inference; the fork's sub-policies are linear softmax on the raw state.
+(multiplied by the soft mask) on the steps that earlier segments took (``bnpo.compile.masked_lstm``: the input
+projection computed once for all segments, the recurrence in one autograd node with a hand-written backward);
+b_i's logits come from every step's state, z_i's from the state at the segment's last step (read out with b_i).
+Sub-policies share BNPO's network (a ReLU trunk and one linear softmax head per option,
+``bnpo.networks.GrowableHeads``) so the comparison isolates the inference; the fork's sub-policies are linear
+softmax on the raw state. Episodes padded at the end (a mask) are encoded and scored as if cut to their real steps.
 
 Loss (minimised, per trajectory, averaged over the minibatch; the fork's):
 
@@ -35,6 +37,7 @@ from torch.nn import functional as F
 
 from bnpo.compile import elbo
 from bnpo.compile.hsmm import segment_log_likelihood
+from bnpo.compile.masked_lstm import input_gates, masked_lstm
 from bnpo.networks import GrowableHeads, init_linear_, uniform_
 from bnpo.prior import ESTIMATORS, StickBreakingPrior
 from sixlab_shared import derive_seed, make_generator
@@ -210,18 +213,6 @@ class CompILEModel(nn.Module):
         """Segments used on trajectories of ``steps`` steps: min(max_segments, steps)."""
         return min(self.config.max_segments, steps)
 
-    def _masked_lstm(self, embedded: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        batch, steps, h = embedded.shape
-        hx = embedded.new_zeros(batch, h)
-        cx = embedded.new_zeros(batch, h)
-        outputs = []
-        for t in range(steps):
-            hx, cx = self.lstm(embedded[:, t], (hx, cx))
-            if mask is not None:
-                hx, cx = hx * mask[:, t, None], cx * mask[:, t, None]
-            outputs.append(hx)
-        return torch.stack(outputs, dim=1)
-
     def z_logits(self, readout: torch.Tensor) -> torch.Tensor:
         """(B, H) segment summaries -> (B, K) latent logits."""
         hidden = torch.relu(self.head_z(readout))
@@ -231,6 +222,7 @@ class CompILEModel(nn.Module):
         self,
         states: torch.Tensor,
         actions: torch.Tensor,
+        mask: torch.Tensor | None = None,
         *,
         tau: float = 1.0,
         hard: bool = False,
@@ -240,32 +232,43 @@ class CompILEModel(nn.Module):
 
         Args:
             states: (B, T, D) float; actions: (B, T) int64.
+            mask: (B, T) bool real steps of episodes padded at the end (``Dataset.padded``), or None (all real). A
+                row of L real steps is encoded as the same row cut to L steps would be: boundaries only on real
+                steps, n_b = min(N, L) segments with the last ending at step L - 1, later segments empty.
             tau: temperature of both Gumbel-softmax relaxations.
             hard: evaluation mode: argmax boundaries and latents (CompILE's test-time segmentation), no noise.
             generator: noise source for the relaxed samples.
 
         Returns:
-            dict with ``b`` (N, B, T) boundary samples, ``logits_b`` (N - 1, B, T), ``logits_z`` (N, B, K),
-            ``z`` (N, B, K) latent samples and ``masks`` (N, B, T) segment membership.
+            dict with ``b`` (N, B, T) boundary samples, ``logits_b`` (N - 1, B, T) (-inf on padded steps),
+            ``logits_z`` (N, B, K), ``z`` (N, B, K) latent samples, ``masks`` (N, B, T) segment membership (zero
+            on padded steps), ``lengths`` (B,) real steps and ``n_used`` (B,) segments n_b of each row.
         """
         batch, steps, _ = states.shape
         n = self.n_segments(steps)
+        lengths = _lengths(mask, batch, steps, states.device)
+        n_used = torch.clamp(lengths, max=self.config.max_segments)
         inputs = torch.cat([states, F.one_hot(actions.long(), self.config.n_actions).to(states.dtype)], dim=-1)
-        embedded = self.embed(inputs)
-        last = F.one_hot(torch.full((batch,), steps - 1, device=states.device), steps).to(states.dtype)
+        x_gates = input_gates(self.embed(inputs), self.lstm)  # shared by every segment
+        last = F.one_hot(lengths - 1, steps).to(states.dtype)  # the last segment ends at the last real step
+        real = None if mask is None else mask.bool()
         bs, logits_b, logits_z, zs = [], [], [], []
         for i in range(n):
-            mask = elbo.encoder_masks(bs) if bs else None
-            encodings = self._masked_lstm(embedded, mask)
+            reset = elbo.encoder_masks(bs) if bs else None
+            encodings = masked_lstm(x_gates, reset, self.lstm.weight_hh)
             if i < n - 1:
                 logit = self.head_b(encodings)[..., 0]
+                if real is not None:
+                    logit = logit.masked_fill(~real, float("-inf"))
                 logits_b.append(logit)
                 if hard:
                     b = F.one_hot(logit.argmax(-1), steps).to(states.dtype)
                 else:
                     b = elbo.gumbel_softmax_sample(logit, tau, generator=generator)
+                if real is not None:  # rows with n_b <= i + 1 segments: this one ends at the last real step
+                    b = torch.where((n_used <= i + 1)[:, None], last, b)
             else:
-                b = last  # the last segment ends at the last step
+                b = last
             bs.append(b)
             logit_z = self.z_logits((encodings * b.unsqueeze(-1)).sum(1))  # read out at the segment's last step
             logits_z.append(logit_z)
@@ -274,12 +277,17 @@ class CompILEModel(nn.Module):
             else:
                 zs.append(elbo.gumbel_softmax_sample(logit_z, tau, generator=generator))
         empty = states.new_zeros(0, batch, steps)
+        masks = elbo.segment_masks(bs)
+        if real is not None:
+            masks = masks * real.to(masks.dtype)
         return {
             "b": torch.stack(bs),
             "logits_b": torch.stack(logits_b) if logits_b else empty,
             "logits_z": torch.stack(logits_z),
             "z": torch.stack(zs),
-            "masks": elbo.segment_masks(bs),
+            "masks": masks,
+            "lengths": lengths,
+            "n_used": n_used,
         }
 
     # ------------------------------------------------------------------ objective
@@ -287,6 +295,7 @@ class CompILEModel(nn.Module):
         self,
         states: torch.Tensor,
         actions: torch.Tensor,
+        mask: torch.Tensor | None = None,
         *,
         tau: float,
         n_train: int,
@@ -300,6 +309,8 @@ class CompILEModel(nn.Module):
 
         Args:
             states: (B, T, D) float; actions: (B, T) int64.
+            mask: (B, T) bool real steps of end-padded episodes, or None; each row's terms are those of the row cut
+                to its real steps (its own segment count n_b, Poisson prior truncated to its length).
             tau: temperature; n_train: training trajectories (scales the stick KL in the reported ELBO only).
             beta_b, beta_z, beta_eta: KL weights (CompILE 0.1, 0.1; NP-CompILE 0.1, 0.5, 1).
             entropy_weight: weight of the negative usage entropy (NP-CompILE).
@@ -310,23 +321,24 @@ class CompILEModel(nn.Module):
             ``nll``, ``kl_b``, ``kl_z``, ``kl_eta``, ``neg_entropy``, and ``usage`` (K,).
         """
         batch, steps, _ = states.shape
-        out = self.encode(states, actions, tau=tau, generator=generator)
+        out = self.encode(states, actions, mask, tau=tau, generator=generator)
         pi = self.log_pi(states, actions).exp()  # B x T x K
         mixture = torch.einsum("nbk,btk->nbt", out["z"], pi)
         nll = -(out["masks"] * torch.log(mixture + LOG_EPS)).sum(dim=(0, 2)).mean()
         q_z = torch.softmax(out["logits_z"], dim=-1)
+        n = out["z"].shape[0]
+        present = (torch.arange(n, device=states.device)[:, None] < out["n_used"]).to(q_z.dtype)  # N x B
         zero = states.new_zeros(())
         if self.prior is not None:
             eta, kl_eta = self.prior.sample(batch, generator=generator)  # (B, K), ()
-            kl_z = elbo.kl_categorical(q_z, torch.log(eta + _PRIOR_EPS)).sum(0).mean()
+            kl_z = (elbo.kl_categorical(q_z, torch.log(eta + _PRIOR_EPS)) * present).sum(0).mean()
         else:
             kl_eta = zero
-            kl_z = elbo.kl_categorical_uniform(q_z).sum(0).mean()
-        n = out["z"].shape[0]
+            kl_z = (elbo.kl_categorical_uniform(q_z) * present).sum(0).mean()
         if n > 1:
             q_b = torch.softmax(out["logits_b"][0], dim=-1)
-            log_prior = elbo.poisson_length_log_prior(steps, self.config.length_rate).to(q_b)
-            kl_b = n * elbo.kl_categorical(q_b, log_prior).mean()
+            log_prior = elbo.truncated_length_log_prior(out["lengths"], steps, self.config.length_rate).to(q_b)
+            kl_b = (out["n_used"].to(q_b.dtype) * elbo.kl_categorical(q_b, log_prior)).mean()
         else:
             kl_b = zero
         weights = out["masks"].sum(-1)  # N x B: expected segment lengths
@@ -356,20 +368,18 @@ class CompILEModel(nn.Module):
     def log_likelihood(
         self, states: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Exact log p(a | s) of the generative model (:mod:`bnpo.compile.hsmm`), per trajectory, float64 (B,).
-
-        Raises:
-            ValueError: ``mask`` marks padded steps (CompILE fits fixed-length windows).
-        """
-        _refuse_mask(mask)
-        steps = states.shape[1]
-        log_length = elbo.poisson_length_log_prior(steps, self.config.length_rate)
-        return segment_log_likelihood(
-            self.log_pi(states, actions).double(),
-            self.option_weights().double().log(),
-            log_length,
-            self.n_segments(steps),
-        )
+        """Exact log p(a | s) of the generative model (:mod:`bnpo.compile.hsmm`), per trajectory, float64 (B,);
+        with a ``mask`` of end-padded episodes, each row's over its real steps (rows grouped by length)."""
+        batch, steps, _ = states.shape
+        lengths = _lengths(mask, batch, steps, states.device)
+        log_pi = self.log_pi(states, actions).double()
+        log_w = self.option_weights().double().log()
+        total = torch.empty(batch, dtype=torch.float64, device=states.device)
+        for length in torch.unique(lengths).tolist():
+            rows = lengths == length
+            log_length = elbo.poisson_length_log_prior(length, self.config.length_rate)
+            total[rows] = segment_log_likelihood(log_pi[rows, :length], log_w, log_length, self.n_segments(length))
+        return total
 
     @torch.no_grad()
     def segment(
@@ -377,13 +387,17 @@ class CompILEModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """CompILE's test-time segmentation: argmax boundaries and latents from the encoder.
 
+        Args:
+            mask: (B, T) bool real steps of end-padded episodes (padded steps get the last real step's option).
+
         Returns:
             (B, T) int64 option per step and (B, T) bool segment starts (t >= 1) where the option changes or a
             new segment begins.
         """
-        _refuse_mask(mask)
-        out = self.encode(states, actions, hard=True)
+        out = self.encode(states, actions, mask, hard=True)
         segment = out["masks"].argmax(0)  # B x T: the segment holding each step
+        if mask is not None:  # padded steps keep the last real step's segment (no boundary inside padding)
+            segment = torch.where(mask.bool(), segment, segment.gather(1, out["lengths"][:, None] - 1))
         options = out["z"].argmax(-1).T.gather(1, segment)  # B x T
         boundaries = torch.zeros_like(segment, dtype=torch.bool)
         boundaries[:, 1:] = segment[:, 1:] != segment[:, :-1]
@@ -401,9 +415,22 @@ class CompILEModel(nn.Module):
         return counts / counts.sum()
 
 
-def _refuse_mask(mask: torch.Tensor | None) -> None:
-    if mask is not None and not bool(mask.all()):
-        raise ValueError("CompILE fits fixed-length windows; padded episodes (a mask) are not supported")
+def _lengths(mask: torch.Tensor | None, batch: int, steps: int, device: torch.device) -> torch.Tensor:
+    """(B,) int64 real steps per row from an end-padding mask (None: all ``steps``).
+
+    Raises:
+        ValueError: the mask has the wrong shape, a row without real steps, or real steps after padding.
+    """
+    if mask is None:
+        return torch.full((batch,), steps, dtype=torch.int64, device=device)
+    if mask.shape != (batch, steps):
+        raise ValueError(f"mask must have shape ({batch}, {steps}), got {tuple(mask.shape)}")
+    mask = mask.bool()
+    lengths = mask.sum(1)
+    prefix = torch.arange(steps, device=mask.device)[None, :] < lengths[:, None]
+    if bool((lengths < 1).any()) or not bool((prefix == mask).all()):
+        raise ValueError("CompILE needs episodes padded at the end: every mask row is True for 1 or more first steps")
+    return lengths.to(device)
 
 
 __all__ = ["CompILEConfig", "CompILEModel"]
