@@ -149,7 +149,12 @@ class OptionModel(nn.Module):
     def _action_inputs(self, actions: torch.Tensor) -> torch.Tensor:
         if self.config.continuous:
             return actions.to(self.prior.log_alpha.dtype)
-        return F.one_hot(actions.long(), self.config.n_actions).to(self.prior.log_alpha.dtype)
+        # scattered into zeros (F.one_hot's extra min/max pass costs more than the encoding; scatter_ itself
+        # rejects indices outside [0, n_actions))
+        index = actions.long().unsqueeze(-1)
+        shape = (*actions.shape, self.config.n_actions)
+        zeros = torch.zeros(shape, dtype=self.prior.log_alpha.dtype, device=actions.device)
+        return zeros.scatter_(-1, index, 1.0)
 
     def log_pi_all(self, states: torch.Tensor) -> torch.Tensor:
         """(..., D) states -> (..., K, |A|) log pi_k(. | s) (discrete) or (..., K, A) means (continuous)."""

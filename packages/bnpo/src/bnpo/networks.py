@@ -157,6 +157,11 @@ class _HeadLogProb(torch.autograd.Function):
         return d_features, d_weight, d_bias, None, None
 
 
+def _relu_backward_(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Zero ``grad`` in place where relu's output ``out`` is not positive (the gradient through relu)."""
+    return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
+
+
 class _HeadSequence(torch.autograd.Function):
     """The posterior's autoregressive head over all T steps with relaxed (Concrete) samples, as one autograd node.
     Per step t (``pre`` in reversed time, row T-1-t for step t; ``prev`` starts at [1, eta]):
@@ -207,15 +212,16 @@ class _HeadSequence(torch.autograd.Function):
             weighted = grad[:, 1:] * probs
             torch.sub(weighted, probs * weighted.sum(dim=-1, keepdim=True), out=d[:, 1:])
             d.div_(ctx.tau).add_(grad_outs[t])
-            torch.mm(d, w_out, out=d_z2[t]).mul_(z2[t] > 0)
-            torch.mm(d_z2[t], w_mid, out=d_z1[t]).mul_(z1[t] > 0)
+            # relu's backward as ATen's kernel: ~5x faster than multiplying by a (z > 0) mask
+            _relu_backward_(torch.mm(d, w_out, out=d_z2[t]), z2[t])
+            _relu_backward_(torch.mm(d_z2[t], w_mid, out=d_z1[t]), z1[t])
             carry = torch.mm(d_z1[t], w_prev)
         previous = torch.cat([first.unsqueeze(0), latents[:-1]]).view(-1, width)
         d_z1_flat, d_z2_flat, d_out_flat = d_z1.flatten(0, 1), d_z2.flatten(0, 1), d_out.view(-1, width)
         return (
             d_z1.flip(0),
             carry,
-            torch.mm(d_z1_flat.t(), previous),
+            torch.mm(previous.t(), d_z1_flat).t(),  # this orientation: MKL is ~5x faster than for d_z1^T previous
             torch.mm(d_z2_flat.t(), z1.flatten(0, 1)),
             d_z2_flat.sum(dim=0),
             torch.mm(d_out_flat.t(), z2.flatten(0, 1)),
@@ -327,7 +333,7 @@ class PosteriorEncoder(nn.Module):
         b_out = torch.cat([self.out_termination.bias, torch.cat(list(self.out_biases))])  # 1+K
         u_b = torch.rand((batch, steps), generator=generator, device=inputs.device).clamp(1e-6, 1 - 1e-6)
         u_h = torch.rand((batch, steps, k), generator=generator, device=inputs.device).clamp(1e-6, 1 - 1e-6)
-        logistic = torch.log(u_b) - torch.log1p(-u_b)
+        logistic = torch.logit(u_b)  # log u - log(1 - u)
         gumbel = -torch.log(-torch.log(u_h))
         noise = torch.cat([logistic.unsqueeze(-1), gumbel], dim=-1).transpose(0, 1)  # T x B x (1+K)
         # the latent (b_t, h_t) is carried as one (B, 1+K) tensor [b_t, h_t]; (1, eta) at t = 0

@@ -17,18 +17,68 @@ class GroupedAdam(torch.optim.Adam):
     """``torch.optim.Adam`` whose step updates every param group in one call of the (fused) Adam kernel when the
     groups share their hyperparameters (as the per-option groups here do), instead of one call per group. Each
     tensor's update is the library's own, element by element, so the result is the same; state, ``state_dict`` and
-    ``load_state_dict`` are Adam's. Groups with different settings fall back to Adam's step."""
+    ``load_state_dict`` are Adam's. Groups with different settings fall back to Adam's step.
+
+    After a step that initialised every state, the lists handed to the kernel (parameters, moments, step counts) are
+    kept and reused while the parameters, their states and the set of parameters with gradients stay the same
+    (checked at every step; anything else, such as a new group, a loaded or popped state, or a parameter that gained
+    or lost its gradient, rebuilds them through Adam's own ``_init_group``). ``zero_grad`` sets the gradients to
+    None directly (Adam's walks them through its foreach grouping)."""
+
+    _cache: tuple | None = None
+
+    def add_param_group(self, param_group: dict) -> None:  # type: ignore[override]
+        self._cache = None
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
+        self._cache = None
+        super().load_state_dict(state_dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:  # type: ignore[override]
+        if not set_to_none:
+            return super().zero_grad(set_to_none)
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+        return None
+
+    def _cached_lists(self) -> tuple[list[torch.Tensor], ...] | None:
+        """The kernel's six lists from the cache, with this step's gradients, or None when it does not apply."""
+        if self._cache is None:
+            return None
+        params, states, others, exp_avgs, exp_avg_sqs, steps = self._cache
+        grads = [p.grad for p in params]
+        if any(g is None for g in grads) or any(p.grad is not None for p in others):
+            return None
+        get = self.state.get
+        if any(get(p) is not s for p, s in zip(params, states, strict=True)):
+            return None
+        return params, grads, exp_avgs, exp_avg_sqs, [], steps
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
         first = {k: v for k, v in self.param_groups[0].items() if k != "params"}
         same = all({k: v for k, v in g.items() if k != "params"} == first for g in self.param_groups[1:])
-        if closure is not None or not same or first["differentiable"] or getattr(self, "grad_scale", None):
+        if (
+            closure is not None
+            or not same
+            or first["differentiable"]
+            or first["amsgrad"]
+            or getattr(self, "grad_scale", None)
+        ):
+            self._cache = None
             return super().step(closure)
-        lists: tuple[list[torch.Tensor], ...] = ([], [], [], [], [], [])
+        lists = self._cached_lists()
         has_complex = False
-        for group in self.param_groups:
-            has_complex |= self._init_group(group, *lists)
+        if lists is None:
+            lists = ([], [], [], [], [], [])
+            for group in self.param_groups:
+                has_complex |= self._init_group(group, *lists)
+            with_grad = {id(p) for p in lists[0]}
+            others = [p for g in self.param_groups for p in g["params"] if id(p) not in with_grad]
+            states = [self.state[p] for p in lists[0]]
+            self._cache = None if has_complex else (lists[0], states, others, lists[2], lists[3], lists[5])
         beta1, beta2 = first["betas"]
         adam_functional(
             *lists,
