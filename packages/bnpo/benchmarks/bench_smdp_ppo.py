@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 
 import bnpo  # noqa: F401  (registers the envs)
 from bnpo.rl import SMDPPPO
@@ -29,6 +30,7 @@ def _rate(cls) -> tuple[float, float]:
     """(steps per CPU second, steps per wall second) of one run."""
     env = make_vec_env(lambda: gym.make("bnpo/LandmarksGoal-v0"), n_envs=4, seed=0)
     agent = cls("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=4, seed=0, device="cpu")
+    agent.set_logger(Logger(folder=None, output_formats=[]))  # same logger both sides (SB3's own makes an SB3-* folder)
     cpu, wall = time.process_time(), time.perf_counter()
     agent.learn(STEPS)
     return STEPS / (time.process_time() - cpu), STEPS / (time.perf_counter() - wall)

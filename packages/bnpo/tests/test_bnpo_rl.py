@@ -12,6 +12,7 @@ pytest.importorskip("stable_baselines3")
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.buffers import RolloutBuffer  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.logger import Logger  # noqa: E402
 
 import bnpo  # noqa: E402
 from bnpo.options import OptionsWrapper  # noqa: E402
@@ -80,6 +81,7 @@ def test_ppo_with_one_step_decisions_is_sb3_ppo() -> None:
     for cls in (SMDPPPO, PPO):
         env = make_vec_env(lambda: gym.make("bnpo/LandmarksGoal-v0"), n_envs=2, seed=3)
         model = cls("MlpPolicy", env, **kwargs)
+        model.set_logger(Logger(folder=None, output_formats=[]))  # plain PPO would leave an SB3-* folder in /tmp
         model.learn(128)
         models.append(model)
     for a, b in zip(models[0].policy.parameters(), models[1].policy.parameters(), strict=True):
@@ -155,6 +157,7 @@ def test_rl_cli_writes_curves_and_rejects_mismatched_models(tmp_path) -> None:
         ([*args, "--no-options", "--options", str(good)], "exactly one of --options MODEL or --no-options"),
         ([*args, "--no-options", "--steps", "0"], "invalid rl option steps=0"),
         ([*args, "--options", str(tmp_path / "none")], "neither a checkpoint"),
+        ([*args[:3], str(tmp_path / "c"), *args[4:], "--no-options", "--control"], "--control compares"),
         ([*args, "--no-options"], "already holds a run"),
     ):
         result = runner.invoke(app, bad)
@@ -166,4 +169,31 @@ def test_rl_cli_writes_curves_and_rejects_mismatched_models(tmp_path) -> None:
         app, ["rl", "bnpo/LandmarksGoal-v0", "--out", str(fresh), "--options", str(tmp_path / "four.safetensors")]
     )
     assert result.exit_code == 2 and "n_actions=4 but the environment has 5 actions" in result.stderr
-    assert not fresh.exists()
+    assert not fresh.exists() and not (tmp_path / "c").exists()
+    control = ["rl", "bnpo/LandmarksGoal-v0", "--out", str(fresh), "--seeds", "1", "--steps", "200"]
+    result = runner.invoke(app, [*control, "--options", str(good), "--no-baseline", "--control"])
+    assert result.exit_code == 0, result.output
+    assert "auc_untrained_options" in result.output and "auc_primitive" not in result.output
+    summary = json.loads((fresh / "summary.json").read_text())
+    assert set(summary) >= {"options", "untrained_options"} and "primitive" not in summary
+
+
+def test_learning_leaves_no_sb3_folder_in_the_temp_dir(tmp_path, monkeypatch) -> None:
+    """SB3's default logger makes an empty ``<tempdir>/SB3-<date-time>`` folder on every ``learn``; ours makes none
+    (and plain PPO, the control, does make one, so the test would see the folder)."""
+    import tempfile
+
+    from bnpo.downstream import DownstreamConfig, train_agent
+
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    model = bnpo.OptionModel(bnpo.OptionModelConfig(obs_dim=14, n_actions=5, n_options=2, seed=0))
+    config = DownstreamConfig(steps=64, seeds=[0], n_envs=2, n_steps=16, batch_size=16)
+    train_agent("bnpo/LandmarksGoal-v0", model, 0, config)
+    train_agent("bnpo/LandmarksGoal-v0", None, 0, config)
+    assert list(temp.glob("SB3-*")) == []  # (torch may put its own torchinductor_<user> cache there)
+    env = make_vec_env(lambda: gym.make("bnpo/LandmarksGoal-v0"), n_envs=1, seed=0)
+    PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu").learn(16)
+    assert len(list(temp.glob("SB3-*"))) == 1

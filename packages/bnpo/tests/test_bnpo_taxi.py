@@ -52,8 +52,30 @@ def test_destination_shown_only_first_and_dynamics_are_gymnasiums() -> None:
         assert obs[3] == HIDDEN
         assert env.unwrapped.state_of(obs, info["destination"]) == expected
         assert reward == expected_reward and terminated == expected_done
+        assert info["is_success"] == terminated  # Taxi ends only on the delivery
         if terminated:
             break
+
+
+def test_is_success_marks_the_delivery_only() -> None:
+    """Downstream curves count deliveries (``info["is_success"]``), not ``return > 0`` (Taxi's return is mostly
+    negative: -1 per step); a wrong drop-off at a stand leaves the passenger there and is no success."""
+    env = gym.make("bnpo/TaxiHidden-v0")
+    expert = bnpo.make_expert(env, seed=0)
+    obs, info = env.reset(seed=5)
+    flags = []
+    while True:
+        obs, reward, terminated, truncated, info = env.step(expert(obs, info))
+        flags.append(info["is_success"])
+        if terminated or truncated:
+            break
+    assert terminated and flags == [False] * (len(flags) - 1) + [True]
+    obs, info = env.reset(seed=5)
+    taxi = env.unwrapped.taxi
+    wrong = next(k for k in range(4) if k != info["destination"])
+    taxi.s = taxi.encode(*taxi.locs[wrong], 4, info["destination"])  # passenger in the taxi, at a wrong stand
+    obs, reward, terminated, _, info = env.step(5)
+    assert not terminated and not info["is_success"] and obs[2] == wrong  # dropped there
 
 
 def test_expert_delivers_on_shortest_paths_with_two_segments() -> None:

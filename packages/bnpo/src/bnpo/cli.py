@@ -235,6 +235,9 @@ def rl(
     baseline: bool = typer.Option(
         True, "--baseline/--no-baseline", help="With --options, also run the primitive-only baseline."
     ),
+    control: bool = typer.Option(
+        False, "--control", help="With --options, also run the control: the options of an untrained model, same size."
+    ),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds: --seed, --seed + 1, ..."),
     env_kwargs: str = typer.Option("{}", "--env-kwargs", help="JSON keyword arguments for gym.make."),
     overwrite: bool = overwrite_option(),
@@ -260,6 +263,7 @@ def rl(
         rl_config,
         options=options,
         baseline=baseline,
+        control=control,
         env_kwargs=kwargs,
         overwrite=overwrite,
         device=device,

@@ -4,11 +4,18 @@ One run trains :class:`bnpo.rl.SMDPPPO` (Stable-Baselines3 PPO with the SMDP buf
 environment steps** on ``n_envs`` copies of an env, either with primitive actions only or with the options of a
 fitted model added (:class:`bnpo.options.OptionsWrapper`). Every finished training episode is recorded; the
 summary is the success-vs-primitive-steps curve (:func:`bnpo.rl.success_curve`) and its normalised area (AUC).
+
+Conditions of :func:`compare`: ``options`` (primitive actions + the fitted model's options), ``primitive``
+(primitive actions only) and ``untrained_options`` (primitive actions + the options of an untrained model of the
+same size, :func:`untrained_like`: the control that tells learned skills from merely having temporally extended
+actions). :func:`rl_job` is the ``bnpo rl`` job: it writes a run folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,9 +24,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from bnpo.model import OptionModel
+from bnpo.model import OptionModel, OptionModelConfig
 from bnpo.options import DEFAULT_OPTION_STEPS, OptionsWrapper, check_compatible
-from sixlab_shared import UserError
+from sixlab_shared import RunDir, UserError, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +161,21 @@ def train_agent(
     }
 
 
+CONDITIONS = ("options", "primitive", "untrained_options")
+"""The conditions :func:`compare` knows, in the order it runs them."""
+UNTRAINED_SEED = 7
+"""Initialisation seed of the untrained control model (the Landmarks and GoToObj studies' 7)."""
+
+
+def untrained_like(model: OptionModel, seed: int = UNTRAINED_SEED) -> OptionModel:
+    """An untrained :class:`OptionModel` with ``model``'s observation size, action count and number of options
+    (default sizes otherwise), initialised from ``seed``: the control condition's options."""
+    config = OptionModelConfig(
+        obs_dim=model.config.obs_dim, n_actions=model.config.n_actions, n_options=model.n_options, seed=seed
+    )
+    return OptionModel(config)
+
+
 def compare(
     env_id: str,
     model: OptionModel | None,
@@ -163,19 +185,26 @@ def compare(
     conditions: tuple[str, ...] = ("options", "primitive"),
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Runs of every condition (``options`` needs ``model``; ``primitive``) over ``config.seeds``.
+    """Runs of every condition over ``config.seeds``: ``options`` and ``untrained_options`` need ``model``;
+    ``primitive`` (see the module docstring).
 
     Returns:
         dict with ``config``, ``env``, and per condition ``runs`` (see :func:`train_agent`) and ``auc_mean``,
         ``auc_std`` (population std over seeds), ``auc`` (per seed).
     """
-    if "options" in conditions and model is None:
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise UserError(f"unknown downstream condition(s) {', '.join(unknown)}; known: {', '.join(CONDITIONS)}")
+    if model is None and any(c != "primitive" for c in conditions):
         raise UserError("the options condition needs a fitted model (--options MODEL)")
+    models = {"options": model, "primitive": None}
+    if "untrained_options" in conditions:
+        models["untrained_options"] = untrained_like(model)
     result: dict[str, Any] = {"env": env_id, "env_kwargs": env_kwargs or {}, "config": asdict(config)}
     for condition in conditions:
         runs = []
         for seed in config.seeds:
-            agent_model = model if condition == "options" else None
+            agent_model = models[condition]
             run = train_agent(env_id, agent_model, seed, config, env_kwargs=env_kwargs, device=device)
             logger.info("%s seed %d: AUC %.3f in %.1f s", condition, seed, run["auc"], run["seconds"])
             runs.append(run)
@@ -189,4 +218,83 @@ def compare(
     return result
 
 
-__all__ = ["DownstreamConfig", "compare", "make_env", "train_agent"]
+def rl_job(
+    env_id: str,
+    out: str | os.PathLike[str],
+    config: DownstreamConfig,
+    *,
+    options: str | os.PathLike[str] | None = None,
+    baseline: bool = True,
+    control: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The ``bnpo rl`` job: downstream SMDP PPO on ``env_id`` over ``config.seeds``, with the options of the model
+    at ``options`` (and, with ``baseline``, primitive actions only as well; with ``control``, the untrained-options
+    control too), or primitive actions only when ``options`` is None.
+
+    Writes ``config.json``, ``curves.json`` (every run's episodes and curve), ``curves.png`` (success against
+    primitive steps, mean ± std over seeds) and ``summary.json`` (AUC per condition).
+
+    Raises:
+        UserError: the env cannot be made, the model does not exist or does not fit the env, bad settings,
+            ``control`` without a model, or ``out`` holds a run without ``overwrite``.
+    """
+    from bnpo.compile.fit import load_any_model
+    from bnpo.fit import checkpoint_file
+    from bnpo.plots import plot_downstream
+
+    model = None
+    if options is not None:
+        model_file = checkpoint_file(options)
+        if not model_file.is_file():
+            raise UserError(f"--options {str(options)!r} is neither a checkpoint nor a run directory holding one")
+        model = load_any_model(model_file)
+    elif control:
+        raise UserError("--control compares with the options of --options MODEL; pass --options")
+    probe = make_env(env_id, env_kwargs)
+    if model is not None:
+        check_compatible(probe, model)
+    elif not isinstance(probe.action_space, gym.spaces.Discrete):
+        raise UserError(f"bnpo rl needs a Discrete action space, {env_id!r} has {probe.action_space}")
+    probe.close()
+    if model is None:
+        conditions: tuple[str, ...] = ("primitive",)
+    else:
+        conditions = ("options",) + (("primitive",) if baseline else ()) + (("untrained_options",) if control else ())
+    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
+    run.write_config(
+        {"rl": dataclasses.asdict(config), "env": env_id, "env_kwargs": env_kwargs or {}, "options": str(options)},
+        seed=config.seeds[0],
+    )
+    result = compare(env_id, model, config, env_kwargs=env_kwargs, conditions=conditions, device=device)
+    atomic_write_json(run.file("curves.json"), result)
+    plot_downstream(run.file("curves.png"), result)
+    summary = {"env": env_id, "seeds": config.seeds, "steps": config.steps}
+    for condition in conditions:
+        summary[condition] = {k: result[condition][k] for k in ("auc", "auc_mean", "auc_std")}
+    run.write_summary(summary)
+    return summary
+
+
+def rl_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of ``bnpo rl``'s table: AUC mean ± std per condition."""
+    rows = [("env", summary["env"]), ("seeds", str(len(summary["seeds"]))), ("primitive_steps", str(summary["steps"]))]
+    for condition in CONDITIONS:
+        if condition in summary:
+            part = summary[condition]
+            rows.append((f"auc_{condition}", f"{part['auc_mean']:.3f} ± {part['auc_std']:.3f}"))
+    return rows
+
+
+__all__ = [
+    "CONDITIONS",
+    "DownstreamConfig",
+    "compare",
+    "make_env",
+    "rl_job",
+    "rl_rows",
+    "train_agent",
+    "untrained_like",
+]

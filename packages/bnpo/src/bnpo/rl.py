@@ -24,6 +24,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -94,11 +95,17 @@ class SMDPPPO(PPO):
     Takes PPO's arguments plus ``primitive_budget`` (stop collecting once this many primitive steps have been taken;
     None: no limit). ``rollout_buffer_class`` defaults to :class:`SMDPRolloutBuffer`. After ``learn``,
     ``episodes`` lists every finished episode (:class:`Episode`) and ``primitive_steps`` counts all steps.
+
+    With ``verbose=0`` and no ``tensorboard_log`` (SB3's defaults) the model gets a logger with no outputs: SB3
+    would otherwise make an empty folder ``<tempdir>/SB3-<date-time>`` on every ``learn`` call
+    (``stable_baselines3.common.logger.configure`` creates its folder even when nothing is written to it).
     """
 
     def __init__(self, *args: Any, primitive_budget: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("rollout_buffer_class", SMDPRolloutBuffer)
         super().__init__(*args, **kwargs)
+        if not self.verbose and self.tensorboard_log is None:
+            self.set_logger(Logger(folder=None, output_formats=[]))
         self.primitive_budget = primitive_budget
         self.primitive_steps = 0
         self.episodes: list[Episode] = []

@@ -1,5 +1,8 @@
 """End-to-end jobs behind the CLI verbs (importable; ``cli.py`` only maps options onto them).
 
+The ``bnpo rl`` job and its table rows live with the downstream runs, :func:`bnpo.downstream.rl_job` and
+:func:`bnpo.downstream.rl_rows` (importable from here too).
+
 Each job validates everything it can before writing anything, then writes its outputs atomically.
 """
 
@@ -21,7 +24,7 @@ from bnpo import metrics
 from bnpo.compile.fit import fit_compile, load_any_model
 from bnpo.compile.model import CompILEModel
 from bnpo.data import Dataset, collect, load_dataset
-from bnpo.downstream import DownstreamConfig
+from bnpo.downstream import DownstreamConfig, rl_job, rl_rows  # rl_job, rl_rows: re-exported (they lived here)
 from bnpo.envs import BABYAI_ENV_IDS, ENV_IDS, make_expert
 from bnpo.fit import (
     ROOM_PRESET,
@@ -410,70 +413,6 @@ def demo_job(
         summary["downstream"][condition] = {k: result[condition][k] for k in ("auc", "auc_mean", "auc_std")}
     RunDir(out, resume=True).write_summary(summary)
     return summary
-
-
-def rl_job(
-    env_id: str,
-    out: str | os.PathLike[str],
-    config: DownstreamConfig,
-    *,
-    options: str | os.PathLike[str] | None = None,
-    baseline: bool = True,
-    env_kwargs: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """Downstream SMDP PPO on ``env_id`` over ``config.seeds``: with the options of the model at ``options`` (and,
-    with ``baseline``, primitive actions only as well), or primitive actions only when ``options`` is None.
-
-    Writes ``config.json``, ``curves.json`` (every run's episodes and curve), ``curves.png`` (success against
-    primitive steps, mean ± std over seeds) and ``summary.json`` (AUC per condition).
-
-    Raises:
-        UserError: the env cannot be made, the model does not exist or does not fit the env, bad settings, or
-            ``out`` holds a run without ``overwrite``.
-    """
-    from bnpo.downstream import compare, make_env
-    from bnpo.options import check_compatible
-
-    model = None
-    if options is not None:
-        model_file = checkpoint_file(options)
-        if not model_file.is_file():
-            raise UserError(f"--options {str(options)!r} is neither a checkpoint nor a run directory holding one")
-        model = load_any_model(model_file)
-    probe = make_env(env_id, env_kwargs)
-    if model is not None:
-        check_compatible(probe, model)
-    elif not isinstance(probe.action_space, gym.spaces.Discrete):
-        raise UserError(f"bnpo rl needs a Discrete action space, {env_id!r} has {probe.action_space}")
-    probe.close()
-    conditions = ("options", "primitive") if model is not None and baseline else ("options",) if model else ()
-    conditions = conditions or ("primitive",)
-    _output_folder(out)
-    run = RunDir(out, overwrite=overwrite, flags=("--overwrite",))
-    run.write_config(
-        {"rl": dataclasses.asdict(config), "env": env_id, "env_kwargs": env_kwargs or {}, "options": str(options)},
-        seed=config.seeds[0],
-    )
-    result = compare(env_id, model, config, env_kwargs=env_kwargs, conditions=conditions, device=device)
-    atomic_write_json(run.file("curves.json"), result)
-    plot_downstream(run.file("curves.png"), result)
-    summary = {"env": env_id, "seeds": config.seeds, "steps": config.steps}
-    for condition in conditions:
-        summary[condition] = {k: result[condition][k] for k in ("auc", "auc_mean", "auc_std")}
-    run.write_summary(summary)
-    return summary
-
-
-def rl_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """(name, value) rows of ``bnpo rl``'s table: AUC mean ± std per condition."""
-    rows = [("env", summary["env"]), ("seeds", str(len(summary["seeds"]))), ("primitive_steps", str(summary["steps"]))]
-    for condition in ("options", "primitive"):
-        if condition in summary:
-            part = summary[condition]
-            rows.append((f"auc_{condition}", f"{part['auc_mean']:.3f} ± {part['auc_std']:.3f}"))
-    return rows
 
 
 def summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:

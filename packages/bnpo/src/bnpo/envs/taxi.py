@@ -9,7 +9,9 @@ destination must be carried by an option.
 
 Ground truth (``info["option"]``): the stand the expert is heading for, i.e. the passenger's stand until the
 pick-up (that step included), then the destination until the drop-off: four options "drive to stand k, then pick up
-or drop off", K_true = 4. ``info["target"]`` is that stand's index too.
+or drop off", K_true = 4. ``info["target"]`` is that stand's index too. ``info["is_success"]`` is True on the step
+that delivers the passenger (Taxi's only termination), so downstream learning curves count deliveries, not
+positive returns.
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ class TaxiHiddenEnv(gym.Env):
         row, col, passenger, destination = self.taxi.decode(self._state)
         return np.array([row, col, passenger, destination if self._first else HIDDEN], dtype=np.int64)
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self, delivered: bool = False) -> dict[str, Any]:
         _, _, passenger, destination = self.taxi.decode(self._state)
         target = passenger if passenger < 4 else destination
-        return {"option": int(target), "target": int(target), "destination": int(destination)}
+        return {"option": int(target), "target": int(target), "destination": int(destination), "is_success": delivered}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -61,7 +63,7 @@ class TaxiHiddenEnv(gym.Env):
             raise ValueError(f"action must be in 0..5, got {action}")
         state, reward, terminated, truncated, _ = self.taxi.step(action)
         self._state, self._first = int(state), False
-        return self._obs(), float(reward), bool(terminated), bool(truncated), self._info()
+        return self._obs(), float(reward), bool(terminated), bool(truncated), self._info(bool(terminated))
 
     def state_of(self, observation: np.ndarray, destination: int) -> int:
         """The Taxi state index of an observation, given the (hidden) destination."""
