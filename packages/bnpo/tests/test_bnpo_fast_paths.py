@@ -206,3 +206,70 @@ def test_plugin_prior_terms_gradcheck():
     log_alpha = torch.randn((), dtype=torch.float64, generator=gen).requires_grad_()
     u = torch.rand(4, 3, dtype=torch.float64, generator=gen).clamp(1e-6, 1 - 1e-6)
     assert torch.autograd.gradcheck(lambda la, *s: _PluginTerms.apply(la, u, *s), (log_alpha, *sticks))
+
+
+def _relaxed_inputs(seed: int, batch: int = 6, steps: int = 5, k: int = 4):
+    gen = torch.Generator().manual_seed(seed)
+    log_pi = torch.log_softmax(torch.randn(batch, steps, k, 3, dtype=torch.float64, generator=gen), -1)[..., 0]
+    beta = torch.rand(batch, steps, k, dtype=torch.float64, generator=gen)
+    eta = torch.rand(batch, k, dtype=torch.float64, generator=gen) / k
+    outs = torch.randn(steps, batch, 1 + k, dtype=torch.float64, generator=gen) * 2
+    latents = torch.cat(
+        [torch.rand(steps, batch, 1, dtype=torch.float64, generator=gen), torch.softmax(outs[..., 1:] * 1.5, -1)], -1
+    )
+    if seed % 2:  # two equal consecutive options: |h_t - h_{t-1}| at its kink
+        latents[2, :, 1:] = latents[1, :, 1:]
+    return [x.requires_grad_() for x in (log_pi, beta, eta, outs, latents)]
+
+
+def test_relaxed_nll_matches_log_joint_and_log_q():
+    """The one-node relaxed objective against relaxed_log_joint, posterior_log_prob and h.mean with autograd,
+    float64: the value, the usage and the gradients of all five inputs (including at |h_t - h_{t-1}| = 0)."""
+    from bnpo.objective import posterior_log_prob, relaxed_log_joint, relaxed_nll
+
+    for seed in range(4):
+        log_pi, beta, eta, outs, latents = _relaxed_inputs(seed)
+        nll, usage = relaxed_nll(log_pi, beta, eta, outs, latents)
+        o, lat = outs.transpose(0, 1), latents.transpose(0, 1)
+        log_p = relaxed_log_joint(log_pi, beta, eta, lat[..., 0], lat[..., 1:])
+        log_q = posterior_log_prob(o[..., 0], o[..., 1:], lat[..., 0], lat[..., 1:])
+        ref_nll, ref_usage = (log_q - log_p).mean(), lat[..., 1:].mean(dim=(0, 1))
+        assert torch.allclose(nll, ref_nll, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(usage, ref_usage, rtol=1e-12, atol=1e-14)
+        weights = torch.randn(usage.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+        inputs = [log_pi, beta, eta, outs, latents]
+        ours = torch.autograd.grad(0.7 * nll + (usage * weights).sum(), inputs)
+        ref = torch.autograd.grad(0.7 * ref_nll + (ref_usage * weights).sum(), inputs)
+        for name, x, y in zip(("log_pi", "beta", "eta", "outs", "latents"), ours, ref, strict=True):
+            assert torch.allclose(x, y, rtol=1e-10, atol=1e-12), (seed, name)
+
+
+def test_relaxed_nll_gradcheck():
+    from bnpo.objective import relaxed_nll
+
+    inputs = _relaxed_inputs(0, batch=3, steps=4, k=3)
+    assert torch.autograd.gradcheck(lambda *x: relaxed_nll(*x), inputs)
+
+
+def test_model_loss_uses_the_same_objective_as_the_per_term_functions():
+    """OptionModel.loss (one-node relaxed objective) equals the per-term computation on the same samples."""
+    from bnpo.model import OptionModel, OptionModelConfig
+    from bnpo.objective import posterior_log_prob, relaxed_log_joint
+
+    model = OptionModel(OptionModelConfig(obs_dim=3, n_actions=4, n_options=3, seed=2)).double()
+    gen = torch.Generator().manual_seed(0)
+    states = torch.randn(8, 5, 3, dtype=torch.float64, generator=gen)
+    actions = torch.randint(0, 4, (8, 5), generator=gen)
+    out = model.loss(
+        states, actions, tau=0.7, entropy_weight=2.0, n_train=100, generator=torch.Generator().manual_seed(1)
+    )
+    g = torch.Generator().manual_seed(1)
+    eta, kl = model.prior.sample(8, generator=g)
+    sample = model.posterior_sample(states, actions, eta, 0.7, generator=g)
+    log_p = relaxed_log_joint(model.log_pi(states, actions), model.beta(states), eta, sample["b"], sample["h"])
+    log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
+    usage = sample["h"].mean(dim=(0, 1))
+    neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
+    expected = (log_q - log_p).mean() + 2.0 * neg_entropy + kl / 100
+    assert torch.allclose(out["loss"], expected, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(out["usage"], usage, rtol=1e-12)

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from bnpo import hmm
 from bnpo.model_config import OBJECTIVES, RELAXATIONS, OptionModelConfig
 from bnpo.networks import GrowableHeads, PosteriorEncoder
-from bnpo.objective import LOG_EPS, log_softmax, mask_hmm, posterior_log_prob, relaxed_log_joint
+from bnpo.objective import LOG_EPS, log_softmax, mask_hmm, posterior_log_prob, relaxed_log_joint, relaxed_nll
 from bnpo.prior import StickBreakingPrior
 from sixlab_shared import derive_seed, make_generator
 
@@ -306,13 +306,17 @@ class OptionModel(nn.Module):
         if mask is not None and not bool(mask.all()):
             raise ValueError("padded episodes (a mask) need objective='exact'; the relaxed objective takes windows")
         beta = self.beta(states)
-        straight = self.config.relaxation == "straight_through"
-        sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=straight)
-        log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"])
-        log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
-        usage = sample["h"].mean(dim=(0, 1))
+        if self.config.relaxation == "straight_through":
+            sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=True)
+            log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"])
+            log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
+            usage = sample["h"].mean(dim=(0, 1))
+            nll = (log_q - log_p).mean()
+        else:  # the same terms from the head's time-major outputs, in one node
+            inputs = torch.cat([states, self._action_inputs(actions)], dim=-1)
+            head = self.encoder.sample(inputs, eta, tau, generator=generator, time_major=True)
+            nll, usage = relaxed_nll(log_pi, beta, eta, head["outs"], head["latents"])
         neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
-        nll = (log_q - log_p).mean()
         loss = nll + entropy_weight * neg_entropy + kl / n_train
         return {
             "loss": loss,

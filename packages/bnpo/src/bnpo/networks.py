@@ -308,6 +308,7 @@ class PosteriorEncoder(nn.Module):
         generator: torch.Generator | None = None,
         hard: bool = False,
         straight_through: bool = False,
+        time_major: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Draw (b_t, h_t) autoregressively, relaxed (Concrete, temperature ``tau``) or hard.
 
@@ -318,10 +319,14 @@ class PosteriorEncoder(nn.Module):
             generator: noise source.
             hard: draw exact Bernoulli / categorical samples instead of relaxed ones (no gradient through them).
             straight_through: hard samples in the forward pass, the relaxed sample's gradient in the backward pass.
+            time_major: relaxed samples only: return the head's outputs as they come, ``outs`` (T, B, 1 + K) logits
+                [l_b, l_h] and ``latents`` (T, B, 1 + K) samples [b, h] (for :func:`bnpo.objective.relaxed_nll`).
 
         Returns:
             dict with ``logit_b`` (B, T), ``logit_h`` (B, T, K), ``b`` (B, T) and ``h`` (B, T, K).
         """
+        if time_major and (hard or straight_through):
+            raise ValueError("time_major applies to relaxed samples only")
         batch, steps, _ = inputs.shape
         k = self.n_options
         e_reversed = self.context_reversed(inputs)  # row T-1-t: e_t
@@ -343,6 +348,8 @@ class PosteriorEncoder(nn.Module):
             outs, samples = _HeadSequence.apply(
                 pre, prev, w_prev, self.head_mid.weight, self.head_mid.bias, w_out, b_out, noise, tau
             )
+            if time_major:
+                return {"outs": outs, "latents": samples}
             logits_t, latents_t = outs.transpose(0, 1), samples.transpose(0, 1)
             return {
                 "logit_b": logits_t[..., 0],

@@ -102,3 +102,106 @@ def posterior_log_prob(logit_b: torch.Tensor, logit_h: torch.Tensor, b: torch.Te
     option = (h * log_softmax(logit_h)).sum(-1)
     flag = b * F.logsigmoid(logit_b) + (1.0 - b) * F.logsigmoid(-logit_b)
     return (option + flag).sum(-1)
+
+
+class _RelaxedNLL(torch.autograd.Function):
+    """mean_i [log q - log p~] and the mean relaxed option vector, from the posterior head's time-major outputs, as
+    one autograd node with the gradient written out (the same functions as :func:`relaxed_log_joint`,
+    :func:`posterior_log_prob` and ``h.mean``, which are its reference in the tests). It replaces some thirty autograd
+    nodes, the slicing of the head's outputs and the gradient accumulations of ``h`` (used five times)."""
+
+    @staticmethod
+    def forward(ctx, log_pi, beta, eta, outs, latents, eps):  # type: ignore[override]
+        steps, batch, _ = outs.shape
+        b, h = latents[..., 0], latents[..., 1:]
+        logit_b, logit_h = outs[..., 0], outs[..., 1:]
+        pi = log_pi.exp().transpose(0, 1)  # T x B x K
+        beta_t = beta.transpose(0, 1)
+        eta_h = (h * eta).sum(-1)  # T x B: <eta, h_t>
+        beta_prev = (h[:-1] * beta_t[1:]).sum(-1)  # beta_{h_{t-1}}(s_t)
+        diff = h[1:] - h[:-1]
+        same = 1.0 - 0.5 * diff.abs().sum(-1)
+        b_next = b[1:]
+        transition = b_next * beta_prev * eta_h[1:] + (1.0 - b_next) * (1.0 - beta_prev) * same
+        action = (h * pi).sum(-1)
+        log_p = (
+            torch.log(b[0] + eps)
+            + torch.log(eta_h[0] + eps)
+            + torch.log(transition + eps).sum(0)
+            + torch.log(action + eps).sum(0)
+        )
+        log_softmax_h = logit_h - torch.logsumexp(logit_h, dim=-1, keepdim=True)
+        flag = b * F.logsigmoid(logit_b) + (1.0 - b) * F.logsigmoid(-logit_b)
+        log_q = ((h * log_softmax_h).sum(-1) + flag).sum(0)
+        ctx.save_for_backward(pi, beta_t, eta, latents, logit_b, log_softmax_h, eta_h, beta_prev, diff, same)
+        ctx.more = (transition, action)
+        ctx.eps = eps
+        return (log_q - log_p).mean(), h.mean(dim=(0, 1))
+
+    @staticmethod
+    def backward(ctx, grad_nll, grad_usage):  # type: ignore[override]
+        pi, beta_t, eta, latents, logit_b, log_softmax_h, eta_h, beta_prev, diff, same = ctx.saved_tensors
+        transition, action = ctx.more
+        eps = ctx.eps
+        steps, batch, width = latents.shape
+        b, h = latents[..., 0], latents[..., 1:]
+        w = grad_nll / batch  # d nll / d (log q - log p) of each trajectory
+        grad_latents = torch.empty_like(latents)
+        grad_outs = torch.empty_like(latents)
+        d_b, d_h = grad_latents[..., 0], grad_latents[..., 1:]
+        # log q: option term sum_k h_k log softmax(l)_k, flag term b log s(l_b) + (1 - b) log s(-l_b)
+        torch.mul(log_softmax_h, w, out=d_h)
+        d_h.add_(grad_usage / (steps * batch))
+        torch.mul(logit_b, w, out=d_b)
+        torch.mul(h - log_softmax_h.exp() * h.sum(-1, keepdim=True), w, out=grad_outs[..., 1:])
+        torch.mul(b - torch.sigmoid(logit_b), w, out=grad_outs[..., 0])
+        # -log p: the first step, the transitions and the actions
+        d_b[0] -= w / (b[0] + eps)
+        g_eta_h = torch.empty_like(eta_h)
+        torch.div(-w, eta_h[0] + eps, out=g_eta_h[0])
+        g_trans = -w / (transition + eps)  # (T-1) x B
+        b_next = b[1:]
+        d_b[1:] += g_trans * (beta_prev * eta_h[1:] - (1.0 - beta_prev) * same)
+        g_beta_prev = g_trans * (b_next * eta_h[1:] - (1.0 - b_next) * same)
+        torch.mul(g_trans, b_next * beta_prev, out=g_eta_h[1:])
+        g_same = g_trans * (1.0 - b_next) * (1.0 - beta_prev)
+        g_action = (-w / (action + eps)).unsqueeze(-1) * pi  # d/dh of the action term; times h: d/dlog pi
+        d_h.add_(g_action)
+        grad_log_pi = (g_action * h).transpose(0, 1)
+        d_h.addcmul_(g_eta_h.unsqueeze(-1), eta)
+        grad_eta = (g_eta_h.unsqueeze(-1) * h).sum(0)
+        d_h[:-1].addcmul_(g_beta_prev.unsqueeze(-1), beta_t[1:])
+        grad_beta = torch.zeros_like(beta_t)
+        torch.mul(g_beta_prev.unsqueeze(-1), h[:-1], out=grad_beta[1:])
+        through_same = diff.sign().mul_((-0.5 * g_same).unsqueeze(-1))  # d/dh_t; d/dh_{t-1} is its negative
+        d_h[1:] += through_same
+        d_h[:-1] -= through_same
+        if eta.shape != grad_eta.shape:
+            grad_eta = grad_eta.sum_to_size(eta.shape)
+        return grad_log_pi, grad_beta.transpose(0, 1), grad_eta, grad_outs, grad_latents, None
+
+
+def relaxed_nll(
+    log_pi: torch.Tensor,
+    beta: torch.Tensor,
+    eta: torch.Tensor,
+    outs: torch.Tensor,
+    latents: torch.Tensor,
+    *,
+    eps: float = LOG_EPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The relaxed objective's data term and usage from the posterior head's time-major outputs, in one node.
+
+    Args:
+        log_pi: (B, T, K) log pi_k(a_t | s_t).
+        beta: (B, T, K) beta_k(s_t).
+        eta: (B, K) option weights.
+        outs: (T, B, 1 + K) the head's logits [l_b, l_h] per step.
+        latents: (T, B, 1 + K) the relaxed samples [b_t, h_t] per step.
+        eps: constant inside the log-joint's logs.
+
+    Returns:
+        () mean over trajectories of log q - log p~ (:func:`posterior_log_prob` minus :func:`relaxed_log_joint`),
+        and (K,) the mean of h over batch and time.
+    """
+    return _RelaxedNLL.apply(log_pi, beta, eta, outs, latents, eps)
