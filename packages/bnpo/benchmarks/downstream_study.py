@@ -2,6 +2,7 @@
 the options of an untrained model of the same size (control), over seeds, in parallel processes.
 
     OMP_NUM_THREADS=1 python benchmarks/downstream_study.py taxi --seeds 0 1 2 3 4 --steps 100000 --jobs 2 --out taxi
+    python benchmarks/downstream_study.py taxi --probe --model taxi/model.safetensors   # where each option drives
 
 Studies (``STUDIES``):
 
@@ -41,7 +42,7 @@ STUDIES = {
         "data_env": "bnpo/BabyAI-GoToObj-v0",
         "fit": BABYAI_FIT,  # nonparametric (no "k")
         "rl_env": "bnpo/BabyAI-UnlockLocal-v0",
-        "env_kwargs": {"expert": False},
+        "env_kwargs": {"expert": False, "max_steps": 64},
     },
 }
 
@@ -121,6 +122,30 @@ def late_episodes(run: dict, fraction: float = 0.1) -> dict:
     }
 
 
+def taxi_option_ends(model_path: str | Path, episodes: int = 200, option_steps: int = 15) -> dict[int, dict]:
+    """Where each learned option takes the taxi from the state right after the expert's pick-up (episodes seeded
+    1000, 1001, ...): per option, how many calls ended at each stand R, G, Y, B, elsewhere (beta fired or the cap
+    on the way), or by delivering the passenger (Taxi's termination)."""
+    import bnpo
+    from bnpo.options import OptionsWrapper
+
+    model = bnpo.load_model(model_path)
+    env = OptionsWrapper(gym.make("bnpo/TaxiHidden-v0"), model, option_steps=option_steps)
+    locs = [tuple(loc) for loc in env.unwrapped.taxi.locs]
+    ends = {k: dict.fromkeys(["R", "G", "Y", "B", "elsewhere", "delivered"], 0) for k in range(model.n_options)}
+    for k in range(model.n_options):
+        for episode in range(episodes):
+            obs, info = env.reset(seed=1000 + episode)
+            expert = bnpo.make_expert(env, seed=episode)
+            while obs[2] != 4:  # until the passenger is in the taxi
+                obs, _, _, _, info = env.step(expert(obs, info))
+            obs, _, terminated, _, _ = env.step(env.unwrapped.action_space.n + k)
+            cell = (int(obs[0]), int(obs[1]))
+            name = "delivered" if terminated else "RGYB"[locs.index(cell)] if cell in locs else "elsewhere"
+            ends[k][name] += 1
+    return ends
+
+
 def table(result: dict) -> str:
     """AUC mean ± std and per seed, one line per condition, and the last 10% of each run's episodes."""
     lines = []
@@ -187,9 +212,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--option-steps", type=int, default=15)
     parser.add_argument("--env-kwargs", default=None, help="JSON keyword arguments for gym.make (RL env)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (required unless --probe)")
+    parser.add_argument("--probe", action="store_true", help="taxi: only print where each option of --model ends")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.probe:
+        for k, ends in taxi_option_ends(args.model, option_steps=args.option_steps).items():
+            print(f"option {k}: {ends}")
+        return
+    if args.out is None:
+        parser.error("--out is required")
     rl = {"steps": args.steps, "option_steps": args.option_steps}
     result = study(
         args.out,

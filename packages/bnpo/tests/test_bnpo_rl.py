@@ -156,6 +156,7 @@ def test_rl_cli_writes_curves_and_rejects_mismatched_models(tmp_path) -> None:
         ([*args, "--options", str(room), "--env-kwargs", '{"memoryless": false}'], "n_actions=7"),
         ([*args, "--no-options", "--options", str(good)], "exactly one of --options MODEL or --no-options"),
         ([*args, "--no-options", "--steps", "0"], "invalid rl option steps=0"),
+        ([*args, "--no-options", "--batch-size", "600"], "must be <= n_steps x n_envs = 512"),
         ([*args, "--options", str(tmp_path / "none")], "neither a checkpoint"),
         ([*args[:3], str(tmp_path / "c"), *args[4:], "--no-options", "--control"], "--control compares"),
         ([*args, "--no-options"], "already holds a run"),

@@ -84,6 +84,11 @@ class DownstreamConfig:
         for name, (ok, requirement) in checks.items():
             if not ok:
                 raise UserError(f"invalid rl option {name}={getattr(self, name)!r}: must be {requirement}")
+        if self.batch_size > self.n_steps * self.n_envs:
+            raise UserError(
+                f"invalid rl option batch_size={self.batch_size}: must be <= n_steps x n_envs = "
+                f"{self.n_steps * self.n_envs} (the decisions of one rollout)"
+            )
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
