@@ -125,8 +125,8 @@ class _PluginTerms(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, log_alpha, u, *sticks):
-        logs = np.array([s.detach().cpu().numpy() for s in sticks], dtype=np.float64).reshape(-1, 2)
-        alpha = float(np.exp(float(log_alpha)))
+        logs = torch.stack([s.detach() for s in sticks]).cpu().numpy().astype(np.float64)
+        alpha = float(np.exp(float(log_alpha.detach())))
         a, b = np.exp(logs[:, 0]), np.exp(logs[:, 1])
         r = np.log1p(-u.detach().cpu().numpy().astype(np.float64)) / b  # (N, K)
         inner = -np.expm1(r)
