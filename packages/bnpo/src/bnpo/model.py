@@ -184,11 +184,11 @@ class OptionModel(nn.Module):
 
     def beta(self, states: torch.Tensor) -> torch.Tensor:
         """(..., D) states -> (..., K) termination probabilities beta_k(s)."""
-        return torch.sigmoid(self.termination(states)[..., 0])
+        return torch.sigmoid(self.termination.flat(states))
 
     def log_beta(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log beta_k(s), log(1 - beta_k(s))), both (..., K), computed stably from the logits."""
-        logit = self.termination(states)[..., 0]
+        logit = self.termination.flat(states)
         return F.logsigmoid(logit), F.logsigmoid(-logit)
 
     # ------------------------------------------------------------------ using the options

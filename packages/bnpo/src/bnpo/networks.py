@@ -85,6 +85,12 @@ class GrowableHeads(nn.Module):
         bias = torch.cat(list(self.biases))  # K out
         return F.linear(features, weight, bias).unflatten(-1, (k, self.out_dim))
 
+    def flat(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., D) states -> (..., K * out) head outputs, head-major (``forward`` without the split; for one output
+        per head, (..., K) without a select on the gradient path)."""
+        weight = torch.cat(list(self.weights))
+        return F.linear(self.trunk(states), weight, torch.cat(list(self.biases)))
+
     def log_prob_at(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log softmax(head_k(s))[a] for every head: (..., D) states and (...) int64 indices -> (..., K).
 
