@@ -8,6 +8,12 @@ Studies (``STUDIES``):
 
 * ``taxi``: options fitted on ``bnpo/TaxiHidden-v0`` shortest-path expert episodes (the README's Taxi recipe: fixed
   K = 4, exact objective over whole padded episodes, batch 64, entropy decay 0.99, 150 epochs), RL on the same env.
+* ``unlock``: options fitted on BabyAI-bot episodes of ``bnpo/BabyAI-UnlockLocal-v0`` (the BabyAI recipe, 100
+  epochs), RL on the same level without the bot, 64-step limit.
+* ``unlockdist-from-unlock``: the same options (fitted on UnlockLocal), RL on the harder
+  ``bnpo/BabyAI-UnlockLocalDist-v0`` (the same task with distractor objects in the room), 64-step limit.
+* ``gotoobj12-from-gotoobj``: options fitted on GoToObj (8x8 room), RL on GoToObj in a 12x12 room (the object
+  is often out of the 7x7 view), 40-step limit.
 * ``unlock-from-gotoobj``: options fitted on BabyAI-bot episodes of ``bnpo/BabyAI-GoToObj-v0`` (the GoToObj study's
   recipe), RL on the harder ``bnpo/BabyAI-UnlockLocal-v0`` (pick up the key, open the door) without the bot.
 
@@ -37,6 +43,24 @@ STUDIES = {
         "fit": {"k": 4, "objective": "exact", "padding": True, "batch_size": 64, "entropy_decay": 0.99, "epochs": 150},
         "rl_env": "bnpo/TaxiHidden-v0",
         "env_kwargs": {},
+    },
+    "unlock": {
+        "data_env": "bnpo/BabyAI-UnlockLocal-v0",
+        "fit": BABYAI_FIT,
+        "rl_env": "bnpo/BabyAI-UnlockLocal-v0",
+        "env_kwargs": {"expert": False, "max_steps": 64},
+    },
+    "unlockdist-from-unlock": {
+        "data_env": "bnpo/BabyAI-UnlockLocal-v0",
+        "fit": BABYAI_FIT,
+        "rl_env": "bnpo/BabyAI-UnlockLocalDist-v0",
+        "env_kwargs": {"expert": False, "max_steps": 64},
+    },
+    "gotoobj12-from-gotoobj": {
+        "data_env": "bnpo/BabyAI-GoToObj-v0",
+        "fit": BABYAI_FIT,
+        "rl_env": "bnpo/BabyAI-GoToObj-v0",
+        "env_kwargs": {"expert": False, "room_size": 12, "max_steps": 40},
     },
     "unlock-from-gotoobj": {
         "data_env": "bnpo/BabyAI-GoToObj-v0",

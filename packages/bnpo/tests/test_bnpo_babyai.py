@@ -35,8 +35,10 @@ def _episodes(level: str, n: int, seed: int = 0):
     return out
 
 
-def test_the_bot_solves_unlock_local_and_its_labels_follow_the_plan() -> None:
-    for steps, total, terminated in _episodes("UnlockLocal", 15):
+@pytest.mark.parametrize(("level", "n"), [("UnlockLocal", 15), ("UnlockLocalDist", 5)])
+def test_the_bot_solves_unlock_local_and_its_labels_follow_the_plan(level: str, n: int) -> None:
+    """UnlockLocal, and UnlockLocalDist (the same room with distractor objects, the downstream transfer level)."""
+    for steps, total, terminated in _episodes(level, n):
         assert terminated and total > 0  # the bot opens the door
         labels = [label for _, label in steps]
         # pick up the key, then open the door, as the level demands; those steps use minigrid's actions

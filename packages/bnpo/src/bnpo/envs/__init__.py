@@ -12,8 +12,9 @@ id                        environment                             horizon
 ========================  ======================================  ==========
 
 ``bnpo/BabyAI-<Level>-v0`` for the levels in ``bnpo.envs.babyai.LEVELS`` (``GoToObj``, ``GoToLocal``,
-``UnlockLocal``, ``PickupLoc``; needs ``bnpo[minigrid]``): the BabyAI level with flat observations, the mission
-hidden, and the BabyAI bot as the expert (its subgoal stack labels the options).
+``UnlockLocal``, ``UnlockLocalDist`` (UnlockLocal with distractor objects), ``PickupLoc``; needs
+``bnpo[minigrid]``): the BabyAI level with flat observations, the mission hidden, and the BabyAI bot as the expert
+(its subgoal stack labels the options).
 
 ``make_expert(env, seed=...)`` returns the scripted expert of a bnpo environment as a ``policy(obs, info)`` callable.
 """

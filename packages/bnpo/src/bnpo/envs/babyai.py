@@ -20,7 +20,7 @@ from gymnasium import spaces
 
 from bnpo.envs.expert import EpsilonExpert
 
-LEVELS = ("GoToObj", "GoToLocal", "UnlockLocal", "PickupLoc")
+LEVELS = ("GoToObj", "GoToLocal", "UnlockLocal", "UnlockLocalDist", "PickupLoc")
 SUBGOALS = (
     "GoNextTo:key",
     "GoNextTo:door",
