@@ -1,18 +1,24 @@
-"""CompILE vs NP-CompILE vs BNPO (fixed K and nonparametric) on Room(6), Landmarks (and the MiniGrid level
-BabyAI UnlockLocal with ``--envs UnlockLocal``), over seeds: one table.
+"""CompILE vs NP-CompILE vs BNPO (fixed K and nonparametric) on Room(6), Landmarks, the MiniGrid levels BabyAI
+UnlockLocal and GoToObj, and TaxiHidden, over seeds: one table.
 
 Every method fits the same expert data (collected with the run's seed) through the same ``FitConfig`` interface
 and is scored the same way (``bnpo.fit.evaluate``): Hungarian-matched per-step accuracy and boundary F1 (+-1 step)
-on all windows, the final K, and the exact held-out log-likelihood per step (10% of the episodes held out; the
-forward algorithm of each model's own generative model: the option HMM for BNPO, the semi-Markov model for
-CompILE). Fixed K is K_true + 1 (7 on Room(6), the paper's baseline K; 5 on Landmarks, the README's recipe).
+on all windows (or padded episodes: GoToObj), the final K, and the exact held-out log-likelihood per step (10% of
+the episodes held out; the forward algorithm of each model's own generative model: the option HMM for BNPO, the
+semi-Markov model for CompILE). Fixed K is K_true + 1 (7 on Room(6), the paper's baseline K; 5 elsewhere).
+
+Budgets: BNPO runs its documented recipe (fixed epochs); CompILE and NP-CompILE train until their held-out
+log-likelihood stops improving (:class:`HeldoutPlateau`: checked every 10 epochs, stop once the best has not
+improved by more than 0.01 nats per step for 100 epochs; at most 500 epochs). Every row records its CPU seconds,
+epochs and (CompILE) held-out curve.
 
 Runs are spread over ``--jobs`` processes, one thread each. Usage (from the workspace root):
 
     OMP_NUM_THREADS=1 uv run --no-sync python packages/bnpo/benchmarks/compare_compile.py --seeds 0 1 2 \
-        --jobs 2 --out compare-compile
+        --jobs 2 --envs TaxiHidden GoToObj --out compare-compile
     ... --fast   # seconds-long smoke version (tiny data, a few epochs)
-    ... --table-only   # the table of the rows in --out/results.json so far
+    ... --resume   # keep the rows already in --out/results.json, run the missing cells
+    ... --table-only [--merge other/results.json ...]   # the table (and CompILE curves) of the rows so far
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ ENVS = {
     # MiniGrid (bnpo[minigrid]): BabyAI UnlockLocal with the BabyAI bot; windows of 8 steps (episodes are 8-22)
     "UnlockLocal": {"env": "bnpo/BabyAI-UnlockLocal-v0", "kwargs": {}, "episodes": 300, "k": 5, "seq_len": 8},
     # BabyAI GoToObj, the level used downstream: episodes of 1-14 steps, fitted whole (padding + masks)
-    "GoToObj": {"env": "bnpo/BabyAI-GoToObj-v0", "kwargs": {}, "episodes": 1000, "k": 5, "padding": True},
+    "GoToObj": {"env": "bnpo/BabyAI-GoToObj-v0", "kwargs": {}, "episodes": 300, "k": 5, "padding": True},
     # Taxi with the destination hidden (K_true = 4 stands): episodes of 6-18 steps in windows of 6
     "TaxiHidden": {"env": "bnpo/TaxiHidden-v0", "kwargs": {}, "episodes": 1000, "k": 5, "seq_len": 6},
 }
@@ -47,7 +53,7 @@ BNPO_EPOCHS = {"Landmarks": 500, "UnlockLocal": 200, "GoToObj": 100, "TaxiHidden
 
 
 #: CompILE's budget rule: train until the held-out log-likelihood stops improving (see HeldoutPlateau)
-COMPILE_MAX_EPOCHS = 1500  # the paper's CompILE epochs, the cap
+COMPILE_MAX_EPOCHS = 500  # the cap (compute: the paper trains 1500; the curves show where it binds)
 PLATEAU_EVERY, PLATEAU_PATIENCE, PLATEAU_DELTA = 10, 100, 0.01
 
 
@@ -133,6 +139,8 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
     config = method_config(env, method, seed, fast)
     if "seq_len" in spec:
         config = dataclasses.replace(config, seq_len=int(min(spec["seq_len"], data.episode_lengths().min())))
+    if spec.get("padding") and config.method == "compile" and not config.padding:
+        config.padding = True  # CompILE handles masks; set after FitConfig's check, which still refuses it
     windows = training_batches(data, config)
     rule = None
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -166,25 +174,57 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
     }
 
 
+def budget(row: dict) -> str:
+    """How long a row's fit trained: "plateau" (CompILE, the held-out rule), "60 ep" (CompILE rows of the first
+    comparison, fixed 60 epochs) or "recipe" (BNPO, the recipe's fixed epochs)."""
+    if row["method"] not in ("CompILE", "NP-CompILE"):
+        return "recipe"
+    return "plateau" if row.get("heldout_curve") else f"{row['config']['epochs']} ep"
+
+
 def table(rows: list[dict]) -> str:
-    """One plain-text table: mean ± std over seeds per (env, method)."""
-    header = f"{'env':<12} {'method':<13} {'seeds':>5} {'accuracy':>15} {'boundary F1':>15} {'K':>11} {'used':>11} "
-    header += f"{'held-out loglik/step':>21}"
+    """One plain-text table: mean ± std over seeds per (env, method, budget), with the seeds listed."""
+    header = f"{'env':<12} {'method':<13} {'budget':<8} {'seeds':<6} {'accuracy':>15} {'boundary F1':>15} {'K':>9} "
+    header += f"{'used':>9} {'held-out loglik/step':>21} {'CPU s':>6}"
     lines = [header, "-" * len(header)]
     for env in ENVS:
         for method in METHODS:
-            cell = [r for r in rows if r["env"] == env and r["method"] == method]
-            if not cell:
-                continue
+            for kind in ("60 ep", "plateau", "recipe"):
+                cell = [r for r in rows if r["env"] == env and r["method"] == method and budget(r) == kind]
+                if not cell:
+                    continue
 
-            def stat(key: str, digits: int, cell=cell) -> str:
-                values = np.array([r[key] for r in cell], dtype=float)
-                return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+                def stat(key: str, digits: int, cell=cell) -> str:
+                    values = np.array([r[key] for r in cell], dtype=float)
+                    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
 
-            lines.append(
-                f"{env:<12} {method:<13} {len(cell):>5} {stat('accuracy', 3):>15} {stat('boundary_f1', 3):>15} "
-                f"{stat('K', 1):>11} {stat('used_options', 1):>11} {stat('heldout_loglik_per_step', 3):>21}"
-            )
+                seeds = ",".join(str(r["seed"]) for r in sorted(cell, key=lambda r: r["seed"]))
+                cpu = [r["train_cpu_seconds"] for r in cell if "train_cpu_seconds" in r]
+                cpu_text = f"{np.mean(cpu):.0f}" if len(cpu) == len(cell) else "-"
+                lines.append(
+                    f"{env:<12} {method:<13} {kind:<8} {seeds:<6} {stat('accuracy', 3):>15} "
+                    f"{stat('boundary_f1', 3):>15} {stat('K', 1):>9} {stat('used_options', 1):>9} "
+                    f"{stat('heldout_loglik_per_step', 3):>21} {cpu_text:>6}"
+                )
+    return "\n".join(lines)
+
+
+CURVE_EPOCHS = (10, 60, 100, 200, 300, 500, 1000, 1500)
+
+
+def curve_table(rows: list[dict]) -> str:
+    """The CompILE rows' held-out log-likelihood per step at a few epochs, the epoch it stopped and the CPU seconds
+    of every cell (the budget rule's evidence)."""
+    lines = [f"{'env':<12} {'method':<11} seed " + " ".join(f"{e:>7}" for e in CURVE_EPOCHS) + "  stopped  CPU s"]
+    for row in rows:
+        if not row.get("heldout_curve"):
+            continue
+        curve = dict(row["heldout_curve"])
+        values = " ".join(f"{curve[e]:>7.3f}" if e in curve else f"{'':>7}" for e in CURVE_EPOCHS)
+        lines.append(
+            f"{row['env']:<12} {row['method']:<11} {row['seed']:>4} {values}  {row['epochs_trained']:>7}"
+            f"  {row['train_cpu_seconds']:>5.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -198,10 +238,11 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="smoke test: 40 episodes, 3 epochs")
     parser.add_argument("--table-only", action="store_true", help="print the table of --out/results.json and exit")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="with --table-only: more results.json")
+    parser.add_argument("--resume", action="store_true", help="keep the rows of --out/results.json, run the rest")
     args = parser.parse_args()
     if args.table_only:
         rows = [row for path in [args.out / "results.json", *args.merge] for row in json.loads(path.read_text())]
-        print(table(rows))
+        print(table(rows) + "\n\n" + curve_table(rows))
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -210,6 +251,10 @@ def main() -> None:
     # seed by seed (complete seeds first if stopped early), the slow CompILE cells first within a seed
     cells.sort(key=lambda c: (c[2], c[1] not in ("CompILE", "NP-CompILE"), c))
     rows: list[dict] = []
+    if args.resume and (args.out / "results.json").exists():
+        rows = json.loads((args.out / "results.json").read_text())
+        done = {(r["env"], r["method"], r["seed"]) for r in rows}
+        cells = [c for c in cells if c not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_cell, env, method, seed, args.fast) for env, method, seed in cells]
         for future in futures:
