@@ -76,6 +76,22 @@ def _reference_sample(enc: PosteriorEncoder, inputs, eta, tau, generator):
     }
 
 
+def test_folded_embedding_lstm_matches_plain_lstm():
+    """The encoder's LSTM with the embedding's second layer folded into its input weights against nn.Sequential then
+    nn.LSTM (float64): values, and the gradients of the inputs and of every embedding and LSTM parameter."""
+    enc = PosteriorEncoder(10, 3, 8, 6, 5, torch.Generator().manual_seed(4)).double()
+    gen = torch.Generator().manual_seed(6)
+    inputs = torch.randn(7, 4, 10, dtype=torch.float64, generator=gen).requires_grad_()
+    ours = torch.flip(enc.context_reversed(inputs), dims=[1])
+    ref = enc.context(inputs)
+    assert torch.allclose(ours, ref, atol=1e-13)
+    weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    params = [inputs, *enc.embed.parameters(), *enc.lstm.parameters()]
+    ours_grads = _grads({"x": ours}, {"x": weights}, params)
+    for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_relaxed_posterior_sample_matches_autograd_reference():
     enc = PosteriorEncoder(10, 4, 8, 8, 8, torch.Generator().manual_seed(0)).double()
     gen = torch.Generator().manual_seed(5)
