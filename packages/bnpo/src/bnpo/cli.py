@@ -14,12 +14,12 @@ from pathlib import Path
 import typer
 
 from bnpo import __version__
+from bnpo.demo import demo_job
 from bnpo.downstream import DownstreamConfig
 from bnpo.fit import FitConfig
 from bnpo.workflows import (
     apply_preset,
     collect_job,
-    demo_job,
     evaluate_job,
     fit_job,
     format_table,
