@@ -30,11 +30,11 @@ from bnpo.workflows import (
 )
 from sixlab_shared import UserError, exit_on_user_error, setup_logging
 from sixlab_shared.cli import (
-    OneLineErrorGroup,
     config_option,
     config_options,
     device_option,
     fast_option,
+    make_app,
     out_option,
     overwrite_option,
     resume_option,
@@ -43,12 +43,8 @@ from sixlab_shared.cli import (
     verbose_option,
 )
 
-app = typer.Typer(
-    cls=OneLineErrorGroup,  # a mistyped option is one line and exit 2, like every user error
-    name="bnpo",
-    help="bnpo: offline option discovery with Bayesian nonparametrics. See `bnpo COMMAND --help`.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
+app = make_app(
+    "bnpo", "bnpo: offline option discovery with Bayesian nonparametrics. See `bnpo COMMAND --help`.", __version__
 )
 
 #: FitConfig fields whose options keep their established names.
@@ -66,21 +62,6 @@ def _json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"--env-kwargs must be a JSON object, got {text!r}")
     return value
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"bnpo {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """bnpo command-line tool."""
 
 
 @app.command()
