@@ -185,3 +185,28 @@ def test_padded_rows_are_scored_as_the_rows_cut_to_their_real_steps(monkeypatch)
         assert torch.all(options[b, n:] == options[b, n - 1]) and not bool(boundaries[b, n:].any())
     with pytest.raises(ValueError, match="padded at the end"):
         model.log_likelihood(states, actions, mask.flip(1))
+
+
+def test_compile_fits_and_scores_padded_episodes_of_several_lengths() -> None:
+    """``FitConfig(method="compile", padding=True)``: whole Taxi episodes (6-18 steps) padded with a mask; BNPO's
+    relaxed objective still refuses padding in one line."""
+    from sixlab_shared import UserError
+
+    env = gym.make("bnpo/TaxiHidden-v0")
+    data = bnpo.collect(env, bnpo.make_expert(env, seed=0), 40, seed=0, env_id="bnpo/TaxiHidden-v0")
+    assert len(set(data.episode_lengths().tolist())) > 3
+    config = bnpo.FitConfig(method="compile", padding=True, k=3, epochs=2, batch_size=16, holdout_fraction=0.1)
+    result = fit_compile(data, config)
+    assert len(result.history) == 2 and np.isfinite(result.history[-1]["loss/total"])
+    padded = training_batches(data, config)
+    assert not bool(padded["mask"].all())
+    scores = evaluate(result.model, padded)
+    assert np.isfinite(scores["loglik_per_step"]) and 0 <= scores["accuracy"] <= 1
+    lengths = padded["mask"].sum(1)
+    first = int(lengths[0])
+    alone = result.model.log_likelihood(padded["states"][:1, :first], padded["actions"][:1, :first])
+    with_mask = result.model.log_likelihood(padded["states"][:1], padded["actions"][:1], padded["mask"][:1])
+    torch.testing.assert_close(with_mask, alone, rtol=0, atol=1e-9)
+    with pytest.raises(UserError, match="padding") as err:
+        bnpo.FitConfig(padding=True)
+    assert "\n" not in str(err.value)

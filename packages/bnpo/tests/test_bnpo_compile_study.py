@@ -1,7 +1,10 @@
-"""Slow study: the CompILE vs BNPO table of the README (benchmarks/compare_compile.py), re-run and checked.
+"""Slow study: the CompILE vs BNPO table of the README (benchmarks/compare_compile.py), re-run and checked on
+TaxiHidden, the row whose every cell was measured under the current budget rule (CompILE trained until its held-out
+log-likelihood stops improving, at most 500 epochs; BNPO its recipe).
 
-About 35 min on the shared 2-core machine (24 fits, two processes). The figures asserted are the README's with
-margins: they are what the comparison found, not thresholds from the paper.
+About 1,400 CPU seconds (12 fits, two processes of one thread; about 15 min on the shared 2-core machine). The
+figures asserted are the README's with margins: they are what the comparison found on seeds 0-2, not thresholds
+from the paper.
 """
 
 from __future__ import annotations
@@ -26,23 +29,27 @@ def _benchmark():
 
 
 @pytest.mark.slow
-def test_compile_vs_bnpo_table(capsys) -> None:
+def test_compile_vs_bnpo_table_on_taxi(capsys) -> None:
     bench = _benchmark()
-    cells = [(env, method, seed) for seed in (0, 1, 2) for env in bench.DEFAULT_ENVS for method in bench.METHODS[:4]]
+    cells = [("TaxiHidden", method, seed) for seed in (0, 1, 2) for method in bench.METHODS[:4]]
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(bench.run_cell, *zip(*cells, strict=True), [False] * len(cells)))
     with capsys.disabled():
-        print("\n" + bench.table(rows))
+        print("\n" + bench.table(rows) + "\n\n" + bench.curve_table(rows))
 
-    def values(env: str, method: str, key: str) -> np.ndarray:
-        return np.array([r[key] for r in rows if r["env"] == env and r["method"] == method], dtype=float)
+    def values(method: str, key: str) -> np.ndarray:
+        return np.array([r[key] for r in sorted(rows, key=lambda r: r["seed"]) if r["method"] == method], float)
 
-    # Landmarks (README: held-out -0.616 vs -1.115 / -0.994, margins >= 0.34 on every seed; accuracy 0.78 vs 0.27)
-    bnpo_ll = values("Landmarks", "BNPO", "heldout_loglik_per_step")
-    for method in ("CompILE", "NP-CompILE"):
-        assert np.all(bnpo_ll > values("Landmarks", method, "heldout_loglik_per_step") + 0.2)
-        assert values("Landmarks", "BNPO", "accuracy").mean() > values("Landmarks", method, "accuracy").mean() + 0.3
-    # Room(6): NP-CompILE recovers the rooms on at least 2 of 3 seeds (README: 1.0, 0.896, 1.0)
-    assert (values("Room(6)", "NP-CompILE", "accuracy") >= 0.85).sum() >= 2
+    # README, seeds 0-2: held-out BNPO -0.274 / -0.214 / -0.201, fixed K -0.233 / -0.275 / -0.278,
+    # CompILE -1.091 / -1.296 / -0.967, NP-CompILE -0.416 / -0.395 / -0.808 (smallest margins 0.77 and 0.14)
+    compile_ll = values("CompILE", "heldout_loglik_per_step")
+    for method in ("BNPO", "BNPO fixed K"):
+        assert np.all(values(method, "heldout_loglik_per_step") > compile_ll + 0.4)
+    assert np.all(values("BNPO", "heldout_loglik_per_step") > values("NP-CompILE", "heldout_loglik_per_step") + 0.05)
+    # accuracy BNPO 0.537 / 0.607 / 0.515 against CompILE 0.418 / 0.399 / 0.399 (smallest margin 0.12)
+    assert np.all(values("BNPO", "accuracy") > values("CompILE", "accuracy") + 0.05)
+    # the budget rule: every CompILE fit stopped by the plateau or the cap, with its curve recorded
     for row in rows:
         assert np.isfinite(row["heldout_loglik_per_step"]) and row["heldout_loglik_per_step"] < 0
+        if row["method"] in ("CompILE", "NP-CompILE"):
+            assert row["epochs_trained"] <= bench.COMPILE_MAX_EPOCHS and len(row["heldout_curve"]) >= 10

@@ -68,7 +68,8 @@ class FitConfig:
     """Steps between the starts of an episode's windows (default T: adjacent windows; smaller: overlapping)."""
     padding: bool = False
     """Fit every episode whole, padded to the longest with a mask (``Dataset.padded``), instead of windows; needs
-    ``objective="exact"`` (padded steps are neutral in the forward algorithm). ``seq_len``/``window_stride`` are
+    ``objective="exact"`` (padded steps are neutral in the forward algorithm) for BNPO; ``method="compile"`` takes it
+    as is (each padded row is encoded and scored as if cut to its real steps). ``seq_len``/``window_stride`` are
     then unused."""
     holdout_fraction: float = 0.01
     """Fraction of trajectories held out for the exact log-likelihood (at least one when there are >= 2)."""
@@ -131,7 +132,10 @@ class FitConfig:
             "relaxation": (self.relaxation in ("concrete", "straight_through"), "concrete or straight_through"),
             "seq_len": (self.seq_len is None or self.seq_len >= 2, "an integer >= 2 (or unset)"),
             "window_stride": (self.window_stride is None or self.window_stride >= 1, "an integer >= 1 (or unset)"),
-            "padding": (not self.padding or self.objective == "exact", "false unless objective is exact"),
+            "padding": (
+                not self.padding or self.objective == "exact" or self.method == "compile",
+                "false unless objective is exact (or method is compile)",
+            ),
             "holdout_fraction": (0.0 <= self.holdout_fraction < 1.0, "in [0, 1)"),
             "policy_hidden": (sizes(self.policy_hidden), "a non-empty list of sizes >= 1"),
             "termination_hidden": (sizes(self.termination_hidden), "a non-empty list of sizes >= 1"),
@@ -166,7 +170,6 @@ class FitConfig:
         if self.method == "compile":
             unsupported = {
                 "objective": self.objective != "relaxed",
-                "padding": self.padding,
                 "split_epochs": bool(self.split_epochs),
                 "restarts": self.restarts != 1,
             }
@@ -174,7 +177,7 @@ class FitConfig:
                 if bad:
                     raise UserError(
                         f"invalid fit option {name}={getattr(self, name)!r}: not available with method=compile "
-                        "(CompILE fits fixed-length windows with its own relaxed ELBO, one run)"
+                        "(CompILE fits windows or padded episodes with its own relaxed ELBO, one run)"
                     )
 
     @classmethod
