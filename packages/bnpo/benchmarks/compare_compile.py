@@ -208,7 +208,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-CURVE_EPOCHS = (10, 60, 100, 200, 300, 500, 1000, 1500)
+CURVE_EPOCHS = (10, 60, 100, 200, 300, 400, 500, 800)
 
 
 def curve_table(rows: list[dict]) -> str:
