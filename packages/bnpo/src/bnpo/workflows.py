@@ -22,7 +22,6 @@ import gymnasium as gym
 
 from bnpo import metrics
 from bnpo.compile.fit import fit_compile, load_any_model
-from bnpo.compile.model import CompILEModel
 from bnpo.data import Dataset, collect, load_dataset
 from bnpo.downstream import rl_job, rl_rows  # rl_job, rl_rows: re-exported (they lived here)
 from bnpo.envs import BABYAI_ENV_IDS, ENV_IDS, make_expert
@@ -251,8 +250,6 @@ def _load_for_model(
         raise UserError(f"model {str(model_path)!r} is neither a checkpoint nor a run directory holding one")
     dataset = load_dataset(data)
     model = load_any_model(model_file, device=get_device(device))
-    if padding and isinstance(model, CompILEModel):
-        raise UserError("--padding is not available for a CompILE model (it fits fixed-length windows); drop --padding")
     if model.config.obs_dim != dataset.obs_dim or model.config.n_actions != dataset.n_actions:
         raise UserError(
             f"the model expects obs_dim={model.config.obs_dim}, n_actions={model.config.n_actions} but the data has "
