@@ -1,17 +1,7 @@
 """The option model: generative model, variational posterior, relaxed ELBO and growth (reference §1).
 
-Notation (reference §1.1-§1.4):
-
-=================  ==========================================================
-code               paper
-=================  ==========================================================
-``log_pi``         log pi_k(a_t | s_t), (B, T, K)
-``beta``           beta_k(s_t), termination probability of option k at s_t
-``eta``            high-level option weights (GEM stick-breaking)
-``b``, ``h``       termination flag b_t and (relaxed) one-hot option h_t
-``tau``            temperature of the relaxed Bernoulli / categorical
-``eps``            1e-4 added inside every log of the relaxed log-joint
-=================  ==========================================================
+Notation (reference §1.1-§1.4): the table in :mod:`bnpo.objective`; ``tau`` is the temperature of the relaxed
+Bernoulli / categorical samples.
 """
 
 from __future__ import annotations
