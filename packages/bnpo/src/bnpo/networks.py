@@ -304,8 +304,8 @@ class PosteriorEncoder(nn.Module):
         """(B, T, D + A) -> (B, T, hidden) backward summaries in reversed time: row T-1-t holds e_t. The inputs are
         flipped before the (per-step) embedding, which commutes with it, so no flip sits on the gradient path.
 
-        The same function as ``nn.LSTM`` over ``embed`` (:meth:`context`), with the embedding's second layer, which
-        is linear, folded into the LSTM's input weights: W_ih (W2 r + b2) + b_ih = (W_ih W2) r + (W_ih b2 + b_ih).
+        The same function as ``nn.LSTM`` over ``embed`` of the reversed sequence, with the embedding's second layer,
+        which is linear, folded into the LSTM's input weights: W_ih (W2 r + b2) + b_ih = (W_ih W2) r + (W_ih b2 + b_ih).
         That saves a (B T x embed) x (embed x embed) product in each direction for two (4 hidden x embed) ones."""
         first, _, second = self.embed
         hidden = torch.relu(first(torch.flip(inputs, dims=[1])))
@@ -316,12 +316,6 @@ class PosteriorEncoder(nn.Module):
         }
         reversed_out, _ = functional_call(lstm, folded, (hidden,), strict=False)
         return reversed_out
-
-    def context(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(B, T, D + A) -> (B, T, hidden) backward summaries e_t: ``nn.LSTM`` over ``embed`` of the reversed
-        sequence, flipped back (the plain definition; the reference of :meth:`context_reversed` in the tests)."""
-        reversed_out, _ = self.lstm(self.embed(torch.flip(inputs, dims=[1])))
-        return torch.flip(reversed_out, dims=[1])
 
     def sample(
         self,
