@@ -83,20 +83,47 @@ def _reference_sample(enc: PosteriorEncoder, inputs, eta, tau, generator):
     }
 
 
-def test_folded_embedding_lstm_matches_plain_lstm():
-    """The encoder's LSTM with the embedding's second layer folded into its input weights against nn.Sequential then
-    nn.LSTM (float64): values, and the gradients of the inputs and of every embedding and LSTM parameter."""
+def _plain_head_input(enc: PosteriorEncoder, inputs: torch.Tensor) -> torch.Tensor:
+    """The head's first layer on e_t alone, time-major (T, B, H'), from the plain nn.LSTM definition."""
+    return F.linear(_plain_context(enc, inputs), enc.head_in.weight[:, :-1], enc.head_in.bias).transpose(0, 1)
+
+
+def test_hand_lstm_head_input_matches_plain_lstm():
+    """The encoder's hand-written LSTM node (folded embedding, time-major recurrence, tanh via sigmoid) against
+    nn.Sequential then nn.LSTM then the head's first layer (float64): values, and the gradients of the inputs and of
+    every embedding, LSTM and head parameter."""
     enc = PosteriorEncoder(10, 3, 8, 6, 5, torch.Generator().manual_seed(4)).double()
     gen = torch.Generator().manual_seed(6)
-    inputs = torch.randn(7, 4, 10, dtype=torch.float64, generator=gen).requires_grad_()
-    ours = torch.flip(enc.context_reversed(inputs), dims=[1])
-    ref = _plain_context(enc, inputs)
+    inputs = (torch.randn(7, 4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
+    ours = enc.head_input(inputs)
+    ref = _plain_head_input(enc, inputs)
+    assert ours.shape == (4, 7, 5)
     assert torch.allclose(ours, ref, atol=1e-13)
     weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
-    params = [inputs, *enc.embed.parameters(), *enc.lstm.parameters()]
+    params = [inputs, *enc.embed.parameters(), *enc.lstm.parameters(), enc.head_in.weight, enc.head_in.bias]
     ours_grads = _grads({"x": ours}, {"x": weights}, params)
     for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
         assert torch.allclose(a, b, atol=1e-12)
+    small = inputs[:2, :3].detach().requires_grad_()
+    assert torch.autograd.gradcheck(enc.head_input, (small,))
+
+
+def test_hand_lstm_head_input_on_distinct_rows_matches_every_step():
+    """With ``index`` the node reads each step's row of a table of distinct inputs; the values and gradients (summed
+    over the steps that share a row) equal the plain LSTM run on the gathered (B, T) inputs."""
+    enc = PosteriorEncoder(6, 2, 8, 4, 5, torch.Generator().manual_seed(1)).double()
+    gen = torch.Generator().manual_seed(2)
+    rows = torch.randn(4, 6, dtype=torch.float64, generator=gen).requires_grad_()
+    index = torch.randint(0, 4, (9, 5), generator=gen)
+    ours = enc.head_input(rows, index)
+    ref = _plain_head_input(enc, rows[index])
+    assert torch.allclose(ours, ref, atol=1e-13)
+    weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    params = [rows, *enc.embed.parameters(), *enc.lstm.parameters(), enc.head_in.weight, enc.head_in.bias]
+    ours_grads = _grads({"x": ours}, {"x": weights}, params)
+    for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda r: enc.head_input(r, index[:3]), (rows.detach().requires_grad_(),))
 
 
 def test_relaxed_posterior_sample_matches_autograd_reference():

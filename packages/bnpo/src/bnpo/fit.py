@@ -34,6 +34,7 @@ from bnpo.checkpoint import (
     save_model,
 )
 from bnpo.data import Dataset
+from bnpo.distinct import distinct_steps
 from bnpo.evaluation import evaluate, selection_score, viterbi_usage
 from bnpo.fit_config import FitConfig
 from bnpo.model import OptionModel
@@ -200,6 +201,7 @@ def _train(
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
     masks = masks_all[train_index.to(device)]
     padded = not bool(masks.all())  # windows: no mask needed (bit-identical to before)
+    distinct = distinct_steps(states, actions)  # None when (state, action) pairs rarely repeat
     n_train = states.shape[0]
     if n_train == 0:
         raise UserError(
@@ -269,13 +271,16 @@ def _train(
             index = stream.next().to(device)
             s, a = states[index], actions[index]
             m = masks[index] if padded else None
+            pairs = None if distinct is None else distinct.take(index)
             if (
                 iteration == 0
                 and config.nonparametric
                 and schedules.is_growth_check_epoch(epoch, every=config.growth_every)
             ):
                 grow = schedules.should_grow(model.greedy_usage(s, a, m).tolist(), tol=config.growth_tol)
-            out = model.loss(s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator, mask=m)
+            out = model.loss(
+                s, a, tau=tau, entropy_weight=lam, n_train=n_train, generator=generator, mask=m, distinct=pairs
+            )
             if not torch.isfinite(out["loss"]):
                 raise diverged("loss", epoch, iteration)
             optimizer.zero_grad(set_to_none=True)

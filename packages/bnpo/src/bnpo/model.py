@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bnpo import hmm
+from bnpo.distinct import DistinctSteps
 from bnpo.model_config import OBJECTIVES, RELAXATIONS, OptionModelConfig
 from bnpo.networks import GrowableHeads, PosteriorEncoder
 from bnpo.objective import LOG_EPS, log_softmax, mask_hmm, posterior_log_prob, relaxed_log_joint, relaxed_nll
@@ -250,6 +251,7 @@ class OptionModel(nn.Module):
         n_train: int,
         generator: torch.Generator | None = None,
         mask: torch.Tensor | None = None,
+        distinct: DistinctSteps | None = None,
     ) -> dict[str, torch.Tensor]:
         """Minibatch objective of reference §1.4 (minimised).
 
@@ -264,6 +266,8 @@ class OptionModel(nn.Module):
             n_train: number of training trajectories (the KL weight is 1 / n_train).
             generator: noise source (sticks, Concrete samples).
             mask: (B, T) bool, True at real steps of padded episodes (exact objective only; None: all real).
+            distinct: the minibatch's distinct (state, action) pairs (``index`` (B, T), :mod:`bnpo.distinct`): the
+                per-step networks then run once per pair. The same values; ``fit`` passes it when pairs repeat.
 
         Returns:
             dict of 0-dim tensors: ``loss`` (with grad), ``elbo`` (mean relaxed ELBO per trajectory, the KL share
@@ -271,10 +275,18 @@ class OptionModel(nn.Module):
         """
         batch = states.shape[0]
         eta, kl = self.prior.sample(batch, generator=generator)
-        log_pi = self.log_pi(states, actions)
+        if distinct is None:
+            step_states, step_actions, index = states, actions, None
+        else:
+            step_states, step_actions, index = distinct.states, distinct.actions, distinct.index
+
+        def per_step(values: torch.Tensor) -> torch.Tensor:
+            return values if distinct is None else distinct.gather(values)
+
+        log_pi = per_step(self.log_pi(step_states, step_actions))
         if self.config.objective == "exact":
             # eta is sub-normalised (mass beyond K left out): a lower bound on the infinite model's likelihood.
-            log_beta, log_not_beta = self.log_beta(states)
+            log_beta, log_not_beta = (per_step(x) for x in self.log_beta(step_states))
             log_pi, log_beta, log_not_beta = mask_hmm(log_pi, log_beta, log_not_beta, mask)
             log_lik, filtered = hmm.forward_log_likelihood(
                 log_pi, log_beta, torch.log(eta + _EPS), log_not_beta, return_filtered=True
@@ -295,16 +307,16 @@ class OptionModel(nn.Module):
             }
         if mask is not None and not bool(mask.all()):
             raise ValueError("padded episodes (a mask) need objective='exact'; the relaxed objective takes windows")
-        beta = self.beta(states)
+        beta = per_step(self.beta(step_states))
+        inputs = torch.cat([step_states, self._action_inputs(step_actions)], dim=-1)
         if self.config.relaxation == "straight_through":
-            sample = self.posterior_sample(states, actions, eta, tau, generator=generator, straight_through=True)
+            sample = self.encoder.sample(inputs, eta, tau, generator=generator, straight_through=True, index=index)
             log_p = relaxed_log_joint(log_pi, beta, eta, sample["b"], sample["h"])
             log_q = posterior_log_prob(sample["logit_b"], sample["logit_h"], sample["b"], sample["h"])
             usage = sample["h"].mean(dim=(0, 1))
             nll = (log_q - log_p).mean()
         else:  # the same terms from the head's time-major outputs, in one node
-            inputs = torch.cat([states, self._action_inputs(actions)], dim=-1)
-            head = self.encoder.sample(inputs, eta, tau, generator=generator, time_major=True)
+            head = self.encoder.sample(inputs, eta, tau, generator=generator, time_major=True, index=index)
             nll, usage = relaxed_nll(log_pi, beta, eta, head["outs"], head["latents"])
         neg_entropy = (usage * torch.log(usage + 1e-5)).sum()
         loss = nll + entropy_weight * neg_entropy + kl / n_train
