@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -88,42 +89,33 @@ def _plain_head_input(enc: PosteriorEncoder, inputs: torch.Tensor) -> torch.Tens
     return F.linear(_plain_context(enc, inputs), enc.head_in.weight[:, :-1], enc.head_in.bias).transpose(0, 1)
 
 
-def test_hand_lstm_head_input_matches_plain_lstm():
+@pytest.mark.parametrize("distinct_rows", [False, True])
+def test_hand_lstm_head_input_matches_plain_lstm(distinct_rows: bool):
     """The encoder's hand-written LSTM node (folded embedding, time-major recurrence, tanh via sigmoid) against
     nn.Sequential then nn.LSTM then the head's first layer (float64): values, and the gradients of the inputs and of
-    every embedding, LSTM and head parameter."""
+    every embedding, LSTM and head parameter. With ``index`` the node reads each step's row of a table of distinct
+    inputs, and the rows' gradients are summed over the steps that share them."""
     enc = PosteriorEncoder(10, 3, 8, 6, 5, torch.Generator().manual_seed(4)).double()
     gen = torch.Generator().manual_seed(6)
-    inputs = (torch.randn(7, 4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
-    ours = enc.head_input(inputs)
-    ref = _plain_head_input(enc, inputs)
+    if distinct_rows:
+        leaf = torch.randn(4, 10, dtype=torch.float64, generator=gen).requires_grad_()
+        index = torch.randint(0, 4, (7, 4), generator=gen)
+        ours, ref = enc.head_input(leaf, index), _plain_head_input(enc, leaf[index])
+    else:
+        leaf = (torch.randn(7, 4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
+        ours, ref = enc.head_input(leaf), _plain_head_input(enc, leaf)
     assert ours.shape == (4, 7, 5)
     assert torch.allclose(ours, ref, atol=1e-13)
     weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
-    params = [inputs, *enc.embed.parameters(), *enc.lstm.parameters(), enc.head_in.weight, enc.head_in.bias]
+    params = [leaf, *enc.embed.parameters(), *enc.lstm.parameters(), enc.head_in.weight, enc.head_in.bias]
     ours_grads = _grads({"x": ours}, {"x": weights}, params)
     for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
         assert torch.allclose(a, b, atol=1e-12)
-    small = inputs[:2, :3].detach().requires_grad_()
-    assert torch.autograd.gradcheck(enc.head_input, (small,))
-
-
-def test_hand_lstm_head_input_on_distinct_rows_matches_every_step():
-    """With ``index`` the node reads each step's row of a table of distinct inputs; the values and gradients (summed
-    over the steps that share a row) equal the plain LSTM run on the gathered (B, T) inputs."""
-    enc = PosteriorEncoder(6, 2, 8, 4, 5, torch.Generator().manual_seed(1)).double()
-    gen = torch.Generator().manual_seed(2)
-    rows = torch.randn(4, 6, dtype=torch.float64, generator=gen).requires_grad_()
-    index = torch.randint(0, 4, (9, 5), generator=gen)
-    ours = enc.head_input(rows, index)
-    ref = _plain_head_input(enc, rows[index])
-    assert torch.allclose(ours, ref, atol=1e-13)
-    weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
-    params = [rows, *enc.embed.parameters(), *enc.lstm.parameters(), enc.head_in.weight, enc.head_in.bias]
-    ours_grads = _grads({"x": ours}, {"x": weights}, params)
-    for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
-        assert torch.allclose(a, b, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda r: enc.head_input(r, index[:3]), (rows.detach().requires_grad_(),))
+    if distinct_rows:
+        check = (lambda r: enc.head_input(r, index[:3])), leaf.detach().requires_grad_()
+    else:
+        check = enc.head_input, leaf[:2, :3].detach().requires_grad_()
+    assert torch.autograd.gradcheck(check[0], (check[1],))
 
 
 def test_relaxed_posterior_sample_matches_autograd_reference():
