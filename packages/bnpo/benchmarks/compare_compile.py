@@ -9,14 +9,15 @@ semi-Markov model for CompILE). Fixed K is K_true + 1 (7 on Room(6), the paper's
 
 Budgets: BNPO runs its documented recipe (fixed epochs); CompILE and NP-CompILE train until their held-out
 log-likelihood stops improving (:class:`HeldoutPlateau`: checked every 10 epochs, stop once the best has not
-improved by more than 0.01 nats per step for 100 epochs; at most 500 epochs). Every row records its CPU seconds,
-epochs and (CompILE) held-out curve.
+improved by more than 0.01 nats per step for 100 epochs; at most ``--compile-max-epochs``, default 500; the paper
+trains 1500). Every row records its CPU seconds, epochs and (CompILE) held-out curve.
 
 Runs are spread over ``--jobs`` processes, one thread each. Usage (from the workspace root):
 
     OMP_NUM_THREADS=1 uv run --no-sync python packages/bnpo/benchmarks/compare_compile.py --seeds 0 1 2 \
         --jobs 2 --envs TaxiHidden GoToObj --out compare-compile
     ... --fast   # seconds-long smoke version (tiny data, a few epochs)
+    ... --compile-max-epochs 1500   # the paper's CompILE budget as the cap
     ... --resume   # keep the rows already in --out/results.json, run the missing cells
     ... --table-only [--merge other/results.json ...]   # the table (and CompILE curves) of the rows so far
 """
@@ -81,8 +82,8 @@ class HeldoutPlateau:
         return trained - self.best_epoch >= self.patience
 
 
-def method_config(env: str, method: str, seed: int, fast: bool):
-    """The FitConfig of one (env, method, seed) cell."""
+def method_config(env: str, method: str, seed: int, fast: bool, compile_max_epochs: int = COMPILE_MAX_EPOCHS):
+    """The FitConfig of one (env, method, seed) cell (CompILE: at most ``compile_max_epochs``)."""
     from bnpo.fit_config import FitConfig
 
     k = ENVS[env]["k"]
@@ -96,7 +97,7 @@ def method_config(env: str, method: str, seed: int, fast: bool):
             nonparametric=method == "NP-CompILE",
             k=k,
             padding=bool(ENVS[env].get("padding")),
-            epochs=COMPILE_MAX_EPOCHS,  # stopped earlier by HeldoutPlateau
+            epochs=compile_max_epochs,  # stopped earlier by HeldoutPlateau
             batch_size=64 if env == "Landmarks" else 128,  # Landmarks: the batch of BNPO's recipe (more updates)
             tau_decay=1.0,
             **common,
@@ -123,7 +124,7 @@ def method_config(env: str, method: str, seed: int, fast: bool):
     return config
 
 
-def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
+def run_cell(env: str, method: str, seed: int, fast: bool, compile_max_epochs: int = COMPILE_MAX_EPOCHS) -> dict:
     """Collect the data of (env, seed), fit one method, and score it."""
     import gymnasium as gym
     import torch
@@ -137,7 +138,7 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
     gym_env = gym.make(spec["env"], **spec["kwargs"])
     episodes = 40 if fast else spec["episodes"]
     data = bnpo.collect(gym_env, bnpo.make_expert(gym_env, seed=seed), episodes, seed=seed, env_id=spec["env"])
-    config = method_config(env, method, seed, fast)
+    config = method_config(env, method, seed, fast, compile_max_epochs)
     if "seq_len" in spec:
         config = dataclasses.replace(config, seq_len=int(min(spec["seq_len"], data.episode_lengths().min())))
     windows = training_batches(data, config)
@@ -174,11 +175,15 @@ def run_cell(env: str, method: str, seed: int, fast: bool) -> dict:
 
 
 def budget(row: dict) -> str:
-    """How long a row's fit trained: "plateau" (CompILE, the held-out rule), "60 ep" (CompILE rows of the first
-    comparison, fixed 60 epochs) or "recipe" (BNPO, the recipe's fixed epochs)."""
+    """How long a row's fit trained: "plateau" (CompILE, the held-out rule with the cap at 500), "plat1500" (the
+    same rule, cap 1500), "60 ep" (CompILE rows of the first comparison, fixed 60 epochs) or "recipe" (BNPO, the
+    recipe's fixed epochs)."""
     if row["method"] not in ("CompILE", "NP-CompILE"):
         return "recipe"
-    return "plateau" if row.get("heldout_curve") else f"{row['config']['epochs']} ep"
+    cap = row["config"]["epochs"]
+    if not row.get("heldout_curve"):
+        return f"{cap} ep"
+    return "plateau" if cap == COMPILE_MAX_EPOCHS else f"plat{cap}"
 
 
 def table(rows: list[dict]) -> str:
@@ -188,7 +193,8 @@ def table(rows: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for env in ENVS:
         for method in METHODS:
-            for kind in ("60 ep", "plateau", "recipe"):
+            kinds = sorted({budget(r) for r in rows if r["env"] == env and r["method"] == method})
+            for kind in kinds:
                 cell = [r for r in rows if r["env"] == env and r["method"] == method and budget(r) == kind]
                 if not cell:
                     continue
@@ -208,7 +214,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-CURVE_EPOCHS = (10, 60, 100, 200, 300, 400, 500, 800)
+CURVE_EPOCHS = (10, 60, 100, 200, 300, 400, 500, 800, 1000, 1500)
 
 
 def curve_table(rows: list[dict]) -> str:
@@ -238,6 +244,9 @@ def main() -> None:
     parser.add_argument("--table-only", action="store_true", help="print the table of --out/results.json and exit")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="with --table-only: more results.json")
     parser.add_argument("--resume", action="store_true", help="keep the rows of --out/results.json, run the rest")
+    parser.add_argument(
+        "--compile-max-epochs", type=int, default=COMPILE_MAX_EPOCHS, help="CompILE's cap (the paper trains 1500)"
+    )
     args = parser.parse_args()
     if args.table_only:
         rows = [row for path in [args.out / "results.json", *args.merge] for row in json.loads(path.read_text())]
@@ -255,7 +264,9 @@ def main() -> None:
         done = {(r["env"], r["method"], r["seed"]) for r in rows}
         cells = [c for c in cells if c not in done]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_cell, env, method, seed, args.fast) for env, method, seed in cells]
+        futures = [
+            pool.submit(run_cell, env, method, seed, args.fast, args.compile_max_epochs) for env, method, seed in cells
+        ]
         for future in futures:
             row = future.result()
             rows.append(row)

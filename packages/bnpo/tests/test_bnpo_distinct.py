@@ -45,16 +45,23 @@ def test_distinct_steps_continuous_actions_and_fallback():
 
 
 @pytest.mark.parametrize(
-    ("objective", "relaxation", "continuous"),
+    ("objective", "relaxation", "continuous", "hand_lstm"),
     [
-        ("relaxed", "concrete", False),
-        ("relaxed", "straight_through", False),
-        ("exact", "concrete", False),
-        ("relaxed", "concrete", True),
+        ("relaxed", "concrete", False, False),
+        ("relaxed", "concrete", False, True),
+        ("relaxed", "straight_through", False, True),
+        ("exact", "concrete", False, False),
+        ("relaxed", "concrete", True, False),
     ],
 )
-def test_loss_on_distinct_pairs_equals_loss_at_every_step(objective: str, relaxation: str, continuous: bool):
-    """Same randomness, float64: the loss terms and every parameter's gradient agree to rounding."""
+def test_loss_on_distinct_pairs_equals_loss_at_every_step(
+    objective: str, relaxation: str, continuous: bool, hand_lstm: bool, monkeypatch
+):
+    """Same randomness, float64: the loss terms and every parameter's gradient agree to rounding (the encoder's
+    LSTM as oneDNN's on gathered embeddings, or as the hand-written node on gathered input gates)."""
+    import bnpo.networks
+
+    monkeypatch.setattr(bnpo.networks, "HAND_LSTM_MIN_BATCH", 1 if hand_lstm else 10**9)
     states, actions = _discrete_data(n=12, t=5, seed=3)
     states = states.double()
     if continuous:
@@ -82,9 +89,17 @@ def test_loss_on_distinct_pairs_equals_loss_at_every_step(objective: str, relaxa
             generator=torch.Generator().manual_seed(9),
             distinct=distinct,
         )
-        grads = torch.autograd.grad(out["loss"], list(model.parameters()), allow_unused=True)
+        grads = torch.autograd.grad(out["loss"], params, allow_unused=True)
         return out, grads
 
+    # straight-through: h = one_hot + soft - soft.detach() equals one_hot only to rounding, and the log-joint's
+    # |h_t - h_{t-1}| takes its gradient's sign from that rounding noise, so the encoder's gradients depend on the
+    # last bit of the soft samples (which both LSTM paths compute in different orders); the rest is compared, more
+    # loosely (the same noise reaches the sticks through <eta, h_t>).
+    rtol = 1e-6 if relaxation == "straight_through" else 1e-10
+    params = [
+        p for name, p in model.named_parameters() if relaxation != "straight_through" or not name.startswith("encoder.")
+    ]
     every, every_grads = run(None)
     pairs, pair_grads = run(table)
     for key in ("loss", "elbo", "kl", "neg_entropy", "usage"):
@@ -92,7 +107,7 @@ def test_loss_on_distinct_pairs_equals_loss_at_every_step(objective: str, relaxa
     for a, b in zip(pair_grads, every_grads, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
-            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+            assert torch.allclose(a, b, rtol=rtol, atol=1e-12)
 
 
 def test_fit_on_distinct_pairs_follows_the_per_step_fit(monkeypatch):

@@ -85,25 +85,32 @@ def _reference_sample(enc: PosteriorEncoder, inputs, eta, tau, generator):
 
 
 def _plain_head_input(enc: PosteriorEncoder, inputs: torch.Tensor) -> torch.Tensor:
-    """The head's first layer on e_t alone, time-major (T, B, H'), from the plain nn.LSTM definition."""
-    return F.linear(_plain_context(enc, inputs), enc.head_in.weight[:, :-1], enc.head_in.bias).transpose(0, 1)
+    """The head's first layer on e_t alone, (T, B, H') in reversed time (row T-1-t: step t), from the plain
+    nn.LSTM definition."""
+    plain = F.linear(_plain_context(enc, inputs), enc.head_in.weight[:, :-1], enc.head_in.bias)
+    return plain.transpose(0, 1).flip(0)
 
 
-@pytest.mark.parametrize("distinct_rows", [False, True])
-def test_hand_lstm_head_input_matches_plain_lstm(distinct_rows: bool):
-    """The encoder's hand-written LSTM node (folded embedding, time-major recurrence, tanh via sigmoid) against
-    nn.Sequential then nn.LSTM then the head's first layer (float64): values, and the gradients of the inputs and of
-    every embedding, LSTM and head parameter. With ``index`` the node reads each step's row of a table of distinct
-    inputs, and the rows' gradients are summed over the steps that share them."""
+@pytest.mark.parametrize("path", ["onednn", "onednn_distinct", "hand_distinct"])
+def test_encoder_lstm_head_input_matches_plain_lstm(path: str, monkeypatch):
+    """Both LSTM paths of the encoder against nn.Sequential then nn.LSTM then the head's first layer (float64):
+    values, and the gradients of the inputs and of every embedding, LSTM and head parameter. oneDNN's LSTM with the
+    embedding's second layer folded into its input weights, on (B, T) inputs or on distinct rows gathered by
+    ``index``; the hand-written node (time-major recurrence, tanh via sigmoid) on gathered input gates, whose rows'
+    gradients are summed over the steps that share them."""
+    import bnpo.networks
+
+    monkeypatch.setattr(bnpo.networks, "HAND_LSTM_MIN_BATCH", 1 if path == "hand_distinct" else 10**9)
     enc = PosteriorEncoder(10, 3, 8, 6, 5, torch.Generator().manual_seed(4)).double()
     gen = torch.Generator().manual_seed(6)
-    if distinct_rows:
-        leaf = torch.randn(4, 10, dtype=torch.float64, generator=gen).requires_grad_()
+    if path == "onednn":
+        leaf = (torch.randn(7, 4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
+        index = None
+        ours, ref = enc.head_input(leaf), _plain_head_input(enc, leaf)
+    else:
+        leaf = (torch.randn(4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
         index = torch.randint(0, 4, (7, 4), generator=gen)
         ours, ref = enc.head_input(leaf, index), _plain_head_input(enc, leaf[index])
-    else:
-        leaf = (torch.randn(7, 4, 10, dtype=torch.float64, generator=gen) * 2).requires_grad_()
-        ours, ref = enc.head_input(leaf), _plain_head_input(enc, leaf)
     assert ours.shape == (4, 7, 5)
     assert torch.allclose(ours, ref, atol=1e-13)
     weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
@@ -111,11 +118,34 @@ def test_hand_lstm_head_input_matches_plain_lstm(distinct_rows: bool):
     ours_grads = _grads({"x": ours}, {"x": weights}, params)
     for a, b in zip(ours_grads, _grads({"x": ref}, {"x": weights}, params), strict=True):
         assert torch.allclose(a, b, atol=1e-12)
-    if distinct_rows:
-        check = (lambda r: enc.head_input(r, index[:3])), leaf.detach().requires_grad_()
-    else:
-        check = enc.head_input, leaf[:2, :3].detach().requires_grad_()
-    assert torch.autograd.gradcheck(check[0], (check[1],))
+    small = leaf.detach()[:2, :3] if index is None else leaf.detach()
+    sub = None if index is None else index[:3]
+    assert torch.autograd.gradcheck(lambda x: enc.head_input(x, sub), (small.requires_grad_(),))
+
+
+def test_hand_lstm_node_without_index_matches_nn_lstm():
+    """lstm_head_input on (T B, 4H) input gates in time-major order (no gather) against nn.LSTM run forward over the
+    same steps, float64, with gradcheck."""
+    from bnpo.lstm import lstm_head_input
+
+    gen = torch.Generator().manual_seed(8)
+    lstm = torch.nn.LSTM(3, 4).double()
+    head = torch.nn.Linear(4, 2).double()
+    x = torch.randn(5, 6, 3, dtype=torch.float64, generator=gen).requires_grad_()  # (T, B, input)
+
+    def ours(x):
+        steps, batch, _ = x.shape
+        gates = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0).reshape(steps * batch, 16)
+        return lstm_head_input(gates, None, steps, batch, lstm.weight_hh_l0, head.weight, head.bias)
+
+    ref = head(lstm(x)[0])
+    assert torch.allclose(ours(x), ref, atol=1e-13)
+    weights = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    params = [x, *lstm.parameters(), *head.parameters()]
+    ours_grads, ref_grads = _grads({"x": ours(x)}, {"x": weights}, params), _grads({"x": ref}, {"x": weights}, params)
+    for a, b in zip(ours_grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.autograd.gradcheck(ours, (x.detach()[:, :2].contiguous().requires_grad_(),), atol=1e-8)
 
 
 def test_relaxed_posterior_sample_matches_autograd_reference():

@@ -42,3 +42,38 @@ def test_room_score_of_a_hand_set_policy() -> None:
     assert metrics.room_score(model, 3) == pytest.approx(2 / 3, abs=1e-6)
     assert metrics.room_coverage(model, 3) == [1, 2]
     assert metrics.option_usage(np.array([0, 0, 1, 2]), 4).tolist() == [0.5, 0.25, 0.25, 0.0]
+
+
+class _LandmarkOracle:
+    """A stand-in model whose segmentation is the expert's labels and whose beta_k(s) is ``at`` on landmark k's cell
+    and ``off`` elsewhere (so the check's figures are known in closed form)."""
+
+    def __init__(self, labels, at: float, off: float) -> None:
+        self.labels, self.at, self.off = labels, at, off
+        self.n_options, self.device = 4, torch.device("cpu")
+
+    def segment(self, states, actions):
+        return self.labels, None
+
+    def beta(self, states):
+        from bnpo.envs.landmarks import LANDMARKS, SIZE
+
+        xy = torch.stack([states[..., :SIZE].argmax(-1), states[..., SIZE:].argmax(-1)], -1)
+        on = torch.stack([(xy == torch.tensor(cell)).all(-1) for cell in LANDMARKS], -1)
+        return torch.where(on, torch.tensor(self.at), torch.tensor(self.off))
+
+
+def test_landmark_terminations_in_closed_form():
+    import gymnasium as gym
+
+    import bnpo
+
+    env = gym.make("bnpo/Landmarks-v0")
+    windows = bnpo.collect(env, bnpo.make_expert(env, seed=0), 40, seed=0).windows()
+    good = metrics.landmark_terminations(_LandmarkOracle(windows["options"], 0.9, 0.1), windows)
+    assert [(r["option"], r["landmark"]) for r in good] == [(k, k) for k in range(4)]
+    for row in good:
+        assert row["beta_min_at_landmark"] == pytest.approx(0.9) and row["beta_mean_at_landmark"] == pytest.approx(0.9)
+        assert row["low_elsewhere"] == 1.0 and row["low_all_cells"] == 1.0
+    flat = metrics.landmark_terminations(_LandmarkOracle(windows["options"], 0.9, 0.3), windows)
+    assert all(r["low_elsewhere"] == 0.0 and r["low_all_cells"] == 0.0 for r in flat)

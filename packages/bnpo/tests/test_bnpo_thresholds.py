@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 
 import bnpo
 from bnpo import metrics
@@ -172,24 +171,12 @@ def _landmarks(seed: int, restarts: int, **config) -> None:
     assert scores["accuracy"] >= 0.9 and scores["boundary_f1"] >= 0.8
     assert scores["used_options"] == 4 and model.n_options <= 5
     # beta_k > 0.5 at its landmark, and < 0.2 on at least 90% of the other cells: checked on the cells the option
-    # actually visits, weighted by visits (beta in cells an option never or rarely reaches is not determined by the
-    # data); the unweighted fraction over all 49 cells is printed for the README.
-    options, _ = model.segment(windows["states"], windows["actions"])
-    _, mapping = metrics.hungarian_accuracy(options, windows["options"])
-    states = windows["states"]
-    xy = torch.stack([states[..., :7].argmax(-1), states[..., 7:].argmax(-1)], -1)[:, 1:]
-    beta = model.beta(states).detach()[:, 1:]  # beta_{h_{t-1}}(s_t) is read at steps 1..T-1
-    cells = torch.tensor(np.array([np.r_[np.eye(7)[x], np.eye(7)[y]] for x in range(7) for y in range(7)]))
-    beta_cells = model.beta(cells.float()).detach().numpy()  # 49 x K, row x * 7 + y
-    for k, landmark in mapping.items():
-        active = options[:, :-1] == k
-        at_landmark = (xy == torch.tensor(bnpo.envs.landmarks.LANDMARKS[landmark])).all(-1)
-        on_landmark = beta[..., k][active & at_landmark]
-        elsewhere = (beta[..., k][active & ~at_landmark] < 0.2).float().mean().item()
-        x, y = bnpo.envs.landmarks.LANDMARKS[landmark]
-        all_cells = (np.delete(beta_cells[:, k], x * 7 + y) < 0.2).mean()
+    # actually visits, weighted by visits (metrics.landmark_terminations); the fraction over all 49 cells is printed.
+    checks = metrics.landmark_terminations(model, windows)
+    assert len(checks) == 4
+    for row in checks:
         print(
-            f"  option {k} -> landmark {landmark}: beta there {on_landmark.mean():.3f}, "
-            f"< 0.2 on {elsewhere:.3f} of other visits, on {all_cells:.3f} of all other cells"
+            f"  option {row['option']} -> landmark {row['landmark']}: beta there {row['beta_mean_at_landmark']:.3f}, "
+            f"< 0.2 on {row['low_elsewhere']:.3f} of other visits, on {row['low_all_cells']:.3f} of all other cells"
         )
-        assert on_landmark.min() > 0.5 and elsewhere >= 0.9, (k, landmark, elsewhere)
+        assert row["beta_min_at_landmark"] > 0.5 and row["low_elsewhere"] >= 0.9, row

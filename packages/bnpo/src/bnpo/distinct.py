@@ -5,8 +5,9 @@ a time, so on the discrete environments here, where a minibatch of 512 x 5 steps
 (state, action) pairs (30 in the whole Room(6) training set, 200 in Landmarks), they are computed for the distinct
 pairs and gathered; gradients are summed back per pair. The values are the same as computing every step (each row
 goes through the same arithmetic); only the order of the gradient sums differs. ``fit`` builds the table once per
-run from the training split (:func:`distinct_steps`) and falls back to per-step computation when pairs rarely
-repeat (continuous or image observations).
+run from the training split (:func:`distinct_steps`) and uses it when the pairs are at most a quarter of a
+minibatch's steps (every pair is computed for every minibatch); otherwise (continuous or image observations, or
+many pairs, as on Taxi) every step is computed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 MAX_DISTINCT_FRACTION = 0.25
-"""Use the table only when the distinct pairs are at most this fraction of all steps."""
+"""``fit`` uses the table only when the distinct pairs are at most this fraction of a minibatch's steps."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,13 @@ class DistinctSteps:
         return values.index_select(0, self.index.reshape(-1)).view(n, t, *values.shape[1:])
 
 
-def distinct_steps(
-    states: torch.Tensor, actions: torch.Tensor, *, max_fraction: float = MAX_DISTINCT_FRACTION
-) -> DistinctSteps | None:
+def distinct_steps(states: torch.Tensor, actions: torch.Tensor, *, max_rows: int | None = None) -> DistinctSteps | None:
     """Find the distinct (state, action) pairs of (N, T) trajectories.
 
     Args:
         states: (N, T, D) float.
         actions: (N, T) int64 (discrete) or (N, T, A) float (continuous).
-        max_fraction: return None when there are more than ``max_fraction * N * T`` distinct pairs (the gather
-            would save little).
+        max_rows: return None when there are more distinct pairs than this (default: a quarter of all N T steps).
 
     Returns:
         :class:`DistinctSteps`, or None when pairs rarely repeat or there are no steps.
@@ -67,7 +65,7 @@ def distinct_steps(
         flat_actions = flat_actions.to(torch.float64)
     rows = torch.cat([states.reshape(n * t, d).to(torch.float64), flat_actions.to(torch.float64)], dim=1)
     unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    if unique.shape[0] > max_fraction * n * t:
+    if unique.shape[0] > (MAX_DISTINCT_FRACTION * n * t if max_rows is None else max_rows):
         return None
     pair_states = unique[:, :d].to(states.dtype)
     pair_actions = unique[:, d].to(actions.dtype) if discrete else unique[:, d:].to(actions.dtype)

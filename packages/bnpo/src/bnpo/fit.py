@@ -34,7 +34,7 @@ from bnpo.checkpoint import (
     save_model,
 )
 from bnpo.data import Dataset
-from bnpo.distinct import distinct_steps
+from bnpo.distinct import MAX_DISTINCT_FRACTION, distinct_steps
 from bnpo.evaluation import evaluate, selection_score, viterbi_usage
 from bnpo.fit_config import FitConfig
 from bnpo.model import OptionModel
@@ -201,7 +201,6 @@ def _train(
     states, actions = states_all[train_index.to(device)], actions_all[train_index.to(device)]
     masks = masks_all[train_index.to(device)]
     padded = not bool(masks.all())  # windows: no mask needed (bit-identical to before)
-    distinct = distinct_steps(states, actions)  # None when (state, action) pairs rarely repeat
     n_train = states.shape[0]
     if n_train == 0:
         raise UserError(
@@ -209,6 +208,9 @@ def _train(
             f"{config.holdout_fraction}); lower --holdout or collect more episodes"
         )
     iters_per_epoch = -(-n_train // min(config.batch_size, n_train))
+    # per-step networks once per distinct (state, action) pair, when the pairs are few against a minibatch's steps
+    batch_steps = min(config.batch_size, n_train) * states.shape[1]
+    distinct = distinct_steps(states, actions, max_rows=int(MAX_DISTINCT_FRACTION * batch_steps))
     # 2. model, optimiser, randomness
     model_config = config.model_config(dataset.obs_dim, dataset.n_actions, dataset.continuous, run_seed)
     model = OptionModel(model_config).to(device)

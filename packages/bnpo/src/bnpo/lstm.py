@@ -1,20 +1,20 @@
-"""The posterior encoder's backward LSTM (reference §1.2) as one autograd node with its gradient written out.
+"""The posterior encoder's LSTM (reference §1.2) as one autograd node with its gradient written out, for minibatches
+whose steps hold few distinct (state, action) pairs.
 
 The encoder reads (s_t, a_t) through a per-step embedding, runs a one-layer LSTM over the time-reversed sequence
 (PyTorch's equations and gate order i, f, g, o; zero initial state) and feeds each summary e_t to the posterior head,
-whose first layer starts with ``W_e e_t + b_e``. :func:`reversed_lstm_head_input` computes exactly that product from
-the LSTM's input-side gate pre-activations ``x_t W_ih^T + b_ih + b_hh``:
+whose first layer starts with ``W_e e_t + b_e``. :func:`lstm_head_input` computes that product from the LSTM's
+input-side gate pre-activations ``x W_ih^T + b_ih + b_hh``, which the caller computes once per distinct input row
+(:mod:`bnpo.distinct`) and the node gathers (``index``): the input projection, three (B T x 32) x (32 x 128) products
+per minibatch with oneDNN's LSTM, then costs next to nothing. The recurrence runs time-major on contiguous (B, 4H)
+blocks, tanh is ``2 sigmoid(2x) - 1`` (one sigmoid over all four gate blocks; ATen's CPU tanh costs about five
+sigmoids), and the backward through time takes one (B x 4H) x (4H x H) product and a handful of elementwise operations
+per step, the weight gradients one product over all steps.
 
-- the input side is computed by the caller, so it can be computed once per *distinct* (state, action) pair and
-  gathered (``index``): on the discrete environments here a minibatch of 512 x 5 steps holds a few dozen distinct
-  pairs (:mod:`bnpo.distinct`);
-- the recurrence runs time-major on contiguous (B, 4H) blocks, tanh is ``2 sigmoid(2x) - 1`` (one sigmoid over all
-  four gate blocks; ATen's CPU tanh costs about five sigmoids), and the backward through time takes one (B x 4H) x
-  (4H x H) product and a handful of elementwise operations per step, the weight gradients one product over all steps.
-
-Why by hand: against oneDNN's LSTM plus autograd on one CPU thread (B = 512, T = 5, widths 32) it is about as fast
-without the gather and leaves out the input projection's three (B T x 32) x (32 x 128) products with it. Tested
-against ``nn.LSTM`` with autograd in float64 (``tests/test_bnpo_fast_paths.py``).
+Its per-step loop is Python, so it pays only for large minibatches: measured against oneDNN's LSTM plus autograd on
+one CPU thread (forward and backward, widths 32, 30 distinct rows), 2.9 against 3.9 ms at B = 512, T = 5 and 9.3
+against 9.8 ms at B = 256, T = 30, but 5.0 against 2.7 ms at B = 64, T = 30 (:data:`bnpo.networks.HAND_LSTM_MIN_BATCH`
+chooses). Tested against ``nn.LSTM`` with autograd in float64 (``tests/test_bnpo_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 
 
-class _ReversedLSTMHeadInput(torch.autograd.Function):
-    """See :func:`reversed_lstm_head_input`; ``apply(gates, index, steps, batch, w_hh, w_e, b_e)``."""
+class _LSTMHeadInput(torch.autograd.Function):
+    """See :func:`lstm_head_input`; ``apply(gates, index, steps, batch, w_hh, w_e, b_e)``."""
 
     @staticmethod
     def forward(ctx, gates, index, steps, batch, w_hh, w_e, b_e):  # type: ignore[override]
@@ -37,17 +37,17 @@ class _ReversedLSTMHeadInput(torch.autograd.Function):
         hs = gates.new_empty(steps, batch, h)
         cs = gates.new_empty(steps, batch, h)
         tanh_cs = gates.new_empty(steps, batch, h)
-        for n, t in enumerate(range(steps - 1, -1, -1)):  # reversed time: step t reads e_{t+1}'s state
-            a = act[t]
+        for n in range(steps):
+            a = act[n]
             if n:
-                a.addmm_(hs[t + 1], w_rec_t)
+                a.addmm_(hs[n - 1], w_rec_t)
             a.sigmoid_()
             g = a[:, 2 * h : 3 * h].mul_(2.0).sub_(1.0)
-            c = torch.mul(a[:, :h], g, out=cs[t])
+            c = torch.mul(a[:, :h], g, out=cs[n])
             if n:
-                c.addcmul_(a[:, h : 2 * h], cs[t + 1])
-            tanh_c = torch.mul(c, 2.0, out=tanh_cs[t]).sigmoid_().mul_(2.0).sub_(1.0)
-            torch.mul(a[:, 3 * h :], tanh_c, out=hs[t])
+                c.addcmul_(a[:, h : 2 * h], cs[n - 1])
+            tanh_c = torch.mul(c, 2.0, out=tanh_cs[n]).sigmoid_().mul_(2.0).sub_(1.0)
+            torch.mul(a[:, 3 * h :], tanh_c, out=hs[n])
         ctx.save_for_backward(index, w_hh, w_e, act, cs, tanh_cs, hs)
         ctx.n_rows = gates.shape[0]
         return torch.addmm(b_e, hs.view(steps * batch, h), w_e.t()).view(steps, batch, -1)
@@ -60,31 +60,32 @@ class _ReversedLSTMHeadInput(torch.autograd.Function):
         flat_pre = grad_pre.reshape(steps * batch, -1)
         grad_w_e = torch.mm(flat_pre.t(), hs.view(steps * batch, h))
         grad_b_e = flat_pre.sum(0)
-        grad_h = torch.mm(flat_pre, w_e).view(steps, batch, h)  # dL/de_t through the head's first layer
+        grad_h = torch.mm(flat_pre, w_e).view(steps, batch, h)  # dL/dh_n through the head's first layer
         grad_z = torch.empty_like(act)  # dL/d pre-activation (unscaled), per step
         carried = act.new_empty(batch, 4, h)  # what multiplies each block's activation slope
         zero_c = act.new_zeros(batch, h)
         grad_c = zero_c
-        for t in range(steps):  # the forward's order reversed: t = 0 was computed last
-            a = act[t]
+        for n in range(steps - 1, -1, -1):
+            a = act[n]
             i, f, g, o = a.view(batch, 4, h).unbind(1)
-            tanh_c = tanh_cs[t]
-            grad_h_t = torch.addmm(grad_h[t], grad_z[t - 1], w_hh) if t else grad_h[0]
-            # dL/dc_t = dL/dh_t o (1 - tanh(c_t)^2) + dL/dc_{t-1} f_{t-1} (step t-1 read c_t)
-            grad_c_t = torch.addcmul(o, o, tanh_c.square(), value=-1.0).mul_(grad_h_t)
-            if t:
-                grad_c_t.addcmul_(grad_c, act[t - 1].view(batch, 4, h)[:, 1])
-            grad_c = grad_c_t
+            tanh_c = tanh_cs[n]
+            last = n == steps - 1
+            grad_h_n = grad_h[n] if last else torch.addmm(grad_h[n], grad_z[n + 1], w_hh)
+            # dL/dc_n = dL/dh_n o (1 - tanh(c_n)^2) + dL/dc_{n+1} f_{n+1}
+            grad_c_n = torch.addcmul(o, o, tanh_c.square(), value=-1.0).mul_(grad_h_n)
+            if not last:
+                grad_c_n.addcmul_(grad_c, act[n + 1].view(batch, 4, h)[:, 1])
+            grad_c = grad_c_n
             torch.mul(g, grad_c, out=carried[:, 0])
-            torch.mul(cs[t + 1] if t < steps - 1 else zero_c, grad_c, out=carried[:, 1])
+            torch.mul(cs[n - 1] if n else zero_c, grad_c, out=carried[:, 1])
             torch.mul(i, grad_c, out=carried[:, 2])
-            torch.mul(tanh_c, grad_h_t, out=carried[:, 3])
-            z = grad_z[t].view(batch, 4, h)
-            torch.addcmul(a, a, a, value=-1.0, out=grad_z[t])  # sigmoid slope s (1 - s) for i, f, o
+            torch.mul(tanh_c, grad_h_n, out=carried[:, 3])
+            z = grad_z[n].view(batch, 4, h)
+            torch.addcmul(a, a, a, value=-1.0, out=grad_z[n])  # sigmoid slope s (1 - s) for i, f, o
             torch.addcmul(z[:, 2].fill_(1.0), g, g, value=-1.0, out=z[:, 2])  # tanh slope 1 - g^2 for g
             z.mul_(carried)
         flat_z = grad_z.view(steps * batch, four_h)
-        grad_w_hh = torch.mm(grad_z[:-1].view(-1, four_h).t(), hs[1:].reshape(-1, h))
+        grad_w_hh = torch.mm(grad_z[1:].view(-1, four_h).t(), hs[:-1].reshape(-1, h))
         if index is None:
             grad_gates = flat_z
         else:
@@ -92,7 +93,7 @@ class _ReversedLSTMHeadInput(torch.autograd.Function):
         return grad_gates, None, None, None, grad_w_hh, grad_w_e, grad_b_e
 
 
-def reversed_lstm_head_input(
+def lstm_head_input(
     gates: torch.Tensor,
     index: torch.Tensor | None,
     steps: int,
@@ -101,18 +102,18 @@ def reversed_lstm_head_input(
     w_e: torch.Tensor,
     b_e: torch.Tensor,
 ) -> torch.Tensor:
-    """``W_e e_t + b_e`` for every step, with e_t the state of a one-layer LSTM run over steps T-1, ..., t.
+    """``W_e h_n + b_e`` for every step n of a one-layer LSTM (zero initial state) run over steps 0, ..., T-1.
 
     Args:
         gates: input-side gate pre-activations ``x W_ih^T + b_ih + b_hh``, (R, 4H) float, gate order i, f, g, o:
-            with ``index`` None, R = T B rows in time-major order (row t B + b is step t of trajectory b); otherwise
-            any R rows (e.g. one per distinct input) of which step t of trajectory b reads row ``index[t B + b]``.
+            with ``index`` None, R = T B rows in time-major order (row n B + b is step n of sequence b); otherwise
+            any R rows (e.g. one per distinct input) of which step n of sequence b reads row ``index[n B + b]``.
         index: (T B,) int64 or None.
         steps, batch: T and B.
         w_hh: (4H, H) the LSTM's recurrent weights.
-        w_e, b_e: (H', H) and (H',) the head's weights for e_t and its bias.
+        w_e, b_e: (H', H) and (H',) the head's weights for the LSTM state and its bias.
 
     Returns:
-        (T, B, H') float, time-major in natural order (row t: step t).
+        (T, B, H') float, time-major in the order the LSTM ran (the encoder feeds reversed time).
     """
-    return _ReversedLSTMHeadInput.apply(gates, index, steps, batch, w_hh, w_e, b_e)
+    return _LSTMHeadInput.apply(gates, index, steps, batch, w_hh, w_e, b_e)

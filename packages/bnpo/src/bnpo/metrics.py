@@ -103,3 +103,53 @@ def room_coverage(model, n_rooms: int) -> list[int]:
     with torch.no_grad():
         best = model.log_pi_all(torch.as_tensor(state, device=model.device)).argmax(-1)
     return sorted({int(r) for r in best.tolist() if r >= 1})
+
+
+def landmark_terminations(model, windows: dict) -> list[dict]:
+    """The Landmarks termination check (reference §6, item 11): beta_k > 0.5 at its landmark and < 0.2 elsewhere.
+
+    Each learned option is matched to a landmark by :func:`hungarian_accuracy` on its Viterbi segmentation. beta is
+    read where it acts, beta_{h_{t-1}}(s_t) at steps t >= 1 of the segment the option explains, and the "elsewhere"
+    fraction is weighted by those visits (beta in cells an option never or rarely reaches is not determined by the
+    data); the unweighted fraction over all 49 cells is reported too.
+
+    Args:
+        model: a fitted ``OptionModel`` on Landmarks observations (one-hot x then one-hot y, 14 floats).
+        windows: ``Dataset.windows()`` of Landmarks data (``states``, ``actions``, ``options``).
+
+    Returns:
+        one dict per matched option: ``option``, ``landmark``, ``beta_min_at_landmark`` and ``beta_mean_at_landmark``
+        (over its visits there; NaN when it never acts there), ``low_elsewhere`` (fraction of its other visits with
+        beta < 0.2) and ``low_all_cells`` (fraction of the other 48 cells).
+    """
+    from bnpo.envs.landmarks import LANDMARKS, SIZE
+
+    states = windows["states"]
+    options, _ = model.segment(states, windows["actions"])
+    _, mapping = hungarian_accuracy(options, windows["options"])
+    xy = torch.stack([states[..., :SIZE].argmax(-1), states[..., SIZE:].argmax(-1)], -1)[:, 1:]
+    with torch.no_grad():
+        beta = model.beta(states.to(model.device)).cpu()[:, 1:]
+        eye = torch.eye(SIZE)
+        cells = torch.stack([torch.cat([eye[x], eye[y]]) for x in range(SIZE) for y in range(SIZE)])
+        beta_cells = model.beta(cells.to(model.device)).cpu().numpy()  # (49, K), row x * SIZE + y
+    rows = []
+    for k, landmark in sorted(mapping.items()):
+        if k >= model.n_options or landmark >= len(LANDMARKS):
+            continue
+        x, y = LANDMARKS[landmark]
+        active = options[:, :-1] == k
+        at_landmark = (xy == torch.tensor([x, y])).all(-1)
+        there = beta[..., k][active & at_landmark]
+        others = beta[..., k][active & ~at_landmark]
+        rows.append(
+            {
+                "option": int(k),
+                "landmark": int(landmark),
+                "beta_min_at_landmark": float(there.min()) if there.numel() else float("nan"),
+                "beta_mean_at_landmark": float(there.mean()) if there.numel() else float("nan"),
+                "low_elsewhere": float((others < 0.2).float().mean()) if others.numel() else float("nan"),
+                "low_all_cells": float((np.delete(beta_cells[:, k], x * SIZE + y) < 0.2).mean()),
+            }
+        )
+    return rows

@@ -15,9 +15,16 @@ import math
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
-from bnpo.lstm import reversed_lstm_head_input
+from bnpo.lstm import lstm_head_input
+
+HAND_LSTM_MIN_BATCH = 256
+"""With distinct input rows and at least this many trajectories per minibatch, the encoder runs its LSTM as the
+hand-written node of :mod:`bnpo.lstm` on gathered input gates; otherwise as oneDNN's LSTM (measured on one CPU thread:
+the node is faster at B >= 256, T <= 30, and slower at B <= 128, most of all for long windows, where its per-step
+Python loop costs more than the input projection it saves)."""
 
 
 def uniform_(tensor: torch.Tensor, bound: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -172,7 +179,7 @@ def _relu_backward_(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 class _HeadSequence(torch.autograd.Function):
     """The posterior's autoregressive head over all T steps with relaxed (Concrete) samples, as one autograd node.
-    Per step t (``pre`` time-major, row t for step t; ``prev`` starts at [1, eta]):
+    Per step t (``pre`` in reversed time, row T-1-t for step t; ``prev`` starts at [1, eta]):
 
     z1 = relu(pre_t + prev W_prev^T), z2 = relu(z1 W_mid^T + b_mid), out_t = z2 W_out^T + b_out,
     y = (out_t + noise_t) / tau, prev = latent_t = [sigmoid(y_0), softmax(y_{1:})].
@@ -190,7 +197,7 @@ class _HeadSequence(torch.autograd.Function):
         latents = w_mid.new_empty(noise.shape)
         first = prev
         for t in range(steps):
-            torch.addmm(pre[t], prev, w_prev.t(), out=z1[t]).relu_()
+            torch.addmm(pre[steps - 1 - t], prev, w_prev.t(), out=z1[t]).relu_()
             torch.addmm(b_mid, z1[t], w_mid.t(), out=z2[t]).relu_()
             torch.addmm(b_out, z2[t], w_out.t(), out=outs[t])
             y = (outs[t] + noise[t]).div_(tau)
@@ -231,7 +238,7 @@ class _HeadSequence(torch.autograd.Function):
         previous = torch.cat([first.unsqueeze(0), latents[:-1]]).view(-1, width)
         d_z1_flat, d_z2_flat, d_out_flat = d_z1.flatten(0, 1), d_z2.flatten(0, 1), d_out.view(-1, width)
         return (
-            d_z1,
+            d_z1.flip(0),
             carry,
             torch.mm(previous.t(), d_z1_flat).t(),  # this orientation: MKL is ~5x faster than for d_z1^T previous
             torch.mm(d_z2_flat.t(), z1.flatten(0, 1)),
@@ -301,11 +308,36 @@ class PosteriorEncoder(nn.Module):
         self.out_biases.append(bias)
         return [column, row, bias]
 
+    def context_reversed(self, inputs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, hidden) backward summaries in reversed time (row T-1-t holds e_t) by oneDNN's LSTM.
+
+        Args:
+            inputs: (B, T, D + A) encoder inputs; or, with ``index``, (U, D + A) distinct rows.
+            index: (B, T) int64, the row of ``inputs`` that step t of trajectory b reads.
+
+        The inputs (or the index) are flipped before the per-step embedding, which commutes with it, so no flip sits
+        on the gradient path; with ``index`` the embedding's first layer runs once per distinct row. The same function
+        as ``nn.LSTM`` over ``embed`` of the reversed sequence, with the embedding's second layer, which is linear,
+        folded into the LSTM's input weights: W_ih (W2 r + b2) + b_ih = (W_ih W2) r + (W_ih b2 + b_ih). That saves a
+        (B T x embed) x (embed x embed) product in each direction for two (4 hidden x embed) ones."""
+        first, _, second = self.embed
+        if index is None:
+            hidden = torch.relu(first(torch.flip(inputs, dims=[1])))
+        else:
+            rows = torch.relu(first(inputs))
+            flipped = index.flip(1)
+            hidden = rows.index_select(0, flipped.reshape(-1)).view(*flipped.shape, -1)
+        lstm = self.lstm
+        folded = {
+            "weight_ih_l0": lstm.weight_ih_l0 @ second.weight,
+            "bias_ih_l0": torch.addmv(lstm.bias_ih_l0, lstm.weight_ih_l0, second.bias),
+        }
+        reversed_out, _ = functional_call(lstm, folded, (hidden,), strict=False)
+        return reversed_out
+
     def input_gates(self, inputs: torch.Tensor) -> torch.Tensor:
         """(..., D + A) encoder inputs -> (..., 4H) the LSTM's input-side gate pre-activations
-        ``W_ih x + b_ih + b_hh`` with x the embedding. The embedding's second layer, which is linear, is folded into
-        the LSTM's input weights: W_ih (W2 r + b2) + b_ih = (W_ih W2) r + (W_ih b2 + b_ih), one product instead of
-        two."""
+        ``W_ih x + b_ih + b_hh`` with x the embedding (its second layer folded in as in :meth:`context_reversed`)."""
         first, _, second = self.embed
         lstm = self.lstm
         weight = lstm.weight_ih_l0 @ second.weight
@@ -314,24 +346,22 @@ class PosteriorEncoder(nn.Module):
 
     def head_input(self, inputs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """The head's first layer applied to the backward summaries alone, ``W_e e_t + b_e`` (its columns for e_t and
-        its bias; the previous latent's columns are added step by step), time-major: (T, B, head_hidden).
+        its bias; the previous latent's columns are added step by step): (T, B, head_hidden), time-major in reversed
+        time (row T-1-t: step t).
 
         Args:
             inputs: (B, T, D + A) encoder inputs; or, with ``index``, (U, D + A) distinct rows.
             index: (B, T) int64, the row of ``inputs`` that step t of trajectory b reads (None: inputs are (B, T, .)).
 
-        The same function as ``nn.LSTM`` over ``embed`` of each reversed sequence followed by the head's first layer
-        (:func:`bnpo.lstm.reversed_lstm_head_input`; the plain form is the reference in the tests)."""
-        w_e = self.head_in.weight[:, :-1]
-        w_hh = self.lstm.weight_hh_l0
-        if index is None:
-            batch, steps, _ = inputs.shape
-            gates = self.input_gates(inputs.transpose(0, 1).reshape(steps * batch, -1))
-            return reversed_lstm_head_input(gates, None, steps, batch, w_hh, w_e, self.head_in.bias)
-        batch, steps = index.shape
-        gates = self.input_gates(inputs)
-        flat = index.t().reshape(-1)
-        return reversed_lstm_head_input(gates, flat, steps, batch, w_hh, w_e, self.head_in.bias)
+        With ``index`` and at least :data:`HAND_LSTM_MIN_BATCH` trajectories, the input gates are computed once per
+        distinct row and the recurrence runs in :func:`bnpo.lstm.lstm_head_input`; otherwise oneDNN's LSTM runs
+        (:meth:`context_reversed`). Both are the same function as ``nn.LSTM`` (the reference in the tests)."""
+        w_e, b_e = self.head_in.weight[:, :-1], self.head_in.bias
+        if index is not None and index.shape[0] >= HAND_LSTM_MIN_BATCH:
+            batch, steps = index.shape
+            order = index.flip(1).t().reshape(-1)  # row n B + b: step T-1-n of trajectory b
+            return lstm_head_input(self.input_gates(inputs), order, steps, batch, self.lstm.weight_hh_l0, w_e, b_e)
+        return F.linear(self.context_reversed(inputs, index), w_e, b_e).transpose(0, 1)
 
     def sample(
         self,
@@ -365,7 +395,7 @@ class PosteriorEncoder(nn.Module):
             raise ValueError("time_major applies to relaxed samples only")
         batch, steps = inputs.shape[:2] if index is None else index.shape
         k = self.n_options
-        pre = self.head_input(inputs, index)  # T x B x H
+        pre = self.head_input(inputs, index)  # T x B x H (reversed time)
         w_in = self.head_in.weight  # H x (hidden + 1)
         # columns for the previous latent [b_{t-1}, h_{t-1}]: one matmul per step
         w_prev = torch.cat([w_in[:, -1:], torch.stack(list(self.in_columns), dim=1)], dim=1)  # H x (1+K)
@@ -393,7 +423,7 @@ class PosteriorEncoder(nn.Module):
                 "h": latents_t[..., 1:],
             }
         for t in range(steps):
-            z = torch.relu(torch.addmm(pre[t], prev, w_prev.T))
+            z = torch.relu(torch.addmm(pre[steps - 1 - t], prev, w_prev.T))
             z = torch.relu(self.head_mid(z))
             out = F.linear(z, w_out, b_out)  # B x (1 + K)
             noisy = out + noise[t]
