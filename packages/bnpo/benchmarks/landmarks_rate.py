@@ -6,14 +6,13 @@ beta_k > 0.5 at its landmark, < 0.2 on >= 90% of the option's other visits (spec
 
 Recipes (1000 expert episodes of 30 steps per seed; the exact objective, batch 64, 500 epochs, entropy decay 0.99,
 ``tests/test_bnpo_thresholds.py``'s LANDMARKS_CONFIG): ``truncated`` fixed K = 5 (K_true + 1) and the best of 4
-restarts by the exact training log-likelihood (no ground truth read); ``grown`` the paper's growth from K = 1, one
-run. One JSON line per seed is appended as soon as it is done.
+restarts by the exact training log-likelihood (no ground truth read); ``fixed4`` the same with K = 4 (K_true: no
+spare option); ``grown`` the paper's growth from K = 1, one run. One JSON line per seed is appended as soon as it
+is done.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import gymnasium as gym
@@ -26,6 +25,7 @@ BASE = {"epochs": 500, "batch_size": 64, "objective": "exact", "entropy_decay": 
 RECIPES = {
     "truncated": {**BASE, "nonparametric": False, "k": 5, "restarts": 4, "restart_select": "train"},
     "grown": {**BASE, "nonparametric": True},
+    "fixed4": {**BASE, "nonparametric": False, "k": 4, "restarts": 4, "restart_select": "train"},
 }
 
 
@@ -68,14 +68,6 @@ def landmarks_run(seed: int, recipe: str) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="truncated")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        row = landmarks_run(seed, args.recipe)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("restarts", "terminations")}), flush=True)
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+    from rate_study import main
+
+    main(landmarks_run, RECIPES, "truncated", __doc__.splitlines()[0], ("restarts", "terminations"))

@@ -13,8 +13,6 @@ One JSON line per seed is appended as soon as it is done, so a long study can be
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import gymnasium as gym
@@ -58,14 +56,6 @@ def room6_run(seed: int, recipe: str) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="plain")
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        row = room6_run(seed, args.recipe)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("restarts", "split_trials")}), flush=True)
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+    from rate_study import main
+
+    main(room6_run, RECIPES, "plain", __doc__.splitlines()[0], ("restarts", "split_trials"))
