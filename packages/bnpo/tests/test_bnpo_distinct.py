@@ -59,9 +59,9 @@ def test_loss_on_distinct_pairs_equals_loss_at_every_step(
 ):
     """Same randomness, float64: the loss terms and every parameter's gradient agree to rounding (the encoder's
     LSTM as oneDNN's on gathered embeddings, or as the hand-written node on gathered input gates)."""
-    import bnpo.networks
+    import bnpo.encoder
 
-    monkeypatch.setattr(bnpo.networks, "HAND_LSTM_MIN_BATCH", 1 if hand_lstm else 10**9)
+    monkeypatch.setattr(bnpo.encoder, "HAND_LSTM_MIN_BATCH", 1 if hand_lstm else 10**9)
     states, actions = _discrete_data(n=12, t=5, seed=3)
     states = states.double()
     if continuous:

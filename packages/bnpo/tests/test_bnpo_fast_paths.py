@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bnpo.networks import GrowableHeads, PosteriorEncoder, softmax
+from bnpo.encoder import PosteriorEncoder
+from bnpo.networks import GrowableHeads, softmax
 
 
 def _grads(output: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], params: list[torch.Tensor]):
@@ -98,9 +99,9 @@ def test_encoder_lstm_head_input_matches_plain_lstm(path: str, monkeypatch):
     embedding's second layer folded into its input weights, on (B, T) inputs or on distinct rows gathered by
     ``index``; the hand-written node (time-major recurrence, tanh via sigmoid) on gathered input gates, whose rows'
     gradients are summed over the steps that share them."""
-    import bnpo.networks
+    import bnpo.encoder
 
-    monkeypatch.setattr(bnpo.networks, "HAND_LSTM_MIN_BATCH", 1 if path == "hand_distinct" else 10**9)
+    monkeypatch.setattr(bnpo.encoder, "HAND_LSTM_MIN_BATCH", 1 if path == "hand_distinct" else 10**9)
     enc = PosteriorEncoder(10, 3, 8, 6, 5, torch.Generator().manual_seed(4)).double()
     gen = torch.Generator().manual_seed(6)
     if path == "onednn":

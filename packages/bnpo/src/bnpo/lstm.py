@@ -13,7 +13,7 @@ per step, the weight gradients one product over all steps.
 
 Its per-step loop is Python, so it pays only for large minibatches: measured against oneDNN's LSTM plus autograd on
 one CPU thread (forward and backward, widths 32, 30 distinct rows), 2.9 against 3.9 ms at B = 512, T = 5 and 9.3
-against 9.8 ms at B = 256, T = 30, but 5.0 against 2.7 ms at B = 64, T = 30 (:data:`bnpo.networks.HAND_LSTM_MIN_BATCH`
+against 9.8 ms at B = 256, T = 30, but 5.0 against 2.7 ms at B = 64, T = 30 (:data:`bnpo.encoder.HAND_LSTM_MIN_BATCH`
 chooses). Tested against ``nn.LSTM`` with autograd in float64 (``tests/test_bnpo_fast_paths.py``).
 """
 

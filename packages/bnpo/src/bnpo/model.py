@@ -16,8 +16,9 @@ from torch.nn import functional as F
 
 from bnpo import hmm
 from bnpo.distinct import DistinctSteps
+from bnpo.encoder import PosteriorEncoder
 from bnpo.model_config import OBJECTIVES, RELAXATIONS, OptionModelConfig
-from bnpo.networks import GrowableHeads, PosteriorEncoder
+from bnpo.networks import GrowableHeads
 from bnpo.objective import LOG_EPS, log_softmax, mask_hmm, posterior_log_prob, relaxed_log_joint, relaxed_nll
 from bnpo.prior import StickBreakingPrior
 from sixlab_shared import derive_seed, make_generator
