@@ -234,18 +234,20 @@ def curve_table(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    from rate_study import positive_int  # beside this script
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--envs", nargs="+", default=list(DEFAULT_ENVS), choices=list(ENVS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--jobs", type=int, default=2, help="parallel processes (one thread each)")
+    parser.add_argument("--jobs", type=positive_int, default=2, help="parallel processes (one thread each)")
     parser.add_argument("--out", type=Path, default=Path("compare-compile"))
     parser.add_argument("--fast", action="store_true", help="smoke test: 40 episodes, 3 epochs")
     parser.add_argument("--table-only", action="store_true", help="print the table of --out/results.json and exit")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="with --table-only: more results.json")
     parser.add_argument("--resume", action="store_true", help="keep the rows of --out/results.json, run the rest")
     parser.add_argument(
-        "--compile-max-epochs", type=int, default=COMPILE_MAX_EPOCHS, help="CompILE's cap (the paper trains 1500)"
+        "--compile-max-epochs", type=positive_int, default=COMPILE_MAX_EPOCHS, help="CompILE's cap (the paper: 1500)"
     )
     args = parser.parse_args()
     if args.table_only:

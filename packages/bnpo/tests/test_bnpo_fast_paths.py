@@ -124,9 +124,9 @@ def test_encoder_lstm_head_input_matches_plain_lstm(path: str, monkeypatch):
     assert torch.autograd.gradcheck(lambda x: enc.head_input(x, sub), (small.requires_grad_(),))
 
 
-def test_hand_lstm_node_without_index_matches_nn_lstm():
-    """lstm_head_input on (T B, 4H) input gates in time-major order (no gather) against nn.LSTM run forward over the
-    same steps, float64, with gradcheck."""
+def test_hand_lstm_node_in_time_major_order_matches_nn_lstm():
+    """lstm_head_input on (T B, 4H) input gates read in time-major order against nn.LSTM run forward over the same
+    steps, float64, with gradcheck."""
     from bnpo.lstm import lstm_head_input
 
     gen = torch.Generator().manual_seed(8)
@@ -137,7 +137,8 @@ def test_hand_lstm_node_without_index_matches_nn_lstm():
     def ours(x):
         steps, batch, _ = x.shape
         gates = F.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0).reshape(steps * batch, 16)
-        return lstm_head_input(gates, None, steps, batch, lstm.weight_hh_l0, head.weight, head.bias)
+        order = torch.arange(steps * batch)  # the rows are already time-major
+        return lstm_head_input(gates, order, steps, batch, lstm.weight_hh_l0, head.weight, head.bias)
 
     ref = head(lstm(x)[0])
     assert torch.allclose(ours(x), ref, atol=1e-13)

@@ -173,29 +173,29 @@ class PosteriorEncoder(nn.Module):
         as ``nn.LSTM`` over ``embed`` of the reversed sequence, with the embedding's second layer, which is linear,
         folded into the LSTM's input weights: W_ih (W2 r + b2) + b_ih = (W_ih W2) r + (W_ih b2 + b_ih). That saves a
         (B T x embed) x (embed x embed) product in each direction for two (4 hidden x embed) ones."""
-        first, _, second = self.embed
+        first = self.embed[0]
         if index is None:
             hidden = torch.relu(first(torch.flip(inputs, dims=[1])))
         else:
             rows = torch.relu(first(inputs))
             flipped = index.flip(1)
             hidden = rows.index_select(0, flipped.reshape(-1)).view(*flipped.shape, -1)
-        lstm = self.lstm
-        folded = {
-            "weight_ih_l0": lstm.weight_ih_l0 @ second.weight,
-            "bias_ih_l0": torch.addmv(lstm.bias_ih_l0, lstm.weight_ih_l0, second.bias),
-        }
-        reversed_out, _ = functional_call(lstm, folded, (hidden,), strict=False)
+        weight, bias = self._folded_input_weights(self.lstm.bias_ih_l0)
+        folded = {"weight_ih_l0": weight, "bias_ih_l0": bias}
+        reversed_out, _ = functional_call(self.lstm, folded, (hidden,), strict=False)
         return reversed_out
+
+    def _folded_input_weights(self, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LSTM's input weights with the embedding's second layer folded in: (W_ih W2, W_ih b2 + ``bias``)."""
+        _, _, second = self.embed
+        w_ih = self.lstm.weight_ih_l0
+        return w_ih @ second.weight, torch.addmv(bias, w_ih, second.bias)
 
     def input_gates(self, inputs: torch.Tensor) -> torch.Tensor:
         """(..., D + A) encoder inputs -> (..., 4H) the LSTM's input-side gate pre-activations
         ``W_ih x + b_ih + b_hh`` with x the embedding (its second layer folded in as in :meth:`context_reversed`)."""
-        first, _, second = self.embed
-        lstm = self.lstm
-        weight = lstm.weight_ih_l0 @ second.weight
-        bias = torch.addmv(lstm.bias_ih_l0 + lstm.bias_hh_l0, lstm.weight_ih_l0, second.bias)
-        return F.linear(torch.relu(first(inputs)), weight, bias)
+        weight, bias = self._folded_input_weights(self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0)
+        return F.linear(torch.relu(self.embed[0](inputs)), weight, bias)
 
     def head_input(self, inputs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """The head's first layer applied to the backward summaries alone, ``W_e e_t + b_e`` (its columns for e_t and

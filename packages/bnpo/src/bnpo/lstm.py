@@ -30,7 +30,7 @@ class _LSTMHeadInput(torch.autograd.Function):
         four_h = gates.shape[-1]
         h = four_h // 4
         # act: (T, B, 4H) pre-activations, the g block doubled so that one sigmoid gives tanh as 2 s - 1
-        act = (gates.clone() if index is None else gates.index_select(0, index)).view(steps, batch, four_h)
+        act = gates.index_select(0, index).view(steps, batch, four_h)
         act.view(steps, batch, 4, h)[:, :, 2].mul_(2.0)
         w_rec_t = w_hh.t().clone()
         w_rec_t[:, 2 * h : 3 * h] *= 2.0
@@ -86,16 +86,13 @@ class _LSTMHeadInput(torch.autograd.Function):
             z.mul_(carried)
         flat_z = grad_z.view(steps * batch, four_h)
         grad_w_hh = torch.mm(grad_z[1:].view(-1, four_h).t(), hs[:-1].reshape(-1, h))
-        if index is None:
-            grad_gates = flat_z
-        else:
-            grad_gates = flat_z.new_zeros(ctx.n_rows, four_h).index_add_(0, index, flat_z)
+        grad_gates = flat_z.new_zeros(ctx.n_rows, four_h).index_add_(0, index, flat_z)
         return grad_gates, None, None, None, grad_w_hh, grad_w_e, grad_b_e
 
 
 def lstm_head_input(
     gates: torch.Tensor,
-    index: torch.Tensor | None,
+    index: torch.Tensor,
     steps: int,
     batch: int,
     w_hh: torch.Tensor,
@@ -105,10 +102,9 @@ def lstm_head_input(
     """``W_e h_n + b_e`` for every step n of a one-layer LSTM (zero initial state) run over steps 0, ..., T-1.
 
     Args:
-        gates: input-side gate pre-activations ``x W_ih^T + b_ih + b_hh``, (R, 4H) float, gate order i, f, g, o:
-            with ``index`` None, R = T B rows in time-major order (row n B + b is step n of sequence b); otherwise
-            any R rows (e.g. one per distinct input) of which step n of sequence b reads row ``index[n B + b]``.
-        index: (T B,) int64 or None.
+        gates: input-side gate pre-activations ``x W_ih^T + b_ih + b_hh``, (R, 4H) float, gate order i, f, g, o: any
+            R rows (e.g. one per distinct input), of which step n of sequence b reads row ``index[n B + b]``.
+        index: (T B,) int64 (``torch.arange(T * B)`` for rows already in time-major order).
         steps, batch: T and B.
         w_hh: (4H, H) the LSTM's recurrent weights.
         w_e, b_e: (H', H) and (H',) the head's weights for the LSTM state and its bias.
